@@ -1,0 +1,29 @@
+# Task runner. `make run` and `make test` each create .venv and install the project first.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: setup run test lint bench bench-quick bundle pyto clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: setup
+	$(PY) -m app $(ARGS)
+
+test: setup
+	$(PY) -m ruff check .
+	QT_QPA_PLATFORM=offscreen OMP_WAIT_POLICY=passive $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+
+clean:
+	rm -rf $(VENV) build dist .pytest_cache

@@ -1,0 +1,34 @@
+"""Where settings, history and downloaded models live."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+APP_NAME = "LlavaCam"
+DATA_DIR_ENV = "LLAVACAM_DATA_DIR"
+
+
+def data_dir(override: str | os.PathLike[str] | None = None) -> Path:
+    """The per-user data dir, or `override` / $LLAVACAM_DATA_DIR when given. Created on demand."""
+    chosen = override or os.environ.get(DATA_DIR_ENV)
+    if chosen:
+        path = Path(chosen).expanduser()
+    else:
+        from platformdirs import user_data_dir
+
+        path = Path(user_data_dir(APP_NAME, appauthor=False))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def models_dir(base: Path) -> Path:
+    path = base / "models"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def source_checkout_models_dir() -> Path | None:
+    """`models/` of a source checkout, searched too when running from one."""
+    candidate = Path(__file__).resolve().parents[2] / "models"
+    return candidate if (candidate / "README.md").exists() else None
