@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -68,6 +69,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("llavacam: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug of ours: one line for the user, the traceback on request
+        if os.environ.get("LLAVACAM_DEBUG"):
+            raise
+        print(f"llavacam: unexpected error: {type(exc).__name__}: {exc} (set LLAVACAM_DEBUG=1 for details)",
+              file=sys.stderr)
+        return 1
 
 
 def main_gui() -> int:

@@ -26,3 +26,7 @@ class PromptTooLongError(LlavaCamError):
 
 class EngineError(LlavaCamError):
     """llama.cpp refused an operation (load, encode, decode)."""
+
+
+class SettingsError(LlavaCamError, ValueError):
+    """A setting is out of range (temperature, top_p, max tokens...)."""

@@ -1,0 +1,113 @@
+"""`llavacam ask`: headless questions about one image, one turn per `-q`, answers streamed to stdout.
+
+The JSON output is a contract other tools (benchmarks, scripts) rely on: one object per turn, one per line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from app.core.errors import LlavaCamError
+
+
+def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    parser = subparsers.add_parser(
+        "ask",
+        parents=[common],
+        help="ask about an image from the terminal",
+        description="Ask questions about an image; each -q is one turn of the same conversation.",
+    )
+    parser.add_argument("--model", metavar="TEXT.gguf", help="text model GGUF")
+    parser.add_argument("--mmproj", metavar="MMPROJ.gguf", help="vision projector GGUF (omit for text-only)")
+    parser.add_argument("--model-id", metavar="ID", help="an installed model pair (see `llavacam models list`)")
+    parser.add_argument("--catalog", metavar="FILE", help="model catalog TOML replacing the built-in one")
+    parser.add_argument("--image", metavar="IMG", help="the image to ask about (omit for a text-only question)")
+    parser.add_argument("-q", "--question", action="append", default=[], metavar="QUESTION", help="a question (repeat)")
+    parser.add_argument("--system", metavar="S", help="system prompt")
+    parser.add_argument("--max-tokens", type=int, default=256, metavar="N")
+    parser.add_argument("--temperature", type=float, default=0.2, metavar="T", help="0 for greedy (deterministic)")
+    parser.add_argument("--top-p", type=float, default=0.95, metavar="P")
+    parser.add_argument("--seed", type=int, default=None, metavar="S")
+    parser.add_argument("--n-ctx", type=int, default=4096, metavar="N", help="context size in tokens")
+    parser.add_argument("--threads", type=int, default=None, metavar="N")
+    parser.add_argument("--template", default=None, help="chat template family (tinyllama, vicuna, chatml, auto)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per turn on stdout")
+    parser.add_argument("--verbose", action="store_true", help="show llama.cpp's own log")
+    parser.set_defaults(func=run)
+
+
+def _resolve_model(args: argparse.Namespace) -> tuple[str, str | None, str | None]:
+    """(text model, mmproj, template family) from --model/--mmproj or --model-id."""
+    if args.model_id:
+        if args.model:
+            raise LlavaCamError("give either --model or --model-id, not both")
+        from app.core.model_store import resolve_installed
+
+        resolved = resolve_installed(args.model_id, data_dir=getattr(args, "data_dir", None), catalog=args.catalog)
+        return str(resolved.text), str(resolved.mmproj) if resolved.mmproj else None, resolved.template
+    if not args.model:
+        raise LlavaCamError("give a model: --model TEXT.gguf [--mmproj MMPROJ.gguf], or --model-id ID")
+    return args.model, args.mmproj, None
+
+
+def run(args: argparse.Namespace) -> int:
+    from app.core.engine import Engine, EngineConfig
+    from app.core.images import load_image
+    from app.core.sampling import SamplingSettings
+    from app.core.templates import DEFAULT_SYSTEM_PROMPT
+
+    questions = args.question or (["Describe this image."] if args.image else [])
+    if not questions:
+        raise LlavaCamError("give a question with -q")
+    # Read the image before loading the model, so a bad image fails in milliseconds, not seconds.
+    image = load_image(args.image) if args.image else None
+    text_model, mmproj, family = _resolve_model(args)
+    if image is not None and not mmproj:
+        raise LlavaCamError("asking about an image needs the vision projector: add --mmproj MMPROJ.gguf")
+    sampling = SamplingSettings(
+        temperature=args.temperature, top_p=args.top_p, seed=args.seed, max_tokens=args.max_tokens
+    )
+    config = EngineConfig(
+        n_ctx=args.n_ctx,
+        n_threads=args.threads,
+        template=args.template or family,
+        system_prompt=args.system if args.system is not None else DEFAULT_SYSTEM_PROMPT,
+        verbose=args.verbose,
+    )
+    with Engine(text_model, mmproj, config) as engine:
+        for index, question in enumerate(questions, start=1):
+            turn = engine.ask(question, image if index == 1 else None, sampling)
+            try:
+                if args.json:
+                    stats = turn.wait()
+                    record: dict[str, Any] = {
+                        "turn": index,
+                        "question": question,
+                        "answer": turn.text,
+                        "tokens": list(turn.tokens),
+                        "image_encode_ms": round(stats.image_encode_ms, 3),
+                        "prompt_tokens": stats.prompt_tokens,
+                        "prefill_ms": round(stats.prefill_ms, 3),
+                        "ttft_ms": round(stats.ttft_ms, 3),
+                        "decode_tokens": stats.decode_tokens,
+                        "decode_tok_s": round(stats.decode_tok_s, 3),
+                        "image_cached": stats.image_cached,
+                        "context_rebuilt": stats.context_rebuilt,
+                        "finish_reason": stats.finish_reason,
+                    }
+                    print(json.dumps(record, ensure_ascii=False), flush=True)
+                else:
+                    if len(questions) > 1:
+                        print(f"> {question}", flush=True)
+                    for piece in turn:
+                        sys.stdout.write(piece)
+                        sys.stdout.flush()
+                    sys.stdout.write("\n")
+                    sys.stdout.flush()
+            except KeyboardInterrupt:
+                turn.cancel()
+                raise
+    return 0

@@ -1,0 +1,54 @@
+"""Sampling settings shared by the window, the CLI and the server."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from app.core.errors import SettingsError
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """How the next token is chosen. `temperature == 0` is plain greedy: argmax, no penalties."""
+
+    temperature: float = 0.2
+    top_p: float = 0.95
+    top_k: int = 40
+    min_p: float = 0.05
+    repeat_penalty: float = 1.1
+    seed: int | None = None
+    max_tokens: int = 512
+    stop: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0:
+            raise SettingsError("temperature must be 0 or more")
+        if not 0.0 < self.top_p <= 1.0:
+            raise SettingsError("top_p must be in (0, 1]")
+        if self.max_tokens < 1:
+            raise SettingsError("max_tokens must be at least 1")
+        if self.repeat_penalty <= 0:
+            raise SettingsError("repeat_penalty must be positive")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= 0
+
+    def with_(self, **changes: Any) -> SamplingSettings:
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["stop"] = list(self.stop)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SamplingSettings:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        if "stop" in known:
+            known["stop"] = tuple(known["stop"] or ())
+        return cls(**known)
+
+
+GREEDY = SamplingSettings(temperature=0.0)

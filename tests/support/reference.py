@@ -1,0 +1,112 @@
+"""An independent from-scratch evaluation of a token history, written straight against llama.cpp.
+
+It shares no code with app.core.engine: token runs go through llama_batch_get_one, each image through
+llama.cpp's own `mtmd_helper_eval_chunk_single` (encode + decode in one call), and the next token is the
+argmax of the logits computed with numpy. Tests compare the engine's incremental, cache-reusing turns with it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def greedy_from_scratch(
+    text_model: Path,
+    mmproj: Path | None,
+    history: Sequence[int | str],
+    images: Mapping[str, Image.Image],
+    n_tokens: int,
+    *,
+    n_ctx: int = 4096,
+) -> list[int]:
+    """Evaluate `history` (token ids and "image:<digest>") in a fresh context; greedy-generate `n_tokens`.
+
+    Generation stops early at an end-of-generation token, which is not returned.
+    """
+    import llama_cpp
+    import llama_cpp.mtmd_cpp as mtmd
+
+    llama_cpp.llama_backend_init()
+    model = llama_cpp.llama_model_load_from_file(str(text_model).encode(), llama_cpp.llama_model_default_params())
+    params = llama_cpp.llama_context_default_params()
+    params.n_ctx = n_ctx
+    params.n_batch = 512
+    params.n_ubatch = 512
+    ctx = llama_cpp.llama_init_from_model(model, params)
+    vocab = llama_cpp.llama_model_get_vocab(model)
+    n_vocab = llama_cpp.llama_vocab_n_tokens(vocab)
+    mctx = None
+    if mmproj is not None:
+        mparams = mtmd.mtmd_context_params_default()
+        mparams.print_timings = False
+        mctx = mtmd.mtmd_init_from_file(str(mmproj).encode(), model, mparams)
+    n_past = 0
+    keep_alive: list[object] = []
+
+    def decode(tokens: list[int]) -> None:
+        nonlocal n_past
+        array = (llama_cpp.llama_token * len(tokens))(*tokens)
+        keep_alive.append(array)
+        batch = llama_cpp.llama_batch_get_one(array, len(tokens))
+        assert llama_cpp.llama_decode(ctx, batch) == 0
+        n_past += len(tokens)
+
+    def eval_image(image: Image.Image) -> None:
+        nonlocal n_past
+        rgb = image.convert("RGB")
+        data = rgb.tobytes()
+        pixels = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
+        bitmap = mtmd.mtmd_bitmap_init(rgb.width, rgb.height, pixels)
+        chunks = mtmd.mtmd_input_chunks_init()
+        marker = mtmd.mtmd_default_marker()
+        text = mtmd.mtmd_input_text()
+        text.text = marker
+        text.text_len = len(marker)
+        text.add_special = False
+        text.parse_special = True
+        bitmaps = (mtmd.mtmd_bitmap_p_ctypes * 1)(bitmap)
+        assert mtmd.mtmd_tokenize(mctx, chunks, ctypes.byref(text), bitmaps, 1) == 0
+        for i in range(mtmd.mtmd_input_chunks_size(chunks)):
+            chunk = mtmd.mtmd_input_chunks_get(chunks, i)
+            assert mtmd.mtmd_input_chunk_get_type(chunk) == mtmd.MTMD_INPUT_CHUNK_TYPE_IMAGE
+            new_n_past = llama_cpp.llama_pos(0)
+            assert (
+                mtmd.mtmd_helper_eval_chunk_single(mctx, ctx, chunk, n_past, 0, 512, False, ctypes.byref(new_n_past))
+                == 0
+            )
+            n_past = new_n_past.value
+        mtmd.mtmd_input_chunks_free(chunks)
+        mtmd.mtmd_bitmap_free(bitmap)
+
+    try:
+        run: list[int] = []
+        for unit in history:
+            if isinstance(unit, int):
+                run.append(unit)
+                continue
+            if run:
+                decode(run)
+                run = []
+            eval_image(images[unit.removeprefix("image:")])
+        if run:
+            decode(run)
+        generated: list[int] = []
+        for _ in range(n_tokens):
+            logits = llama_cpp.llama_get_logits_ith(ctx, -1)
+            row = np.ctypeslib.as_array(logits, shape=(n_vocab,))
+            token = int(np.argmax(row))
+            if llama_cpp.llama_vocab_is_eog(vocab, token):
+                break
+            generated.append(token)
+            decode([token])
+        return generated
+    finally:
+        if mctx is not None:
+            mtmd.mtmd_free(mctx)
+        llama_cpp.llama_free(ctx)
+        llama_cpp.llama_model_free(model)

@@ -1,0 +1,318 @@
+"""The engine on a real (tiny, generated) LLaVA pair: streaming, determinism, cache reuse, prepare, cancel."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from PIL import Image
+
+from app.core.engine import Engine, EngineConfig, PastTurn
+from app.core.errors import EngineError, ModelFileError, PromptTooLongError
+from app.core.images import load_image
+from app.core.sampling import GREEDY, SamplingSettings
+from tests.support.reference import greedy_from_scratch
+
+
+def gradient(width: int, height: int, flip: bool = False) -> Image.Image:
+    image = Image.new("RGB", (width, height))
+    for x in range(width):
+        for y in range(height):
+            r = 255 - x * 255 // width if flip else x * 255 // width
+            image.putpixel((x, y), (r, y * 255 // height, 128))
+    return image
+
+
+def checkerboard(width: int, height: int, cell: int = 4) -> Image.Image:
+    image = Image.new("RGB", (width, height))
+    for x in range(width):
+        for y in range(height):
+            on = (x // cell + y // cell) % 2
+            image.putpixel((x, y), (250, 240, 10) if on else (10, 20, 200))
+    return image
+
+
+@pytest.fixture
+def red_image() -> Image.Image:
+    return gradient(48, 40)
+
+
+@pytest.fixture
+def blue_image() -> Image.Image:
+    return checkerboard(40, 48)
+
+
+@pytest.fixture
+def engine(tiny_models):
+    with Engine(tiny_models.text, tiny_models.mmproj, EngineConfig(n_ctx=2048, n_threads=2)) as eng:
+        yield eng
+
+
+def greedy(max_tokens: int = 24, **changes) -> SamplingSettings:
+    return GREEDY.with_(max_tokens=max_tokens, **changes)
+
+
+def reference_for(engine: Engine, turn, images: dict, tiny_models, n_ctx: int = 2048) -> list[int]:
+    history = engine.evaluated_units()[: turn.prompt_units]
+    by_digest = {load_image(img).digest: img for img in images}
+    return greedy_from_scratch(tiny_models.text, tiny_models.mmproj, history, by_digest, len(turn.tokens), n_ctx=n_ctx)
+
+
+def test_answer_streams_in_pieces_that_add_up_to_the_answer(engine, red_image):
+    turn = engine.ask("What is this?", red_image, greedy(32))
+    pieces = list(turn)
+    stats = turn.stats
+    assert stats is not None
+    assert len(pieces) > 1, "the answer should arrive token by token, not in one piece"
+    assert "".join(pieces) == turn.text
+    assert stats.decode_tokens == len(turn.tokens) > 1
+    assert stats.image_encode_ms > 0 and not stats.image_cached
+    assert stats.ttft_ms > 0 and stats.prefill_ms > 0 and stats.decode_tok_s > 0
+    assert stats.finish_reason in {"stop", "length"}
+
+
+def test_greedy_answers_are_deterministic(engine, red_image):
+    first = engine.ask("What is this?", red_image, greedy())
+    first.wait()
+    engine.new_chat().result()
+    second = engine.ask("What is this?", red_image, greedy())
+    second.wait()
+    assert first.tokens == second.tokens
+    assert len(first.tokens) > 0
+
+
+def test_different_images_give_different_answers(engine, red_image, blue_image):
+    red = engine.ask("What is this?", red_image, greedy())
+    red.wait()
+    engine.new_chat().result()
+    blue = engine.ask("What is this?", blue_image, greedy())
+    blue.wait()
+    assert red.tokens != blue.tokens
+
+
+def test_first_turn_matches_from_scratch_evaluation(engine, red_image, tiny_models):
+    turn = engine.ask("What is this?", red_image, greedy())
+    turn.wait()
+    history = engine.evaluated_units()[: turn.prompt_units]
+    assert history[0] == 1, "the prompt starts with BOS"
+    assert sum(1 for u in history if isinstance(u, str)) == 1, "exactly one image in the prompt"
+    assert turn.tokens == reference_for(engine, turn, [red_image], tiny_models)
+
+
+def test_follow_up_reuses_the_cache_and_matches_from_scratch(engine, red_image, tiny_models):
+    first = engine.ask("What is this?", red_image, greedy())
+    first_stats = first.wait()
+    kv_after_first = engine.evaluated_units()
+    follow = engine.ask("What colour is it?", None, greedy())
+    stats = follow.wait()
+
+    assert stats.image_encode_ms == 0 and stats.image_cached, "the image must not be encoded again"
+    units = engine.evaluated_units()
+    assert units[: len(kv_after_first)] == kv_after_first, "the first turn stays in the cache untouched"
+    # Only the new text (plus the last answer token, fed once its end-of-turn follows) is evaluated.
+    new_units = follow.prompt_units - len(kv_after_first)
+    assert stats.prompt_tokens == new_units
+    assert stats.prompt_tokens < first_stats.prompt_tokens
+    assert follow.tokens == reference_for(engine, follow, [red_image], tiny_models)
+
+    third = engine.ask("And what else?", None, greedy())
+    third_stats = third.wait()
+    assert third_stats.image_cached and third_stats.image_encode_ms == 0
+    assert third.tokens == reference_for(engine, third, [red_image], tiny_models)
+
+
+def test_new_image_in_a_later_turn_is_encoded_and_appended(engine, red_image, blue_image, tiny_models):
+    engine.ask("What is this?", red_image, greedy()).wait()
+    before = engine.evaluated_units()
+    second = engine.ask("And this one?", blue_image, greedy())
+    stats = second.wait()
+    assert stats.image_encode_ms > 0 and not stats.image_cached
+    units = engine.evaluated_units()
+    assert units[: len(before)] == before
+    images = [u for u in units if isinstance(u, str)]
+    assert len(images) == 2 and images[0] != images[1]
+    assert second.tokens == reference_for(engine, second, [red_image, blue_image], tiny_models)
+
+
+def test_prepared_image_leaves_only_the_question_to_evaluate(engine, tiny_models, red_image):
+    future = engine.prepare(red_image)
+    assert future.result(timeout=60) is True
+    prepared_units = engine.evaluated_units()
+    assert isinstance(prepared_units[-1], str), "preparation evaluates the prompt through the image"
+    turn = engine.ask("What is this?", red_image, greedy())
+    stats = turn.wait()
+    assert stats.image_encode_ms == 0
+    assert stats.prompt_tokens == turn.prompt_units - len(prepared_units)
+
+    with Engine(tiny_models.text, tiny_models.mmproj, EngineConfig(n_ctx=2048, n_threads=2)) as fresh:
+        unprepared = fresh.ask("What is this?", red_image, greedy())
+        unprepared.wait()
+        assert fresh.evaluated_units()[: unprepared.prompt_units] == engine.evaluated_units()[: turn.prompt_units]
+    assert turn.tokens == unprepared.tokens, "prepared or not, the answer is token-identical"
+
+
+def test_question_asked_during_preparation_waits_for_it(engine, red_image):
+    future = engine.prepare(red_image)
+    turn = engine.ask("What is this?", red_image, greedy())  # queued behind the preparation
+    stats = turn.wait()
+    assert future.result(timeout=60) is True, "the preparation was not started over or abandoned"
+    assert stats.image_encode_ms == 0
+
+
+def test_new_preparation_replaces_the_old_one(engine, red_image, blue_image, tiny_models):
+    engine.prepare(red_image)
+    engine.prepare(blue_image).result(timeout=60)
+    turn = engine.ask("What is this?", blue_image, greedy())
+    turn.wait()
+    images = [u for u in engine.evaluated_units() if isinstance(u, str)]
+    assert images == [f"image:{load_image(blue_image).digest}"]
+    assert turn.tokens == reference_for(engine, turn, [blue_image], tiny_models)
+
+
+def test_cancel_stops_within_one_token(engine, red_image):
+    turn = engine.ask("Tell me everything.", red_image, SamplingSettings(temperature=0.8, seed=7, max_tokens=400))
+    seen_at_cancel = None
+    for _piece in turn:
+        if seen_at_cancel is None:
+            seen_at_cancel = len(turn.tokens)
+            turn.cancel()
+    assert turn.stats is not None
+    assert turn.stats.finish_reason == "cancelled"
+    assert seen_at_cancel is not None
+    assert len(turn.tokens) <= seen_at_cancel + 1
+
+
+def test_cancel_from_another_thread_via_engine(engine, red_image):
+    turn = engine.ask("Tell me everything.", red_image, SamplingSettings(temperature=0.8, seed=3, max_tokens=400))
+    first_piece = threading.Event()
+
+    def consume() -> None:
+        for _ in turn:
+            first_piece.set()
+
+    consumer = threading.Thread(target=consume)
+    consumer.start()
+    assert first_piece.wait(60)
+    engine.cancel()
+    consumer.join(60)
+    assert turn.stats is not None and turn.stats.finish_reason == "cancelled"
+    assert len(turn.tokens) < 400
+    # The engine keeps working after a cancel, and the stopped answer stays in the conversation.
+    engine.ask("Shorter please.", None, greedy(8)).wait()
+    assert [t.question for t in engine.history] == ["Tell me everything.", "Shorter please."]
+
+
+def test_context_overflow_rebuilds_from_recent_turns_and_keeps_the_image(tiny_models, red_image):
+    config = EngineConfig(n_ctx=256, n_threads=2)
+    with Engine(tiny_models.text, tiny_models.mmproj, config) as engine:
+        first = engine.ask("What is this picture showing us here?", red_image, greedy(40))
+        first.wait()
+        rebuilt = None
+        for i in range(12):
+            turn = engine.ask(f"Question number {i}: tell me more about it?", None, greedy(40))
+            stats = turn.wait()
+            if stats.context_rebuilt:
+                rebuilt = turn
+                break
+        assert rebuilt is not None, "a long conversation in a 256-token context must be rebuilt"
+        assert rebuilt.stats.dropped_turns >= 1
+        units = engine.evaluated_units()
+        assert sum(1 for u in units if isinstance(u, str)) == 1, "the current image stays after a rebuild"
+        assert len(engine.history) < i + 2
+        assert rebuilt.tokens == reference_for(engine, rebuilt, [red_image], tiny_models, n_ctx=256)
+
+
+def test_prompt_too_long_for_the_context_is_a_clear_error(tiny_models, red_image):
+    with Engine(tiny_models.text, tiny_models.mmproj, EngineConfig(n_ctx=128, n_threads=2)) as engine:
+        turn = engine.ask("why " * 400, red_image, greedy())
+        with pytest.raises(PromptTooLongError, match="context holds 128"):
+            turn.wait()
+        # Nothing was lost: the engine still answers a question that fits.
+        ok = engine.ask("What is this?", red_image, greedy(8))
+        ok.wait()
+        assert [t.question for t in engine.history] == ["What is this?"]
+
+
+def test_stop_string_ends_the_answer_before_it(engine, red_image):
+    probe = engine.ask("What is this?", red_image, greedy(40))
+    probe.wait()
+    text = probe.text
+    assert len(text) > 6
+    stop = text[len(text) // 2 : len(text) // 2 + 3]
+    engine.new_chat().result()
+    turn = engine.ask("What is this?", red_image, greedy(40, stop=(stop,)))
+    stats = turn.wait()
+    assert stats.finish_reason == "stop"
+    assert stop not in turn.text
+    assert text.startswith(turn.text)
+
+
+def test_max_tokens_bounds_the_answer(engine, red_image):
+    turn = engine.ask("What is this?", red_image, SamplingSettings(temperature=0.7, seed=1, max_tokens=5))
+    stats = turn.wait()
+    assert stats.decode_tokens <= 5
+    if stats.decode_tokens == 5:
+        assert stats.finish_reason == "length"
+
+
+def test_seeded_sampling_is_reproducible(engine, red_image):
+    settings = SamplingSettings(temperature=0.9, seed=1234, max_tokens=24)
+    a = engine.ask("What is this?", red_image, settings)
+    a.wait()
+    engine.new_chat().result()
+    b = engine.ask("What is this?", red_image, settings)
+    b.wait()
+    assert a.tokens == b.tokens
+
+
+def test_regenerate_replaces_the_last_answer(engine, red_image):
+    engine.ask("What is this?", red_image, greedy()).wait()
+    again = engine.regenerate(SamplingSettings(temperature=0.9, seed=5, max_tokens=16))
+    again.wait()
+    history = engine.history
+    assert [t.question for t in history] == ["What is this?"]
+    assert history[0].answer == again.text
+
+
+def test_set_history_continues_a_stored_chat(engine, red_image, tiny_models):
+    first = engine.ask("What is this?", red_image, greedy())
+    first.wait()
+    stored = engine.history
+    with Engine(tiny_models.text, tiny_models.mmproj, EngineConfig(n_ctx=2048, n_threads=2)) as other:
+        other.set_history([PastTurn(t.question, t.answer, load_image(red_image)) for t in stored]).result()
+        cont = other.ask("And the colour?", None, greedy())
+        cont.wait()
+        assert [t.question for t in other.history] == ["What is this?", "And the colour?"]
+        assert cont.tokens == reference_for(other, cont, [red_image], tiny_models)
+
+
+def test_text_only_question_without_mmproj(tiny_models):
+    with Engine(tiny_models.text, None, EngineConfig(n_ctx=512, n_threads=2)) as engine:
+        turn = engine.ask("Hello there?", None, greedy(8))
+        turn.wait()
+        assert turn.tokens
+        with pytest.raises(EngineError, match="no vision projector"):
+            engine.ask("What is this?", Image.new("RGB", (8, 8)))
+
+
+def test_bad_model_files_raise_model_file_error_and_keep_the_process_alive(tmp_path, tiny_models, mismatched_mmproj):
+    with pytest.raises(ModelFileError, match="no such file|not found|does not exist"):
+        Engine(tmp_path / "missing.gguf", None)
+    html = tmp_path / "page.gguf"
+    html.write_text("<!DOCTYPE html><html><body>Sign in</body></html>")
+    with pytest.raises(ModelFileError, match="page.gguf"):
+        Engine(html, None)
+    with pytest.raises(ModelFileError):
+        Engine(tiny_models.text, mismatched_mmproj)
+    with pytest.raises(ModelFileError):
+        Engine(tiny_models.mmproj, tiny_models.text)
+    # Still alive and able to load a good pair.
+    with Engine(tiny_models.text, tiny_models.mmproj, EngineConfig(n_ctx=512)) as engine:
+        assert engine.info.has_vision
+
+
+def test_closed_engine_refuses_work(tiny_models, red_image):
+    engine = Engine(tiny_models.text, tiny_models.mmproj, EngineConfig(n_ctx=512))
+    engine.close()
+    with pytest.raises(EngineError, match="closed"):
+        engine.ask("What is this?", red_image)
