@@ -1,0 +1,95 @@
+"""Chat templates: the TinyLlama prompt must be byte-exact; Vicuna never for TinyLlama."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.core.stops import StopMatcher
+from app.core.templates import (
+    DEFAULT_SYSTEM_PROMPT,
+    IMAGE_MARKER,
+    TINYLLAMA_TEMPLATE,
+    ChatMessage,
+    ChatTemplate,
+    TemplateError,
+    guess_family,
+    user_content,
+)
+
+EXPECTED_FIRST_TURN = (
+    f"<|system|>\n{DEFAULT_SYSTEM_PROMPT}</s>\n<|user|>\n{IMAGE_MARKER}\nWhat is this?</s>\n<|assistant|>\n"
+)
+
+
+def first_turn(template: ChatTemplate) -> str:
+    return template.render(
+        [ChatMessage("system", DEFAULT_SYSTEM_PROMPT), ChatMessage("user", user_content("What is this?", True))]
+    )
+
+
+def test_builtin_tinyllama_first_turn_is_byte_exact():
+    assert first_turn(ChatTemplate.for_model(None, family="tinyllama")) == EXPECTED_FIRST_TURN
+
+
+def test_gguf_template_of_the_tiny_model_gives_the_same_prompt(tiny_models):
+    from app.core.modelfile import inspect_text_model
+
+    info = inspect_text_model(tiny_models.text)
+    template = ChatTemplate.for_model(info.chat_template)
+    assert template.family == "gguf"
+    assert first_turn(template) == EXPECTED_FIRST_TURN
+
+
+def test_default_system_prompt_is_the_original_apps():
+    assert DEFAULT_SYSTEM_PROMPT == (
+        "A chat between a curious human and an artificial intelligence assistant. "
+        "The assistant gives helpful, detailed, and polite answers to the human's questions."
+    )
+
+
+@pytest.mark.parametrize("name", ["TinyLlama-1.1B-Chat", "tinyllava-1.1B.Q4_k_m.gguf", "mmproj-tinymodel-f16"])
+def test_tinyllama_models_never_get_vicuna(name):
+    template = ChatTemplate.for_model(None, model_names=[name])
+    assert template.family == "tinyllama"
+    assert "USER:" not in first_turn(template)
+
+
+def test_vicuna_only_for_vicuna_models():
+    assert guess_family("llava-v1.5-7b") == "vicuna"
+    assert guess_family("SmolVLM-500M-Instruct") == "chatml"
+
+
+def test_follow_up_render_extends_the_first_turn_prompt():
+    template = ChatTemplate.for_model(TINYLLAMA_TEMPLATE)
+    messages = [ChatMessage("system", "S"), ChatMessage("user", user_content("Q1", True))]
+    first = template.render(messages)
+    second = template.render([*messages, ChatMessage("assistant", "A1"), ChatMessage("user", "Q2")])
+    assert second.startswith(first + "A1</s>\n<|user|>\nQ2</s>\n<|assistant|>\n")
+
+
+def test_template_without_system_role_folds_system_into_first_user_turn():
+    strict = (
+        "{% for m in messages %}{% if m['role'] == 'system' %}{{ raise_exception('no system') }}{% endif %}"
+        "[{{ m['role'] }}]{{ m['content'] }}{% endfor %}"
+    )
+    template = ChatTemplate.for_model(strict)
+    text = template.render_with_system_fallback("Be brief.", [ChatMessage("user", "Hi")])
+    assert text == "[user]Be brief.\n\nHi"
+
+
+def test_broken_template_is_a_clear_error():
+    with pytest.raises(TemplateError, match="not valid Jinja"):
+        ChatTemplate.for_model("{% for %}").render([ChatMessage("user", "x")])
+    with pytest.raises(TemplateError, match="unknown template family"):
+        ChatTemplate.for_model(None, family="klingon")
+
+
+def test_stop_matcher_holds_back_partial_stop_strings():
+    matcher = StopMatcher(["<|user|>"])
+    assert matcher.feed("Hello <|") == ("Hello ", False)
+    assert matcher.feed("us") == ("", False)
+    assert matcher.feed("er|> more") == ("", True)
+    other = StopMatcher(["<|user|>"])
+    assert other.feed("a <|") == ("a ", False)
+    assert other.feed("b") == ("<|b", False)
+    assert other.flush() == ""
