@@ -437,7 +437,7 @@ class Engine:
     def _generate(self, turn: Turn, sampling: SamplingSettings, stats: TurnStats) -> None:
         native = self._native
         question = turn.question.replace(IMAGE_MARKER, "")  # typed text must not open an image slot
-        reserve = min(sampling.max_tokens, self.config.n_ctx // 4)
+        reserve = min(sampling.max_tokens, native.n_ctx // 4)
         turns, segs, dropped = self._fit(
             [*self._turns, _TurnRecord(question, turn.image, None)], reserve, require_question=True
         )
@@ -537,7 +537,7 @@ class Engine:
         text = self._render(pending)
         through_image = text[: text.rfind(IMAGE_MARKER) + len(IMAGE_MARKER)]
         segs = self._plan(through_image, [t.image for t in pending if t.image is not None])
-        if sum(self._positions(u) for s in segs for u in s.units) + self.config.n_ctx // 4 > self._native.n_ctx:
+        if sum(self._positions(u) for s in segs for u in s.units) + self._native.n_ctx // 4 > self._native.n_ctx:
             return False  # the question will need a rebuild of the context; nothing to gain now
         try:
             self._evaluate(segs, need_logits=False, stats=TurnStats(), should_stop=superseded)

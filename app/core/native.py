@@ -100,9 +100,10 @@ class NativeModel:
             llama_cpp.llama_model_free(self.model)
             raise EngineError(f"llama.cpp could not create a context of {n_ctx} tokens (out of memory?)")
         self.n_ctx = llama_cpp.llama_n_ctx(self.ctx)
-        self.n_batch = n_batch
+        # llama.cpp may round n_ctx up and clamp n_batch to the requested context: use what it chose.
+        self.n_batch = min(llama_cpp.llama_n_batch(self.ctx), llama_cpp.llama_n_ubatch(self.ctx))
         self.memory = llama_cpp.llama_get_memory(self.ctx)
-        self._batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
+        self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
 
         self.mctx: Any = None
         if mmproj_path is not None:
@@ -234,7 +235,16 @@ class NativeModel:
         new_n_past = self._ll.llama_pos(0)
         ptr = embedding.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
         result = self._mtmd.mtmd_helper_decode_image_chunk(
-            self.mctx, self.ctx, chunk.handle, ptr, n_past, 0, self.n_batch, ctypes.byref(new_n_past), None, None
+            self.mctx,
+            self.ctx,
+            chunk.handle,
+            ptr,
+            n_past,
+            0,
+            self.n_batch,
+            ctypes.byref(new_n_past),
+            self._mtmd.mtmd_helper_post_decode_callback(),  # a NULL callback
+            None,
         )
         if result != 0:
             raise EngineError(f"llama.cpp could not take the image embeddings (code {result})")

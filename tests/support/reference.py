@@ -96,14 +96,15 @@ def greedy_from_scratch(
         if run:
             decode(run)
         generated: list[int] = []
-        for _ in range(n_tokens):
+        for step in range(n_tokens):
             logits = llama_cpp.llama_get_logits_ith(ctx, -1)
             row = np.ctypeslib.as_array(logits, shape=(n_vocab,))
             token = int(np.argmax(row))
             if llama_cpp.llama_vocab_is_eog(vocab, token):
                 break
             generated.append(token)
-            decode([token])
+            if step + 1 < n_tokens:
+                decode([token])
         return generated
     finally:
         if mctx is not None:
