@@ -72,8 +72,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug of ours: one line for the user, the traceback on request
         if os.environ.get("LLAVACAM_DEBUG"):
             raise
-        print(f"llavacam: unexpected error: {type(exc).__name__}: {exc} (set LLAVACAM_DEBUG=1 for details)",
-              file=sys.stderr)
+        print(
+            f"llavacam: unexpected error: {type(exc).__name__}: {exc} (set LLAVACAM_DEBUG=1 for details)",
+            file=sys.stderr,
+        )
         return 1
 
 

@@ -33,15 +33,39 @@ def photo(tmp_path_factory) -> Path:
 
 def test_json_has_one_object_per_turn_and_follow_up_reuses_the_image(tiny_models, photo):
     result = run_cli(
-        "ask", "--model", str(tiny_models.text), "--mmproj", str(tiny_models.mmproj), "--image", str(photo),
-        "-q", "What is this?", "-q", "What colour is it?", "--max-tokens", "12", "--temperature", "0", "--json",
+        "ask",
+        "--model",
+        str(tiny_models.text),
+        "--mmproj",
+        str(tiny_models.mmproj),
+        "--image",
+        str(photo),
+        "-q",
+        "What is this?",
+        "-q",
+        "What colour is it?",
+        "--max-tokens",
+        "12",
+        "--temperature",
+        "0",
+        "--json",
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 2
     turns = [json.loads(line) for line in lines]
-    keys = {"turn", "question", "answer", "tokens", "image_encode_ms", "prompt_tokens", "prefill_ms", "ttft_ms",
-            "decode_tokens", "decode_tok_s"}
+    keys = {
+        "turn",
+        "question",
+        "answer",
+        "tokens",
+        "image_encode_ms",
+        "prompt_tokens",
+        "prefill_ms",
+        "ttft_ms",
+        "decode_tokens",
+        "decode_tok_s",
+    }
     for number, turn in enumerate(turns, start=1):
         assert keys <= set(turn)
         assert turn["turn"] == number
@@ -54,8 +78,22 @@ def test_json_has_one_object_per_turn_and_follow_up_reuses_the_image(tiny_models
 
 
 def test_greedy_json_is_deterministic_across_runs(tiny_models, photo):
-    args = ("ask", "--model", str(tiny_models.text), "--mmproj", str(tiny_models.mmproj), "--image", str(photo),
-            "-q", "What is this?", "--max-tokens", "10", "--temperature", "0", "--json")
+    args = (
+        "ask",
+        "--model",
+        str(tiny_models.text),
+        "--mmproj",
+        str(tiny_models.mmproj),
+        "--image",
+        str(photo),
+        "-q",
+        "What is this?",
+        "--max-tokens",
+        "10",
+        "--temperature",
+        "0",
+        "--json",
+    )
     first, second = run_cli(*args), run_cli(*args)
     assert first.returncode == second.returncode == 0
     assert json.loads(first.stdout)["tokens"] == json.loads(second.stdout)["tokens"]
@@ -63,27 +101,52 @@ def test_greedy_json_is_deterministic_across_runs(tiny_models, photo):
 
 def test_plain_output_streams_the_answer_text(tiny_models, photo):
     result = run_cli(
-        "ask", "--model", str(tiny_models.text), "--mmproj", str(tiny_models.mmproj), "--image", str(photo),
-        "-q", "What is this?", "--max-tokens", "10", "--temperature", "0",
+        "ask",
+        "--model",
+        str(tiny_models.text),
+        "--mmproj",
+        str(tiny_models.mmproj),
+        "--image",
+        str(photo),
+        "-q",
+        "What is this?",
+        "--max-tokens",
+        "10",
+        "--temperature",
+        "0",
     )
     assert result.returncode == 0, result.stderr
     json_result = run_cli(
-        "ask", "--model", str(tiny_models.text), "--mmproj", str(tiny_models.mmproj), "--image", str(photo),
-        "-q", "What is this?", "--max-tokens", "10", "--temperature", "0", "--json",
+        "ask",
+        "--model",
+        str(tiny_models.text),
+        "--mmproj",
+        str(tiny_models.mmproj),
+        "--image",
+        str(photo),
+        "-q",
+        "What is this?",
+        "--max-tokens",
+        "10",
+        "--temperature",
+        "0",
+        "--json",
     )
     assert result.stdout == json.loads(json_result.stdout)["answer"] + "\n"
 
 
 def test_text_only_question_needs_no_image_or_mmproj(tiny_models):
-    result = run_cli("ask", "--model", str(tiny_models.text), "-q", "Hello?", "--max-tokens", "5", "--json",
-                     "--temperature", "0")
+    result = run_cli(
+        "ask", "--model", str(tiny_models.text), "-q", "Hello?", "--max-tokens", "5", "--json", "--temperature", "0"
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["image_encode_ms"] == 0
 
 
 def test_python_dash_m_app_and_data_dir_after_the_subcommand(tiny_models, tmp_path):
-    result = run_cli("ask", "--data-dir", str(tmp_path), "--model", str(tiny_models.text), "-q", "Hi",
-                     "--max-tokens", "3", "--json")
+    result = run_cli(
+        "ask", "--data-dir", str(tmp_path), "--model", str(tiny_models.text), "-q", "Hi", "--max-tokens", "3", "--json"
+    )
     assert result.returncode == 0, result.stderr
 
 

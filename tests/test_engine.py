@@ -66,8 +66,11 @@ def test_answer_streams_in_pieces_that_add_up_to_the_answer(engine, red_image):
     assert len(pieces) > 1, "the answer should arrive token by token, not in one piece"
     assert "".join(pieces) == turn.text
     assert stats.decode_tokens == len(turn.tokens) > 1
-    assert stats.image_encode_ms > 0 and not stats.image_cached
-    assert stats.ttft_ms > 0 and stats.prefill_ms > 0 and stats.decode_tok_s > 0
+    assert stats.image_encode_ms > 0
+    assert not stats.image_cached
+    assert stats.ttft_ms > 0
+    assert stats.prefill_ms > 0
+    assert stats.decode_tok_s > 0
     assert stats.finish_reason in {"stop", "length"}
 
 
@@ -106,7 +109,8 @@ def test_follow_up_reuses_the_cache_and_matches_from_scratch(engine, red_image, 
     follow = engine.ask("What colour is it?", None, greedy())
     stats = follow.wait()
 
-    assert stats.image_encode_ms == 0 and stats.image_cached, "the image must not be encoded again"
+    assert stats.image_encode_ms == 0, "the image must not be encoded again"
+    assert stats.image_cached
     units = engine.evaluated_units()
     assert units[: len(kv_after_first)] == kv_after_first, "the first turn stays in the cache untouched"
     # Only the new text (plus the last answer token, fed once its end-of-turn follows) is evaluated.
@@ -117,7 +121,8 @@ def test_follow_up_reuses_the_cache_and_matches_from_scratch(engine, red_image, 
 
     third = engine.ask("And what else?", None, greedy())
     third_stats = third.wait()
-    assert third_stats.image_cached and third_stats.image_encode_ms == 0
+    assert third_stats.image_cached
+    assert third_stats.image_encode_ms == 0
     assert third.tokens == reference_for(engine, third, [red_image], tiny_models)
 
 
@@ -126,11 +131,13 @@ def test_new_image_in_a_later_turn_is_encoded_and_appended(engine, red_image, bl
     before = engine.evaluated_units()
     second = engine.ask("And this one?", blue_image, greedy())
     stats = second.wait()
-    assert stats.image_encode_ms > 0 and not stats.image_cached
+    assert stats.image_encode_ms > 0
+    assert not stats.image_cached
     units = engine.evaluated_units()
     assert units[: len(before)] == before
     images = [u for u in units if isinstance(u, str)]
-    assert len(images) == 2 and images[0] != images[1]
+    assert len(images) == 2
+    assert images[0] != images[1]
     assert second.tokens == reference_for(engine, second, [red_image, blue_image], tiny_models)
 
 
@@ -195,7 +202,8 @@ def test_cancel_from_another_thread_via_engine(engine, red_image):
     assert first_piece.wait(60)
     engine.cancel()
     consumer.join(60)
-    assert turn.stats is not None and turn.stats.finish_reason == "cancelled"
+    assert turn.stats is not None
+    assert turn.stats.finish_reason == "cancelled"
     assert len(turn.tokens) < 400
     # The engine keeps working after a cancel, and the stopped answer stays in the conversation.
     engine.ask("Shorter please.", None, greedy(8)).wait()

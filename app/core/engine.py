@@ -15,6 +15,7 @@ only enqueue jobs, and `ask` returns a `Turn` that yields text pieces as they ar
 from __future__ import annotations
 
 import codecs
+import contextlib
 import queue
 import threading
 import time
@@ -107,10 +108,8 @@ class _ImageUnit:
         self._free = free
 
     def __del__(self) -> None:  # segments live only on the inference thread, so this runs there too
-        try:
+        with contextlib.suppress(Exception):
             self._free(self.chunk)
-        except Exception:
-            pass
 
 
 _Unit = Any  # int (a token) or _ImageUnit
@@ -201,6 +200,17 @@ class Engine:
     naming the file and the problem). All other methods return at once.
     """
 
+    # Inference-thread state, created by _load on that thread.
+    _native: Any  # NativeModel (None after close)
+    _template: ChatTemplate
+    _system: str
+    _turns: list[_TurnRecord]
+    _segs: list[_Seg]
+    _kv: list[_Unit]
+    _kv_pos: list[int]
+    _embeddings: OrderedDict[str, Any]
+    _max_image_side: int
+
     def __init__(
         self,
         text_model: str | Path,
@@ -218,7 +228,8 @@ class Engine:
         self._thread = threading.Thread(target=self._serve_jobs, name="llavacam-inference", daemon=True)
         self._thread.start()
         try:
-            self.info: ModelInfo = self._call(lambda: self._load(Path(text_model), mmproj and Path(mmproj)))
+            mmproj_path = Path(mmproj) if mmproj else None
+            self.info: ModelInfo = self._call(lambda: self._load(Path(text_model), mmproj_path))
         except BaseException:
             self._stop_thread()
             raise
@@ -229,9 +240,7 @@ class Engine:
         """Read and, if large, downscale an image the way the engine will use it."""
         return load_image(source, max_side=self._max_image_side)
 
-    def ask(
-        self, question: str, image: ImageSource | None = None, sampling: SamplingSettings | None = None
-    ) -> Turn:
+    def ask(self, question: str, image: ImageSource | None = None, sampling: SamplingSettings | None = None) -> Turn:
         """Ask about `image` (or, with None, about the conversation so far). Returns a streaming Turn."""
         self._check_open()
         picture = self.load_image(image) if image is not None else None
@@ -384,11 +393,11 @@ class Engine:
             eos_token=native.eos_text,
         )
         self._system = config.system_prompt
-        self._turns: list[_TurnRecord] = []
-        self._segs: list[_Seg] = []
-        self._kv: list[_Unit] = []
-        self._kv_pos: list[int] = []  # positions each unit of _kv occupies
-        self._embeddings: OrderedDict[str, Any] = OrderedDict()
+        self._turns = []
+        self._segs = []
+        self._kv = []
+        self._kv_pos = []  # positions each unit of _kv occupies
+        self._embeddings = OrderedDict()
         image_size = mmproj_info.image_size if mmproj_info else None
         self._max_image_side = config.max_image_side or (2 * image_size if image_size else 1344)
         return ModelInfo(
@@ -614,7 +623,7 @@ class Engine:
             raise EngineError(f"the prompt has {len(parts) - 1} image slots for {len(images)} images")
         add_bos = at_start and not self._template.starts_with_bos_text
         segs: list[_Seg] = []
-        for part, image in zip(parts, images):
+        for part, image in zip(parts[:-1], images, strict=True):
             units: list[_Unit] = []
             if add_bos and native.add_bos:
                 units.append(native.bos)

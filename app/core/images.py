@@ -73,10 +73,7 @@ def load_image(source: ImageSource, *, max_side: int | None = None) -> RGBImage:
     Images already within `max_side` pass through unchanged (no resampling, so no loss).
     Raises ImageError with a message naming the problem for empty, missing or non-image input.
     """
-    if isinstance(source, RGBImage):
-        image = source
-    else:
-        image = _to_rgb_image(source)
+    image = source if isinstance(source, RGBImage) else _to_rgb_image(source)
     if max_side is not None and max(image.width, image.height) > max_side:
         image = _downscale(image, max_side)
     return image

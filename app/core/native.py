@@ -290,7 +290,9 @@ class NativeModel:
             ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_greedy())
             return chain
         if repeat_penalty != 1.0:
-            ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_penalties(self.n_vocab, 64, repeat_penalty, 0.0, 0.0))
+            ll.llama_sampler_chain_add(
+                chain, ll.llama_sampler_init_penalties(self.n_vocab, 64, repeat_penalty, 0.0, 0.0)
+            )
         if top_k > 0:
             ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_top_k(top_k))
         if 0.0 < top_p < 1.0:
@@ -323,4 +325,3 @@ class NativeModel:
         if getattr(self, "model", None):
             ll.llama_model_free(self.model)
             self.model = None
-
