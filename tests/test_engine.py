@@ -324,3 +324,10 @@ def test_closed_engine_refuses_work(tiny_models, red_image):
     engine.close()
     with pytest.raises(EngineError, match="closed"):
         engine.ask("What is this?", red_image)
+
+
+def test_ignore_eos_always_generates_max_tokens(engine, red_image):
+    turn = engine.ask("What is this?", red_image, greedy(48, ignore_eos=True))
+    stats = turn.wait()
+    assert stats.decode_tokens == 48
+    assert stats.finish_reason == "length"

@@ -470,6 +470,7 @@ class Engine:
             min_p=sampling.min_p,
             repeat_penalty=sampling.repeat_penalty,
             seed=sampling.seed,
+            ignore_eos=sampling.ignore_eos,
         )
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         stops = StopMatcher(sampling.stop)

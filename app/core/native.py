@@ -281,10 +281,25 @@ class NativeModel:
     # --- sampling -----------------------------------------------------------------------------------------------
 
     def make_sampler(
-        self, *, temperature: float, top_k: int, top_p: float, min_p: float, repeat_penalty: float, seed: int | None
+        self,
+        *,
+        temperature: float,
+        top_k: int,
+        top_p: float,
+        min_p: float,
+        repeat_penalty: float,
+        seed: int | None,
+        ignore_eos: bool = False,
     ) -> Any:
         ll = self._ll
         chain = ll.llama_sampler_chain_init(ll.llama_sampler_chain_default_params())
+        if ignore_eos:
+            banned = self._end_of_generation_tokens()
+            biases = (ll.llama_logit_bias * len(banned))()
+            for i, token in enumerate(banned):
+                biases[i].token = token
+                biases[i].bias = float("-inf")
+            ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_logit_bias(self.n_vocab, len(banned), biases))
         if temperature <= 0:
             # Plain greedy: the argmax of the logits, nothing that could reorder them.
             ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_greedy())
@@ -303,6 +318,14 @@ class NativeModel:
         chosen_seed = ll.LLAMA_DEFAULT_SEED if seed is None else seed & 0xFFFFFFFF
         ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_dist(chosen_seed))
         return chain
+
+    def _end_of_generation_tokens(self) -> list[int]:
+        cached = getattr(self, "_eog_tokens", None)
+        if cached is None:
+            is_eog = self._ll.llama_vocab_is_eog
+            cached = [t for t in range(self.n_vocab) if is_eog(self.vocab, t)]
+            self._eog_tokens = cached
+        return cached
 
     def sample(self, sampler: Any) -> int:
         """Sample from the logits of the last evaluated token (and let the sampler remember it)."""

@@ -20,6 +20,7 @@ class SamplingSettings:
     seed: int | None = None
     max_tokens: int = 512
     stop: tuple[str, ...] = field(default_factory=tuple)
+    ignore_eos: bool = False  # for benchmarks: always generate max_tokens
 
     def __post_init__(self) -> None:
         if self.temperature < 0:
