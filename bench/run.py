@@ -124,8 +124,9 @@ def main(argv: list[str] | None = None) -> int:
         args.pin_seconds = 0.5 if args.quick else 10.0
 
     sys.path.insert(0, str(REPO))
-    from bench.scene import write_scene
     from models.make_test_models import write_benchmark_pair, write_tiny_pair
+
+    from bench.scene import write_scene
 
     started = time.perf_counter()
     cache = args.cache_dir / ("tiny" if args.quick else "tinyllama-1.1b")
