@@ -1,0 +1,289 @@
+"""Random-weight GGUF models that llama.cpp loads and runs: a tiny LLaVA pair for tests, a real-size one for benchmarks.
+
+    python -m models.make_test_models --out DIR [--size tiny|tinyllama]
+
+The text model is a llama-architecture model with a byte-fallback SentencePiece vocabulary and TinyLlama's chat
+template; the projector is a CLIP "mlp" mmproj whose output size equals the text model's embedding size. Weights
+are N(0, 1/sqrt(fan_in)) from a seeded generator, so answers are deterministic and a different image changes them.
+Random weights cost exactly what trained ones cost, which is all a benchmark needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from app.core.templates import TINYLLAMA_TEMPLATE
+
+TINYLLAMA_CHAT_TEMPLATE = TINYLLAMA_TEMPLATE
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+_WORD_TEXT = (
+    "the a an is are was this that it its of and or to in on at with for from by as what which who where "
+    "how there here image picture photo shows show see looks look like color colour red green blue "
+    "yellow black white gray brown orange pink purple small large big little round square object person "
+    "man woman cat dog car table cup mug apple book phone hand face light dark background front left "
+    "right top bottom side near next I you he she we they one two three some many more most very not no "
+    "yes can could would should will has have had be been being do does did made make camera screen "
+    "window wall floor room desk chair paper"
+)
+_WORDS = tuple(_WORD_TEXT.split())
+_PIECES = (
+    "<", "|", ">", "<|", "|>", "user", "system", "assistant", "/", "s", "?", ".", ",", "!", ":", ";", "'", '"',
+    "(", ")", "-", "\n", "\n\n", "ing", "ed", "er", "ly", "es", "tion",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TextShape:
+    n_embd: int = 64
+    n_layer: int = 2
+    n_head: int = 4
+    n_head_kv: int = 2
+    n_ff: int = 160
+    n_vocab: int | None = None  # None: just the built-in vocabulary; larger values pad it with filler pieces
+    n_ctx_train: int = 2048
+    quantize: bool = False  # Q4_0 for 2-D weights (as the benchmark's TinyLlama-1.1B Q4_0)
+    name: str = "TinyLlama tiny test model"
+
+
+@dataclass(frozen=True)
+class VisionShape:
+    image_size: int = 32
+    patch_size: int = 8
+    n_embd: int = 32
+    n_ff: int = 64
+    n_layer: int = 1
+    n_head: int = 2
+    f16: bool = False
+    name: str = "tiny test mmproj"
+
+
+TINY_TEXT = TextShape()
+TINY_VISION = VisionShape()
+TINYLLAMA_1_1B = TextShape(
+    n_embd=2048, n_layer=22, n_head=32, n_head_kv=4, n_ff=5632, n_vocab=32000, quantize=True,
+    name="TinyLlama-1.1B-Chat random-weight benchmark model",
+)  # fmt: skip
+# LLaVA's mmproj keeps 23 of CLIP ViT-L/14-336's 24 blocks (features come from the second-to-last layer).
+CLIP_VIT_L_336 = VisionShape(
+    image_size=336, patch_size=14, n_embd=1024, n_ff=4096, n_layer=23, n_head=16, f16=True,
+    name="CLIP ViT-L/14-336 random-weight benchmark mmproj",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ModelPair:
+    text: Path
+    mmproj: Path
+
+
+def vocabulary(n_vocab: int | None = None) -> tuple[list[str], list[float], list[int]]:
+    """SPM pieces, scores and token types: unk, bos, eos, 256 byte tokens, then words and pieces."""
+    import gguf
+
+    tokens = ["<unk>", "<s>", "</s>"] + [f"<0x{i:02X}>" for i in range(256)]
+    types = [gguf.TokenType.UNKNOWN, gguf.TokenType.CONTROL, gguf.TokenType.CONTROL] + [gguf.TokenType.BYTE] * 256
+    normal = ["▁"] + [f"▁{w}" for w in _WORDS] + list(_PIECES) + [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    normal += [chr(c) for c in range(ord("A"), ord("Z") + 1)] + [str(d) for d in range(10)]
+    seen: set[str] = set()
+    normal = [p for p in normal if not (p in seen or seen.add(p))]  # type: ignore[func-returns-value]
+    if n_vocab is not None:
+        filler = n_vocab - len(tokens) - len(normal)
+        normal += [f"▁w{i:05d}" for i in range(max(filler, 0))]
+    tokens += normal
+    types += [gguf.TokenType.NORMAL] * len(normal)
+    scores = [0.0] * 259 + [-float(i) for i in range(len(normal))]
+    return tokens, scores, [int(t) for t in types]
+
+
+def _weights(rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
+    return rng.standard_normal((rows, cols), dtype=np.float32) * np.float32(1.0 / np.sqrt(cols))
+
+
+def _atomic_target(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.with_name(path.name + ".partial")
+
+
+def write_text_model(
+    path: Path,
+    shape: TextShape = TINY_TEXT,
+    *,
+    seed: int = 0,
+    chat_template: bool | str = True,
+) -> Path:
+    """A llama-architecture GGUF with random weights. Written to a temporary name, then renamed."""
+    import gguf
+
+    rng = np.random.default_rng(seed)
+    tokens, scores, types = vocabulary(shape.n_vocab)
+    temporary = _atomic_target(path)
+    writer = gguf.GGUFWriter(str(temporary), "llama")
+    writer.add_name(shape.name)
+    writer.add_context_length(shape.n_ctx_train)
+    writer.add_embedding_length(shape.n_embd)
+    writer.add_block_count(shape.n_layer)
+    writer.add_feed_forward_length(shape.n_ff)
+    writer.add_head_count(shape.n_head)
+    writer.add_head_count_kv(shape.n_head_kv)
+    writer.add_rope_dimension_count(shape.n_embd // shape.n_head)
+    writer.add_layer_norm_rms_eps(1e-5)
+    writer.add_file_type(gguf.LlamaFileType.MOSTLY_Q4_0 if shape.quantize else gguf.LlamaFileType.ALL_F32)
+    writer.add_tokenizer_model("llama")
+    writer.add_token_list(tokens)
+    writer.add_token_scores(scores)
+    writer.add_token_types(types)
+    writer.add_bos_token_id(1)
+    writer.add_eos_token_id(2)
+    writer.add_unk_token_id(0)
+    writer.add_add_bos_token(True)
+    writer.add_add_eos_token(False)
+    if chat_template:
+        writer.add_chat_template(TINYLLAMA_CHAT_TEMPLATE if chat_template is True else chat_template)
+
+    def matrix(name: str, rows: int, cols: int) -> None:
+        weights = _weights(rng, rows, cols)
+        if shape.quantize:
+            writer.add_tensor(
+                name, gguf.quants.quantize(weights, gguf.GGMLQuantizationType.Q4_0),
+                raw_dtype=gguf.GGMLQuantizationType.Q4_0,
+            )  # fmt: skip
+        else:
+            writer.add_tensor(name, weights)
+
+    n_vocab, n_embd, head_dim = len(tokens), shape.n_embd, shape.n_embd // shape.n_head
+    matrix("token_embd.weight", n_vocab, n_embd)
+    writer.add_tensor("output_norm.weight", np.ones(n_embd, dtype=np.float32))
+    matrix("output.weight", n_vocab, n_embd)
+    for i in range(shape.n_layer):
+        writer.add_tensor(f"blk.{i}.attn_norm.weight", np.ones(n_embd, dtype=np.float32))
+        matrix(f"blk.{i}.attn_q.weight", n_embd, n_embd)
+        matrix(f"blk.{i}.attn_k.weight", head_dim * shape.n_head_kv, n_embd)
+        matrix(f"blk.{i}.attn_v.weight", head_dim * shape.n_head_kv, n_embd)
+        matrix(f"blk.{i}.attn_output.weight", n_embd, n_embd)
+        writer.add_tensor(f"blk.{i}.ffn_norm.weight", np.ones(n_embd, dtype=np.float32))
+        matrix(f"blk.{i}.ffn_gate.weight", shape.n_ff, n_embd)
+        matrix(f"blk.{i}.ffn_up.weight", shape.n_ff, n_embd)
+        matrix(f"blk.{i}.ffn_down.weight", n_embd, shape.n_ff)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    os.replace(temporary, path)
+    return path
+
+
+def write_mmproj(
+    path: Path, shape: VisionShape = TINY_VISION, *, text_n_embd: int = TINY_TEXT.n_embd, seed: int = 1
+) -> Path:
+    """A CLIP "mlp" (LLaVA-1.5 style) projector whose output size is `text_n_embd`."""
+    import gguf
+
+    rng = np.random.default_rng(seed)
+    dtype = np.float16 if shape.f16 else np.float32
+    temporary = _atomic_target(path)
+    writer = gguf.GGUFWriter(str(temporary), "clip")
+    writer.add_name(shape.name)
+    writer.add_bool("clip.has_vision_encoder", True)
+    writer.add_bool("clip.has_text_encoder", False)
+    writer.add_bool("clip.has_llava_projector", True)
+    writer.add_string("clip.projector_type", "mlp")
+    writer.add_bool("clip.use_gelu", True)
+    for key, value in (
+        ("image_size", shape.image_size),
+        ("patch_size", shape.patch_size),
+        ("embedding_length", shape.n_embd),
+        ("feed_forward_length", shape.n_ff),
+        ("block_count", shape.n_layer),
+        ("projection_dim", text_n_embd),
+        ("attention.head_count", shape.n_head),
+    ):
+        writer.add_uint32(f"clip.vision.{key}", value)
+    writer.add_float32("clip.vision.attention.layer_norm_epsilon", 1e-5)
+    writer.add_array("clip.vision.image_mean", list(CLIP_MEAN))
+    writer.add_array("clip.vision.image_std", list(CLIP_STD))
+
+    def matrix(name: str, rows: int, cols: int) -> None:
+        writer.add_tensor(name, _weights(rng, rows, cols).astype(dtype))
+
+    def vector(name: str, size: int, value: float) -> None:
+        writer.add_tensor(name, np.full(size, value, dtype=np.float32))
+
+    embd, n_patches = shape.n_embd, (shape.image_size // shape.patch_size) ** 2
+    fan_in = 3 * shape.patch_size * shape.patch_size
+    patch = rng.standard_normal((embd, 3, shape.patch_size, shape.patch_size), dtype=np.float32) / np.sqrt(fan_in)
+    writer.add_tensor("v.patch_embd.weight", patch.astype(dtype))
+    writer.add_tensor("v.class_embd", rng.standard_normal(embd, dtype=np.float32) / np.float32(np.sqrt(embd)))
+    writer.add_tensor("v.position_embd.weight", _weights(rng, n_patches + 1, embd).astype(dtype))
+    vector("v.pre_ln.weight", embd, 1.0)
+    vector("v.pre_ln.bias", embd, 0.0)
+    for i in range(shape.n_layer):
+        for part in ("q", "k", "v"):
+            matrix(f"v.blk.{i}.attn_{part}.weight", embd, embd)
+            vector(f"v.blk.{i}.attn_{part}.bias", embd, 0.0)
+        matrix(f"v.blk.{i}.attn_out.weight", embd, embd)
+        vector(f"v.blk.{i}.attn_out.bias", embd, 0.0)
+        for norm in ("ln1", "ln2"):
+            vector(f"v.blk.{i}.{norm}.weight", embd, 1.0)
+            vector(f"v.blk.{i}.{norm}.bias", embd, 0.0)
+        matrix(f"v.blk.{i}.ffn_up.weight", shape.n_ff, embd)
+        vector(f"v.blk.{i}.ffn_up.bias", shape.n_ff, 0.0)
+        matrix(f"v.blk.{i}.ffn_down.weight", embd, shape.n_ff)
+        vector(f"v.blk.{i}.ffn_down.bias", embd, 0.0)
+    matrix("mm.0.weight", text_n_embd, embd)
+    vector("mm.0.bias", text_n_embd, 0.0)
+    matrix("mm.2.weight", text_n_embd, text_n_embd)
+    vector("mm.2.bias", text_n_embd, 0.0)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    os.replace(temporary, path)
+    return path
+
+
+def write_tiny_pair(
+    directory: Path, *, seed: int = 0, chat_template: bool | str = True, text_n_embd: int | None = None
+) -> ModelPair:
+    """The test suite's LLaVA pair (~0.5 MB + ~0.1 MB). `text_n_embd` makes a text model of another width."""
+    directory = Path(directory)
+    shape = TINY_TEXT if text_n_embd is None else TextShape(n_embd=text_n_embd)
+    suffix = "" if chat_template is True else "-no-template" if chat_template is False else "-custom-template"
+    text = write_text_model(
+        directory / f"tiny-llama{suffix}-{shape.n_embd}.gguf", shape, seed=seed, chat_template=chat_template
+    )
+    mmproj = write_mmproj(directory / f"tiny-mmproj-{shape.n_embd}.gguf", text_n_embd=shape.n_embd, seed=seed + 1)
+    return ModelPair(text, mmproj)
+
+
+def write_benchmark_pair(directory: Path) -> ModelPair:
+    """TinyLlama-1.1B-Chat (Q4_0) and CLIP ViT-L/14-336 (F16) shaped models; reused when already written."""
+    directory = Path(directory)
+    text = directory / "tinyllama-1.1b-chat-random-q4_0.gguf"
+    mmproj = directory / "mmproj-clip-vit-l-14-336-random-f16.gguf"
+    if not text.exists():
+        write_text_model(text, TINYLLAMA_1_1B, seed=0)
+    if not mmproj.exists():
+        write_mmproj(mmproj, CLIP_VIT_L_336, text_n_embd=TINYLLAMA_1_1B.n_embd, seed=1)
+    return ModelPair(text, mmproj)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True, help="folder to write the pair into")
+    parser.add_argument("--size", choices=["tiny", "tinyllama"], default="tiny")
+    args = parser.parse_args(argv)
+    pair = write_tiny_pair(args.out) if args.size == "tiny" else write_benchmark_pair(args.out)
+    print(pair.text)
+    print(pair.mmproj)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,32 @@
+"""Session-wide fixtures: tiny real GGUF models (generated in well under a second) and Qt set to offscreen."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from models.make_test_models import ModelPair, write_mmproj, write_tiny_pair  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> ModelPair:
+    """A tiny LLaVA pair: llama text model with TinyLlama's chat template + CLIP "mlp" mmproj."""
+    return write_tiny_pair(tmp_path_factory.mktemp("tiny-models"))
+
+
+@pytest.fixture(scope="session")
+def tiny_models_no_template(tmp_path_factory: pytest.TempPathFactory) -> ModelPair:
+    """The same pair without tokenizer.chat_template, for the built-in template path."""
+    return write_tiny_pair(tmp_path_factory.mktemp("tiny-models-no-template"), chat_template=False)
+
+
+@pytest.fixture(scope="session")
+def mismatched_mmproj(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A projector whose output (96) does not fit the tiny text model's embeddings (64)."""
+    return write_mmproj(tmp_path_factory.mktemp("mismatched") / "mmproj-96.gguf", text_n_embd=96)
