@@ -30,7 +30,10 @@ _WORD_TEXT = (
     "man woman cat dog car table cup mug apple book phone hand face light dark background front left "
     "right top bottom side near next I you he she we they one two three some many more most very not no "
     "yes can could would should will has have had be been being do does did made make camera screen "
-    "window wall floor room desk chair paper"
+    "window wall floor room desk chair paper "
+    # The default system prompt and the benchmark's questions: a real 32k vocabulary holds all these words.
+    "chat between curious human artificial intelligence assistant gives helpful detailed polite answers "
+    "questions describe rest scene thing round A The What Describe"
 )
 _WORDS = tuple(_WORD_TEXT.split())
 _PIECES = (
