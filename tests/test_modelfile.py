@@ -130,3 +130,17 @@ def test_engine_refuses_mismatched_pair_in_a_child_process_without_crashing(tiny
     assert child.returncode == 0, child.stderr
     assert "refused:" in child.stdout
     assert "not a pair" in child.stdout
+
+
+def test_header_reader_agrees_with_gguf_reader(tiny_models):
+    """Our fast header reader must find the same tensors, shapes and data extents as gguf's own reader."""
+    from gguf import GGUFReader
+
+    from app.core.modelfile import _parse
+
+    for path in (tiny_models.text, tiny_models.mmproj):
+        fields, tensors, ends = _parse(path)
+        reader = GGUFReader(str(path))
+        assert tensors == {t.name: [int(x) for x in t.shape] for t in reader.tensors}
+        assert ends == [int(t.data_offset) + int(t.n_bytes) for t in reader.tensors]
+        assert fields["general.architecture"] == bytes(reader.fields["general.architecture"].parts[-1]).decode()

@@ -143,10 +143,10 @@ def _read(file: Path) -> tuple[dict[str, Any], dict[str, list[int]], int]:
         raise ModelFileError(file, f"GGUF version {version} is not supported (expected 2 or 3)")
     try:
         fields, tensors, ends = _parse(file)
-    except ModelFileError:
-        raise
-    except Exception as exc:  # the gguf reader raises many kinds of errors on damaged files
-        raise ModelFileError(file, f"the file is damaged or truncated (the GGUF header cannot be read: {exc})") from exc
+    except (_Damaged, struct.error, UnicodeDecodeError, OverflowError, ValueError) as exc:
+        raise ModelFileError(file, f"the file is damaged or truncated (its GGUF header is unreadable: {exc})") from exc
+    except OSError as exc:
+        raise ModelFileError(file, f"cannot be read ({exc.strerror or exc})") from exc
     if not tensors:
         raise ModelFileError(file, "the GGUF holds no tensors: not a model")
     if max(ends) > size:
@@ -156,25 +156,110 @@ def _read(file: Path) -> tuple[dict[str, Any], dict[str, list[int]], int]:
     return fields, tensors, size
 
 
-def _parse(file: Path) -> tuple[dict[str, Any], dict[str, list[int]], list[int]]:
-    """Copy what we need out of gguf's reader, so its memory map (and the open file) goes with it."""
-    from gguf import GGUFReader, GGUFValueType
+# ggml tensor type -> (elements per block, bytes per block); gguf's own table is consulted for newer types.
+_TYPE_SIZES = {
+    0: (1, 4), 1: (1, 2), 2: (32, 18), 3: (32, 20), 6: (32, 22), 7: (32, 24), 8: (32, 34), 9: (32, 40),
+    10: (256, 84), 11: (256, 110), 12: (256, 144), 13: (256, 176), 14: (256, 210), 15: (256, 292),
+    16: (256, 66), 17: (256, 74), 18: (256, 98), 19: (256, 50), 20: (32, 18), 21: (256, 110), 22: (256, 82),
+    23: (256, 136), 24: (1, 1), 25: (1, 2), 26: (1, 4), 27: (1, 8), 28: (1, 8), 29: (256, 56), 30: (1, 2),
+    34: (256, 54), 35: (256, 66), 39: (32, 17),
+}  # fmt: skip
+_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+_STRING, _ARRAY = 8, 9
 
-    reader = GGUFReader(str(file), "r")
-    fields: dict[str, Any] = {}
-    for key, field in reader.fields.items():
-        if not field.types or not field.data:
-            continue
-        kind = field.types[0]
-        if kind == GGUFValueType.ARRAY:
-            fields[key] = _ArrayLength(len(field.data))
-        elif kind == GGUFValueType.STRING:
-            fields[key] = bytes(field.parts[field.data[0]]).decode("utf-8", errors="replace")
-        else:
-            fields[key] = field.parts[field.data[0]].tolist()[0]
-    tensors = {t.name: [int(x) for x in t.shape] for t in reader.tensors}
-    ends = [int(t.data_offset) + int(t.n_bytes) for t in reader.tensors]
+
+class _Damaged(Exception):
+    pass
+
+
+class _Cursor:
+    """Sequential little-endian reads that fail cleanly at the end of the file (no giant allocations)."""
+
+    def __init__(self, handle: Any, size: int) -> None:
+        self.handle = handle
+        self.size = size
+
+    def take(self, count: int) -> bytes:
+        if count < 0 or self.handle.tell() + count > self.size:
+            raise _Damaged("the header runs past the end of the file")
+        return bytes(self.handle.read(count))
+
+    def unpack(self, fmt: str) -> Any:
+        return struct.unpack(fmt, self.take(struct.calcsize(fmt)))[0]
+
+    def string(self) -> bytes:
+        return self.take(self.unpack("<Q"))
+
+    def skip(self, count: int) -> None:
+        if count < 0 or self.handle.tell() + count > self.size:
+            raise _Damaged("the header runs past the end of the file")
+        self.handle.seek(count, os.SEEK_CUR)
+
+
+def _parse(file: Path) -> tuple[dict[str, Any], dict[str, list[int]], list[int]]:
+    """Read the GGUF header: metadata (arrays kept as their length), tensor shapes, where each tensor's data ends.
+
+    A small reader of our own: gguf's GGUFReader builds an object per vocabulary entry, which costs seconds on a
+    32k-token model, and this header is all we need.
+    """
+    size = file.stat().st_size
+    with file.open("rb") as handle:
+        cur = _Cursor(handle, size)
+        cur.take(8)  # magic and version, checked by the caller
+        n_tensors, n_fields = cur.unpack("<Q"), cur.unpack("<Q")
+        if n_tensors > size or n_fields > size:
+            raise _Damaged("the header's counts are impossible")
+        fields: dict[str, Any] = {}
+        for _ in range(n_fields):
+            key = cur.string().decode("utf-8", errors="replace")
+            kind = cur.unpack("<I")
+            if kind == _STRING:
+                fields[key] = cur.string().decode("utf-8", errors="replace")
+            elif kind == _ARRAY:
+                item_kind, count = cur.unpack("<I"), cur.unpack("<Q")
+                if item_kind == _STRING:
+                    for _ in range(count):
+                        cur.skip(cur.unpack("<Q"))
+                elif item_kind in _SCALARS:
+                    cur.skip(count * struct.calcsize(_SCALARS[item_kind]))
+                else:
+                    raise _Damaged(f"unknown array item type {item_kind}")
+                fields[key] = _ArrayLength(count)
+            elif kind in _SCALARS:
+                fields[key] = cur.unpack(_SCALARS[kind])
+            else:
+                raise _Damaged(f"unknown metadata type {kind} for {key}")
+        infos = []
+        for _ in range(n_tensors):
+            name = cur.string().decode("utf-8", errors="replace")
+            n_dims = cur.unpack("<I")
+            if n_dims > 8:
+                raise _Damaged(f"tensor {name} has {n_dims} dimensions")
+            dims = [cur.unpack("<Q") for _ in range(n_dims)]
+            infos.append((name, dims, cur.unpack("<I"), cur.unpack("<Q")))
+        alignment = int(fields.get("general.alignment", 32) or 32)
+        data_start = -(-handle.tell() // alignment) * alignment
+    tensors: dict[str, list[int]] = {}
+    ends: list[int] = []
+    for name, dims, kind, offset in infos:
+        block, block_bytes = _type_size(kind, name)
+        elements = 1
+        for d in dims:
+            elements *= d
+        tensors[name] = dims
+        ends.append(data_start + offset + elements // block * block_bytes)
     return fields, tensors, ends
+
+
+def _type_size(kind: int, name: str) -> tuple[int, int]:
+    if kind in _TYPE_SIZES:
+        return _TYPE_SIZES[kind]
+    try:
+        from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
+
+        return tuple(GGML_QUANT_SIZES[GGMLQuantizationType(kind)])  # type: ignore[return-value]
+    except (ImportError, ValueError, KeyError):
+        raise _Damaged(f"tensor {name} has type {kind}, which this version does not know") from None
 
 
 class _ArrayLength(int):
