@@ -1,0 +1,176 @@
+"""The camera: an OpenCV capture on its own thread that keeps only the newest frame.
+
+Like Qt's mandelbrot example, nothing queues: the reader overwrites one slot and the GUI takes whatever is newest
+when it is ready to paint, so a slow paint never builds a backlog and the preview never lags behind. A video file
+or an image file is a valid source (tests and demos use them); a video loops.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from PySide6.QtCore import QObject, Signal
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+def parse_source(text: str | int | None) -> int | str:
+    """ "0" -> camera index 0; anything else is a file path."""
+    if text is None or text == "":
+        return 0
+    if isinstance(text, int):
+        return text
+    return int(text) if text.strip().isdigit() else text
+
+
+def list_cameras(max_index: int = 4) -> list[int]:
+    """Camera indices that open (slow on some systems: call it off the GUI thread)."""
+    found = []
+    for index in range(max_index):
+        capture = cv2.VideoCapture(index)
+        try:
+            if capture.isOpened():
+                found.append(index)
+        finally:
+            capture.release()
+    return found
+
+
+class CameraSource(QObject):
+    """Reads frames on a worker thread. `newest()` returns the latest RGB frame (or None), never a queue."""
+
+    frame_ready = Signal()  # a new frame is waiting; emitted at most once per frame taken
+    failed = Signal(str)  # a message a person can act on (no camera, permission, unplugged)
+    recovered = Signal()
+
+    def __init__(self, source: int | str, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.source = source
+        self._lock = threading.Lock()
+        self._frame: np.ndarray | None = None
+        self._frame_number = 0
+        self._taken_number = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._times: list[float] = []
+        self.name = f"camera {source}" if isinstance(source, int) else Path(str(source)).name
+
+    # --- GUI side ---------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="llavacam-camera", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(timeout=5)
+
+    def newest(self) -> np.ndarray | None:
+        with self._lock:
+            self._taken_number = self._frame_number
+            return self._frame
+
+    @property
+    def fps(self) -> float:
+        with self._lock:
+            times = list(self._times)
+        if len(times) < 2 or times[-1] == times[0]:
+            return 0.0
+        return (len(times) - 1) / (times[-1] - times[0])
+
+    @property
+    def frames_read(self) -> int:
+        with self._lock:
+            return self._frame_number
+
+    # --- reader thread ----------------------------------------------------------------------------------------
+
+    def _publish(self, rgb: np.ndarray) -> None:
+        now = time.perf_counter()
+        with self._lock:
+            self._frame = rgb
+            self._frame_number += 1
+            notify = self._taken_number == self._frame_number - 1  # the GUI took the previous one
+            self._times.append(now)
+            if len(self._times) > 30:
+                del self._times[0]
+        if notify:
+            self.frame_ready.emit()
+
+    def _run(self) -> None:
+        source = self.source
+        if isinstance(source, str) and Path(source).suffix.lower() in IMAGE_SUFFIXES:
+            self._run_still(Path(source))
+            return
+        if isinstance(source, str) and not Path(source).exists():
+            self.failed.emit(f"Camera source {source} does not exist.")
+            return
+        backoff = 0.5
+        while not self._stop.is_set():
+            capture = cv2.VideoCapture(source)
+            if not capture.isOpened():
+                capture.release()
+                self.failed.emit(self._open_failure_message())
+                if isinstance(source, str):
+                    return
+                if self._stop.wait(backoff):
+                    return
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = 0.5
+            self.recovered.emit()
+            period = self._frame_period(capture)
+            self._read_until_failure(capture, period)
+            capture.release()
+            if not self._stop.is_set() and isinstance(source, int):
+                self.failed.emit(f"The camera ({self.name}) stopped sending pictures: unplugged? Retrying…")
+                self._stop.wait(backoff)
+
+    def _open_failure_message(self) -> str:
+        if isinstance(self.source, str):
+            return f"Cannot open {self.source} as a video."
+        return (
+            f"No camera found at index {self.source}, or permission to use it was denied. "
+            "You can still open, paste or drop an image."
+        )
+
+    @staticmethod
+    def _frame_period(capture: Any) -> float:
+        fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
+        return 1.0 / fps if 1.0 <= fps <= 120.0 else 0.0
+
+    def _read_until_failure(self, capture: Any, period: float) -> None:
+        is_file = isinstance(self.source, str)
+        next_at = time.perf_counter()
+        while not self._stop.is_set():
+            ok, bgr = capture.read()
+            if not ok:
+                if is_file and capture.set(cv2.CAP_PROP_POS_FRAMES, 0):
+                    ok, bgr = capture.read()  # a video file loops
+                if not ok:
+                    return
+            self._publish(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+            if period:  # files play at their own frame rate; a live camera paces itself
+                next_at += period
+                delay = next_at - time.perf_counter()
+                if delay > 0:
+                    self._stop.wait(delay)
+                else:
+                    next_at = time.perf_counter()
+
+    def _run_still(self, path: Path) -> None:
+        bgr = cv2.imread(str(path))
+        if bgr is None:
+            self.failed.emit(f"Cannot read {path} as an image.")
+            return
+        self._publish(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))

@@ -1,0 +1,72 @@
+"""Start the window: `llavacam` / `python -m app` with no subcommand."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+
+from app.core.paths import data_dir
+from app.core.resources import resource_path
+
+
+def _debug_stall_watchdog(app: QApplication) -> QTimer:
+    """With LLAVACAM_DEBUG set, log every GUI-thread stall over 200 ms (Anki does the same for its backend)."""
+    timer = QTimer(app)
+    last = [time.perf_counter()]
+
+    def tick() -> None:
+        now = time.perf_counter()
+        gap = now - last[0]
+        last[0] = now
+        if gap > 0.25:  # 50 ms tick + 200 ms stall
+            print(f"llavacam: GUI thread stalled {gap * 1000 - 50:.0f} ms", file=sys.stderr)
+
+    timer.timeout.connect(tick)
+    timer.start(50)
+    return timer
+
+
+def run_window(args: argparse.Namespace) -> int:
+    from app.desktop.settings import load_settings
+    from app.desktop.window import MainWindow
+
+    base = data_dir(getattr(args, "data_dir", None))
+    settings, warning = load_settings(base)
+    if getattr(args, "model", None):
+        settings.model_path = os.path.abspath(args.model)
+        settings.mmproj_path = os.path.abspath(args.mmproj) if getattr(args, "mmproj", None) else ""
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("LlavaCam")
+    style = resource_path("styles.qss")
+    if style.exists():
+        app.setStyleSheet(style.read_text(encoding="utf-8"))
+    window = MainWindow(settings, base, camera_source=getattr(args, "camera", None))
+    if warning:
+        window.show_notice(warning)
+    window.show()
+
+    # Ctrl+C / SIGTERM close the window like the close button: cancel, join threads, exit 0.
+    def request_close(*_: Any) -> None:
+        QTimer.singleShot(0, window.close)
+
+    signal.signal(signal.SIGINT, request_close)
+    signal.signal(signal.SIGTERM, request_close)
+    heartbeat = QTimer()  # lets the Python interpreter run signal handlers while Qt's loop waits
+    heartbeat.timeout.connect(lambda: None)
+    heartbeat.start(200)
+    watchdog = _debug_stall_watchdog(app) if os.environ.get("LLAVACAM_DEBUG") else None
+    ready_file = os.environ.get("LLAVACAM_READY_FILE")  # for automation: written once the window is up
+    if ready_file:
+        QTimer.singleShot(0, lambda: open(ready_file, "w").close())
+    code = app.exec()
+    heartbeat.stop()
+    if watchdog is not None:
+        watchdog.stop()
+    return int(code)

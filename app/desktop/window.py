@@ -1,0 +1,593 @@
+"""The main window: live camera and pinned frame on the left, the chat and the input box on the right.
+
+The GUI thread only paints and routes: camera reads happen on the camera thread, image decoding on a small
+background pool, and everything llama.cpp does on the InferenceWorker's QThread.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QObject, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QImage, QKeyEvent, QKeySequence, QPixmap
+from PySide6.QtWidgets import (
+    QApplication,
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QPlainTextEdit,
+    QPushButton,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.core.errors import ImageError
+from app.core.images import RGBImage, load_image
+from app.desktop.camera import CameraSource, parse_source
+from app.desktop.chat_view import Bubble, ChatView
+from app.desktop.settings import Settings, save_settings
+from app.desktop.worker import WorkerThread
+
+PREVIEW_SIZE = QSize(480, 360)
+THUMBNAIL_SIZE = QSize(160, 120)
+
+
+def to_qimage(image: RGBImage | np.ndarray) -> QImage:
+    if isinstance(image, RGBImage):
+        qimage = QImage(image.pixels, image.width, image.height, image.width * 3, QImage.Format.Format_RGB888)
+    else:
+        height, width = image.shape[:2]
+        qimage = QImage(image.data, width, height, width * 3, QImage.Format.Format_RGB888)
+    return qimage.copy()  # own the pixels: the buffer behind them may go away
+
+
+def thumbnail(image: RGBImage) -> QPixmap:
+    return QPixmap.fromImage(to_qimage(image)).scaled(
+        THUMBNAIL_SIZE, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation
+    )
+
+
+class PromptInput(QPlainTextEdit):
+    """Enter sends; Shift+Enter starts a new line."""
+
+    submitted = Signal()
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 (Qt's name)
+        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and not (
+            event.modifiers() & Qt.KeyboardModifier.ShiftModifier
+        ):
+            self.submitted.emit()
+            return
+        super().keyPressEvent(event)
+
+
+class _Background(QObject):
+    """Runs small blocking jobs (decoding a dropped photo) off the GUI thread; results come back as a signal."""
+
+    done = Signal(object, object, object)  # callback, result, error
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llavacam-io")
+        self.done.connect(lambda callback, result, error: callback(result, error))
+
+    def run(self, fn: Any, callback: Any) -> None:
+        def job() -> None:
+            try:
+                self.done.emit(callback, fn(), None)
+            except Exception as exc:
+                self.done.emit(callback, None, exc)
+
+        self._pool.submit(job)
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class MainWindow(QMainWindow):
+    ask_requested = Signal(int, str, object, object, int)  # ..., regenerate (bools travel as ints)
+    prepare_requested = Signal(object)
+    load_requested = Signal(str, str, object)
+    new_chat_requested = Signal(str)
+    turn_finished = Signal(int, object)  # request id, stats dict (None after an error): the bubble is complete
+
+    def __init__(self, settings: Settings, data_dir: Path, camera_source: str | int | None = None) -> None:
+        super().__init__()
+        self.settings = settings
+        self.data_dir = data_dir
+        self.setWindowTitle("LlavaCam")
+        self.setAcceptDrops(True)
+        self.resize(1180, 720)
+        self._request_ids = itertools.count(1)
+        self.active_request: int | None = None
+        self.active_bubble: Bubble | None = None
+        self.pinned: RGBImage | None = None
+        self.pinned_ready = False
+        self.conversation_image: str | None = None  # digest of the image the conversation is about
+        self.model_ready = False
+        self.last_question: tuple[str, RGBImage | None] | None = None
+        self._background = _Background()
+        self._build()
+        self._worker = WorkerThread()
+        self._connect_worker()
+        self.camera: CameraSource | None = None
+        self.start_camera(camera_source if camera_source is not None else settings.camera)
+        self.prompt_input.setFocus()
+        if settings.has_model:
+            self.load_model()
+        else:
+            self.show_notice("No model configured yet: choose the model and mmproj files in Settings.", True, "model")
+
+    # --- layout -----------------------------------------------------------------------------------------------
+
+    def _build(self) -> None:
+        left = QWidget()
+        left.setObjectName("cameraPanel")
+        left_layout = QVBoxLayout(left)
+        self.camera_view = QLabel("Starting camera…")
+        self.camera_view.setObjectName("cameraView")
+        self.camera_view.setAccessibleName("Camera view")
+        self.camera_view.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.camera_view.setMinimumSize(320, 240)
+        self.camera_view.setSizePolicy(self.camera_view.sizePolicy().horizontalPolicy(),
+                                       self.camera_view.sizePolicy().verticalPolicy())  # fmt: skip
+        left_layout.addWidget(self.camera_view, 1)
+        info_row = QHBoxLayout()
+        self.fps_label = QLabel("")
+        self.fps_label.setObjectName("fpsLabel")
+        self.fps_label.setAccessibleName("Camera frame rate")
+        info_row.addWidget(self.fps_label)
+        self.pinned_badge = QLabel("")
+        self.pinned_badge.setObjectName("pinnedBadge")
+        self.pinned_badge.setAccessibleName("Pinned frame status")
+        info_row.addWidget(self.pinned_badge, 1, Qt.AlignmentFlag.AlignRight)
+        left_layout.addLayout(info_row)
+        controls = QHBoxLayout()
+        self.camera_picker = QComboBox()
+        self.camera_picker.setObjectName("cameraPicker")
+        self.camera_picker.setAccessibleName("Camera")
+        self.camera_picker.setEditable(True)
+        self.camera_picker.setToolTip("Camera index, or a video/image file")
+        self.camera_picker.activated.connect(lambda _i: self.start_camera(self.camera_picker.currentText()))
+        controls.addWidget(self.camera_picker, 1)
+        self.capture_button = QPushButton("Capture (Space)")
+        self.capture_button.setObjectName("captureButton")
+        self.capture_button.setAccessibleName("Capture frame")
+        self.capture_button.clicked.connect(self.capture)
+        controls.addWidget(self.capture_button)
+        self.unpin_button = QPushButton("Unpin")
+        self.unpin_button.setObjectName("unpinButton")
+        self.unpin_button.setAccessibleName("Unpin frame")
+        self.unpin_button.clicked.connect(self.unpin)
+        self.unpin_button.setEnabled(False)
+        controls.addWidget(self.unpin_button)
+        left_layout.addLayout(controls)
+
+        right = QWidget()
+        right_layout = QVBoxLayout(right)
+        self.notice = QLabel("")
+        self.notice.setObjectName("noticeLabel")
+        self.notice.setAccessibleName("Notice")
+        self.notice.setWordWrap(True)
+        self.notice.setVisible(False)
+        self.notice.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        right_layout.addWidget(self.notice)
+        self.chat_view = ChatView()
+        right_layout.addWidget(self.chat_view, 1)
+        self.prompt_input = PromptInput()
+        self.prompt_input.setObjectName("promptInput")
+        self.prompt_input.setAccessibleName("Question")
+        self.prompt_input.setPlaceholderText("Ask about the frame… (Enter sends, Shift+Enter for a new line)")
+        self.prompt_input.setMaximumHeight(90)
+        self.prompt_input.submitted.connect(self.send)
+        right_layout.addWidget(self.prompt_input)
+        buttons = QHBoxLayout()
+        self.new_chat_button = self._button("New chat", "newChatButton", "New chat", self.new_chat)
+        self.regenerate_button = self._button("Regenerate", "regenerateButton", "Regenerate answer", self.regenerate)
+        self.stop_button = self._button("Stop (Esc)", "stopButton", "Stop answer", self.stop)
+        self.send_button = self._button("Send", "sendButton", "Send question", self.send)
+        for button in (self.new_chat_button, self.regenerate_button):
+            buttons.addWidget(button)
+        buttons.addStretch(1)
+        buttons.addWidget(self.stop_button)
+        buttons.addWidget(self.send_button)
+        right_layout.addLayout(buttons)
+
+        splitter = QSplitter()
+        splitter.addWidget(left)
+        splitter.addWidget(right)
+        splitter.setStretchFactor(0, 1)
+        splitter.setStretchFactor(1, 1)
+        self.setCentralWidget(splitter)
+        self.status_label = QLabel("Starting…")
+        self.status_label.setObjectName("statusLabel")
+        self.status_label.setAccessibleName("Status")
+        self.statusBar().addWidget(self.status_label, 1)
+        self._build_actions()
+        self._update_buttons()
+        self._fps_timer = QTimer(self)
+        self._fps_timer.timeout.connect(self._show_fps)
+        self._fps_timer.start(1000)
+
+    def _button(self, text: str, name: str, accessible: str, slot: Any) -> QPushButton:
+        button = QPushButton(text)
+        button.setObjectName(name)
+        button.setAccessibleName(accessible)
+        button.clicked.connect(slot)
+        return button
+
+    def _build_actions(self) -> None:
+        menu = self.menuBar().addMenu("&File")
+        for text, shortcut, slot in (
+            ("&Open image…", QKeySequence.StandardKey.Open, self.open_image),
+            ("&Paste image", QKeySequence.StandardKey.Paste, self.paste_image),
+            ("&New chat", QKeySequence("Ctrl+N"), self.new_chat),
+            ("&Settings…", QKeySequence("Ctrl+,"), self.open_settings),
+            ("&Quit", QKeySequence.StandardKey.Quit, self.close),
+        ):
+            action = QAction(text, self)
+            action.setShortcut(shortcut)
+            action.triggered.connect(slot)
+            menu.addAction(action)
+            if text == "&Paste image":
+                # Ctrl+V pastes text while typing a question, and an image everywhere else.
+                action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+                self.camera_view.addAction(action)
+                self.chat_view.addAction(action)
+        stop = QAction("Stop", self)
+        stop.setShortcut(QKeySequence(Qt.Key.Key_Escape))
+        stop.triggered.connect(self.stop)
+        self.addAction(stop)
+
+    # --- worker ---------------------------------------------------------------------------------------------
+
+    def _connect_worker(self) -> None:
+        worker = self._worker.worker
+        self.ask_requested.connect(worker.ask)
+        self.prepare_requested.connect(worker.prepare)
+        self.load_requested.connect(worker.load_model)
+        self.new_chat_requested.connect(worker.new_chat)
+        worker.token.connect(self._on_token)
+        worker.finished.connect(self._on_finished)
+        worker.error.connect(self._on_error)
+        worker.status.connect(self.set_status)
+        worker.model_loaded.connect(self._on_model_loaded)
+        worker.model_failed.connect(self._on_model_failed)
+        worker.prepared.connect(self._on_prepared)
+
+    @property
+    def worker(self) -> Any:
+        return self._worker.worker
+
+    def load_model(self) -> None:
+        self.model_ready = False
+        self._update_buttons()
+        s = self.settings
+        options = {
+            "n_ctx": s.n_ctx,
+            "threads": s.threads,
+            "gpu_layers": s.gpu_layers,
+            "template": "" if s.template == "auto" else s.template,
+            "system_prompt": s.system_prompt,
+        }
+        self.set_status("Loading the model…")
+        self.load_requested.emit(s.model_path, s.mmproj_path, options)
+
+    def _on_model_loaded(self, info: dict) -> None:
+        self.model_ready = True
+        self.hide_notice("model")
+        vision = "" if info["has_vision"] else " (text only: no mmproj)"
+        self.set_status(f"Ready: {info['name']} · template {info['template']}{vision}")
+        self._update_buttons()
+        if self.pinned is not None:
+            self._prepare(self.pinned)
+
+    def _on_model_failed(self, message: str) -> None:
+        self.model_ready = False
+        self.show_notice(message, settings=True, kind="model")
+        self.set_status("No model loaded")
+        self._update_buttons()
+
+    # --- camera and pinned frame ----------------------------------------------------------------------------
+
+    def start_camera(self, source: str | int | None) -> None:
+        if self.camera is not None:
+            self.camera.stop()
+            self.camera.deleteLater()
+        parsed = parse_source(source)
+        self.camera = CameraSource(parsed, self)
+        self.camera.frame_ready.connect(self._show_frame)
+        self.camera.failed.connect(self._on_camera_failed)
+        self.camera.recovered.connect(self._on_camera_recovered)
+        text = str(parsed)
+        if self.camera_picker.findText(text) < 0:
+            self.camera_picker.addItem(text)
+        self.camera_picker.setCurrentText(text)
+        self.camera.start()
+
+    def _show_frame(self) -> None:
+        camera = self.camera
+        if camera is None:
+            return
+        frame = camera.newest()
+        if frame is None or self.pinned is not None:
+            return
+        self._paint_preview(to_qimage(frame))
+
+    def _paint_preview(self, image: QImage) -> None:
+        target = self.camera_view.size()
+        self.camera_view.setPixmap(
+            QPixmap.fromImage(image).scaled(
+                target, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.FastTransformation
+            )  # fmt: skip
+        )
+
+    def _show_fps(self) -> None:
+        if self.camera is not None and self.camera.frames_read:
+            self.fps_label.setText(f"{self.camera.fps:.0f} fps")
+
+    def _on_camera_failed(self, message: str) -> None:
+        self.camera_view.setText("No camera\n\nOpen (Ctrl+O), paste (Ctrl+V) or drop an image instead.")
+        self.show_notice(message, kind="camera")
+
+    def _on_camera_recovered(self) -> None:
+        self.hide_notice("camera")
+        self.set_status("Camera on")
+
+    def capture(self) -> None:
+        frame = self.camera.newest() if self.camera is not None else None
+        if frame is None:
+            self.show_notice("No camera frame to capture: open, paste or drop an image instead.")
+            return
+        self.pin(load_image(frame))
+
+    def pin(self, image: RGBImage) -> None:
+        self.pinned = image
+        self.pinned_ready = False
+        self.pinned_badge.setText("📌 pinned · encoding…" if self.model_ready else "📌 pinned")
+        self.unpin_button.setEnabled(True)
+        self._paint_preview(to_qimage(image))
+        self._prepare(image)
+
+    def _prepare(self, image: RGBImage) -> None:
+        if self.model_ready and image.digest != self.conversation_image:
+            self.prepare_requested.emit(image)
+        elif image.digest == self.conversation_image:
+            self._on_prepared(image.digest, 1)
+
+    def _on_prepared(self, digest: str, ok: int) -> None:
+        if self.pinned is not None and self.pinned.digest == digest and ok:
+            self.pinned_ready = True
+            self.pinned_badge.setText("📌 pinned · ready")
+
+    def unpin(self) -> None:
+        self.pinned = None
+        self.pinned_ready = False
+        self.pinned_badge.setText("")
+        self.unpin_button.setEnabled(False)
+
+    # --- images from files, the clipboard and drops ---------------------------------------------------------
+
+    def open_image(self) -> None:
+        filters = "Images (*.png *.jpg *.jpeg *.bmp *.webp *.gif *.tif *.tiff);;All files (*)"
+        path, _ = QFileDialog.getOpenFileName(self, "Open image", "", filters)
+        if path:
+            self.load_image_file(path)
+
+    def load_image_file(self, path: str) -> None:
+        self.set_status(f"Opening {Path(path).name}…")
+        self._background.run(lambda: load_image(path), self._on_image_loaded)
+
+    def paste_image(self) -> None:
+        mime = QApplication.clipboard().mimeData()
+        self.accept_mime(mime, source="clipboard")
+
+    def accept_mime(self, mime: Any, source: str) -> bool:
+        """Take an image from a drop or the clipboard; say clearly when it is not one."""
+        if mime is None:
+            return False
+        if mime.hasImage():
+            qimage = QImage(mime.imageData()).convertToFormat(QImage.Format.Format_RGB888)
+            if not qimage.isNull():
+                self.pin(_rgb_from_qimage(qimage))
+                return True
+        if mime.hasUrls():
+            local = [u.toLocalFile() for u in mime.urls() if u.isLocalFile()]
+            if local:
+                self.load_image_file(local[0])
+                return True
+        self.show_notice(f"Nothing to use from the {source}: it holds no image.")
+        return False
+
+    def _on_image_loaded(self, image: RGBImage | None, error: Exception | None) -> None:
+        if error is not None:
+            message = str(error) if isinstance(error, ImageError) else f"Could not open the image: {error}"
+            self.show_notice(message)
+            self.set_status("Image not opened")
+            return
+        assert image is not None
+        self.hide_notice()
+        self.set_status(f"Pinned {Path(image.source).name or 'image'}")
+        self.pin(image)
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802
+        if event.mimeData().hasUrls() or event.mimeData().hasImage():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802
+        if self.accept_mime(event.mimeData(), source="drop"):
+            event.acceptProposedAction()
+
+    # --- asking -------------------------------------------------------------------------------------------------
+
+    def send(self) -> None:
+        question = self.prompt_input.toPlainText().strip()
+        if not question:
+            return
+        if self.active_request is not None:
+            self.set_status("An answer is still coming: wait for it or press Stop (Esc).")
+            return
+        if not self.model_ready:
+            self.show_notice("The model is not loaded yet: choose one in Settings or wait for it to load.",
+                             settings=True)  # fmt: skip
+            return
+        if self.pinned is None and self.camera is not None and self.camera.newest() is not None:
+            self.capture()  # nothing pinned: the live frame at this moment is the one asked about
+        image = self.pinned
+        self.prompt_input.clear()
+        self._start_turn(question, image, regenerate=False)
+
+    def _start_turn(self, question: str, image: RGBImage | None, *, regenerate: bool) -> None:
+        request_id = next(self._request_ids)
+        self.active_request = request_id
+        self.last_question = (question, image)
+        if not regenerate:
+            self.chat_view.add(Bubble("user", question, thumbnail(image) if image is not None else None))
+        self.active_bubble = self.chat_view.add(Bubble("assistant"))
+        # The same picture as the conversation's: a follow-up (no image), so the cached encoding is reused.
+        new_image = image if image is not None and image.digest != self.conversation_image else None
+        if image is not None:
+            self.conversation_image = image.digest
+        if self.windowTitle() == "LlavaCam":
+            self.setWindowTitle(f"LlavaCam — {question[:60]}")
+        self.set_status("Generating…")
+        self._turn_started = time.perf_counter()
+        self._update_buttons()
+        self.ask_requested.emit(request_id, question, new_image, self.settings.sampling(), int(regenerate))
+
+    def regenerate(self) -> None:
+        if self.active_request is not None or self.last_question is None or not self.chat_view.bubbles:
+            return
+        last = self.chat_view.bubbles[-1]
+        if last.role == "assistant":
+            self.chat_view.bubbles.pop()
+            last.setParent(None)
+            last.deleteLater()
+        question, image = self.last_question
+        self._start_turn(question, image, regenerate=True)
+
+    def stop(self) -> None:
+        if self.active_request is not None:
+            self.worker.cancel()
+            self.set_status("Stopping…")
+
+    def _on_token(self, request_id: int, piece: str) -> None:
+        if request_id != self.active_request or self.active_bubble is None:
+            return  # a late token of a stopped request
+        self.active_bubble.append(piece)
+        self.chat_view.scroll_to_end()
+
+    def _on_finished(self, request_id: int, stats: dict) -> None:
+        if request_id != self.active_request or self.active_bubble is None:
+            return
+        self.active_bubble.finish(stats)
+        self._end_turn("Stopped" if stats.get("finish_reason") == "cancelled" else "Ready", stats)
+
+    def _on_error(self, request_id: int, message: str) -> None:
+        if request_id != self.active_request or self.active_bubble is None:
+            return
+        self.active_bubble.fail(message)
+        self._end_turn("Error: " + message, None)
+
+    def _end_turn(self, status: str, stats: dict | None) -> None:
+        request_id = self.active_request
+        self.active_request = None
+        self.active_bubble = None
+        self.set_status(status)
+        self._update_buttons()
+        self.turn_finished.emit(request_id, stats)
+
+    def new_chat(self) -> None:
+        self.stop()
+        self.active_request = None
+        self.active_bubble = None
+        self.chat_view.clear()
+        self.conversation_image = None
+        self.last_question = None
+        self.setWindowTitle("LlavaCam")
+        self.new_chat_requested.emit(self.settings.system_prompt)
+        if self.pinned is not None:
+            self._prepare(self.pinned)
+        self.set_status("New chat")
+        self._update_buttons()
+
+    def _update_buttons(self) -> None:
+        busy = self.active_request is not None
+        self.send_button.setEnabled(not busy)
+        self.stop_button.setEnabled(busy)
+        self.regenerate_button.setEnabled(not busy and self.last_question is not None)
+
+    # --- settings, notices, status, closing ------------------------------------------------------------------
+
+    def open_settings(self) -> None:
+        from app.desktop.settings_dialog import SettingsDialog
+
+        dialog = SettingsDialog(self.settings, self)
+        if dialog.exec():
+            before = (self.settings.model_path, self.settings.mmproj_path, self.settings.n_ctx,
+                      self.settings.threads, self.settings.gpu_layers, self.settings.template)  # fmt: skip
+            self.apply_settings(dialog.result_settings(), reload=before)
+
+    def apply_settings(self, settings: Settings, reload: tuple | None = None) -> None:
+        self.settings = settings
+        try:
+            save_settings(self.data_dir, settings)
+        except OSError as exc:
+            self.show_notice(f"Settings could not be saved: {exc}")
+        after = (settings.model_path, settings.mmproj_path, settings.n_ctx, settings.threads,
+                 settings.gpu_layers, settings.template)  # fmt: skip
+        if reload is None or reload != after:
+            self.conversation_image = None
+            self.load_model()
+        if str(parse_source(settings.camera)) != self.camera_picker.currentText():
+            self.start_camera(settings.camera)
+
+    def show_notice(self, message: str, settings: bool = False, kind: str = "info") -> None:
+        hint = " Open Settings with Ctrl+, to choose the model files." if settings else ""
+        self.notice.setText(message + hint)
+        self.notice.setProperty("kind", kind)
+        self.notice.setVisible(True)
+
+    def hide_notice(self, kind: str | None = None) -> None:
+        """Hide the notice (only if it is of `kind`, when given: a loaded model must not hide a camera problem)."""
+        if kind is None or self.notice.property("kind") == kind:
+            self.notice.setVisible(False)
+
+    def set_status(self, text: str) -> None:
+        self.status_label.setText(text)
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802
+        # Space captures unless it is typing a question (the input box takes its own spaces first).
+        if event.key() == Qt.Key.Key_Space:
+            self.capture()
+            return
+        super().keyPressEvent(event)
+
+    def shutdown(self) -> None:
+        """Cancel the answer, stop the camera and the worker thread, and wait for them."""
+        self.worker.cancel()
+        if self.camera is not None:
+            self.camera.stop()
+        self._fps_timer.stop()
+        self._background.shutdown()
+        self._worker.stop()
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        self.shutdown()
+        event.accept()
+
+
+def _rgb_from_qimage(qimage: QImage) -> RGBImage:
+    width, height = qimage.width(), qimage.height()
+    stride = qimage.bytesPerLine()
+    raw = bytes(qimage.constBits())[: stride * height]
+    rows = b"".join(raw[y * stride : y * stride + width * 3] for y in range(height))
+    return RGBImage(width, height, rows, source="clipboard")

@@ -1,0 +1,156 @@
+"""InferenceWorker: owns the Engine on its own QThread; slots in, signals out, every signal tagged with a request id.
+
+Stop does not go through a queued slot (it would wait until the answer ends): `cancel()` is called directly from
+the GUI thread and sets the engine's cancel Event, which the inference thread checks between any two tokens.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from app.core.engine import Engine, EngineConfig
+from app.core.errors import LlavaCamError
+from app.core.images import RGBImage
+from app.core.sampling import SamplingSettings
+
+
+class InferenceWorker(QObject):
+    # Python objects, not Qt maps: PySide converts dict signals to QVariantMap and miscounts bools in them.
+    model_loaded = Signal(object)  # {"name", "template", "has_vision", "n_ctx"}
+    model_failed = Signal(str)
+    status = Signal(str)
+    token = Signal(int, str)  # request id, text piece
+    finished = Signal(int, object)  # request id, TurnStats as a dict
+    error = Signal(int, str)  # request id, message
+    # Bools travel as ints: PySide 6.12 miscounts references to bools passed through queued signals.
+    prepared = Signal(str, int)  # image digest, 1 if the preparation completed
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._engine: Engine | None = None
+        self._engine_lock = threading.Lock()  # guards the reference, not the engine (it has its own thread)
+
+    # --- called directly from the GUI thread ---------------------------------------------------------------
+
+    def cancel(self) -> None:
+        """Stop the current answer within one token. Safe from any thread."""
+        with self._engine_lock:
+            engine = self._engine
+        if engine is not None:
+            engine.cancel()
+
+    # --- slots (run on the worker's QThread) ----------------------------------------------------------------
+
+    @Slot(str, str, object)
+    def load_model(self, text_path: str, mmproj_path: str, options: dict) -> None:
+        self._close_engine()
+        if not text_path:
+            self.model_failed.emit("No model configured: choose the model files in Settings (Ctrl+,).")
+            return
+        self.status.emit(f"Loading {text_path.rsplit('/', 1)[-1]}…")
+        config = EngineConfig(
+            n_ctx=int(options.get("n_ctx", 4096)),
+            n_threads=int(options.get("threads") or 0) or None,
+            n_gpu_layers=int(options.get("gpu_layers", -1)),
+            template=options.get("template") or None,
+            system_prompt=options.get("system_prompt") or EngineConfig().system_prompt,
+        )
+        try:
+            engine = Engine(text_path, mmproj_path or None, config)
+        except LlavaCamError as exc:
+            self.model_failed.emit(str(exc))
+            return
+        except Exception as exc:  # a bug or an unexpected native failure: say it, keep the window alive
+            self.model_failed.emit(f"The model could not be loaded: {exc}")
+            return
+        with self._engine_lock:
+            self._engine = engine
+        info = engine.info
+        self.model_loaded.emit(
+            {
+                "name": info.name,
+                "template": info.template_family,
+                "has_vision": info.has_vision,
+                "n_ctx": info.n_ctx,
+            }
+        )
+
+    @Slot(object)
+    def prepare(self, image: RGBImage) -> None:
+        engine = self._engine
+        if engine is None or not engine.info.has_vision:
+            return
+        try:
+            future = engine.prepare(image)
+        except LlavaCamError:
+            return
+        digest = image.digest
+        future.add_done_callback(lambda f: self.prepared.emit(digest, int(not f.exception() and bool(f.result()))))
+
+    @Slot(int, str, object, object, int)
+    def ask(
+        self, request_id: int, question: str, image: RGBImage | None, sampling: SamplingSettings, regenerate: int
+    ) -> None:
+        engine = self._engine
+        if engine is None:
+            self.error.emit(request_id, "No model is loaded yet: choose one in Settings, or wait for it to load.")
+            return
+        try:
+            if regenerate:
+                turn = engine.regenerate(sampling)
+            else:
+                turn = engine.ask(question, image if engine.info.has_vision else None, sampling)
+            for piece in turn:
+                self.token.emit(request_id, piece)
+            assert turn.stats is not None
+            self.finished.emit(request_id, turn.stats.to_dict())
+        except LlavaCamError as exc:
+            self.error.emit(request_id, str(exc))
+        except Exception as exc:  # never a dead thread: one visible message instead
+            self.error.emit(request_id, f"Something went wrong while answering: {exc}")
+
+    @Slot(str)
+    def new_chat(self, system_prompt: str) -> None:
+        engine = self._engine
+        if engine is not None:
+            engine.new_chat(system_prompt or None).result()
+
+    @Slot(object, str)
+    def set_history(self, turns: Any, system_prompt: str) -> None:
+        engine = self._engine
+        if engine is not None:
+            engine.set_history(turns, system_prompt or None).result()
+
+    @Slot()
+    def shutdown(self) -> None:
+        self._close_engine()
+
+    def _close_engine(self) -> None:
+        with self._engine_lock:
+            engine, self._engine = self._engine, None
+        if engine is not None:
+            engine.close()
+
+
+class WorkerThread:
+    """The worker and its QThread, started together and stopped deterministically: cancel, quit, wait."""
+
+    def __init__(self) -> None:
+        self.thread = QThread()
+        self.thread.setObjectName("llavacam-inference-qthread")
+        self.worker = InferenceWorker()
+        self.worker.moveToThread(self.thread)
+        self.thread.start()
+
+    def stop(self, timeout_ms: int = 10000) -> bool:
+        self.worker.cancel()
+        # Close the engine on the worker thread (it owns it), after whatever turn it is finishing.
+        from PySide6.QtCore import QMetaObject, Qt
+
+        if self.thread.isRunning():
+            QMetaObject.invokeMethod(self.worker, "shutdown", Qt.ConnectionType.BlockingQueuedConnection)
+        self.thread.quit()
+        return self.thread.wait(timeout_ms)

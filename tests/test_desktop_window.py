@@ -1,0 +1,314 @@
+"""The window, offscreen, with the real tiny model and a generated video as the camera."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import weakref
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QElapsedTimer, QMimeData, QThread, QTimer, QUrl
+from PySide6.QtGui import QImage
+from PySide6.QtWidgets import QApplication
+
+from app.desktop.settings import Settings, load_settings
+from app.desktop.window import MainWindow
+from tests.support.camera_video import write_test_video
+
+REPO = Path(__file__).resolve().parents[1]
+_threads: list[weakref.ref[QThread]] = []
+_original_init = QThread.__init__
+
+
+def _tracking_init(self: QThread, *args: object, **kwargs: object) -> None:
+    _original_init(self, *args, **kwargs)
+    _threads.append(weakref.ref(self))
+
+
+@pytest.fixture(autouse=True)
+def no_dangling_qthreads(monkeypatch):
+    """Fail any test that leaves a QThread running (after napari's _dangling_qthreads)."""
+    monkeypatch.setattr(QThread, "__init__", _tracking_init)
+    _threads.clear()
+    yield
+    running = [t for ref in _threads if (t := ref()) is not None and t.isRunning()]
+    assert not running, f"test left {len(running)} QThread(s) running"
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory) -> Path:
+    return write_test_video(tmp_path_factory.mktemp("camera") / "camera.avi")
+
+
+@pytest.fixture
+def settings(tiny_models) -> Settings:
+    return Settings(
+        model_path=str(tiny_models.text),
+        mmproj_path=str(tiny_models.mmproj),
+        temperature=0.0,
+        max_tokens=12,
+        threads=2,
+        n_ctx=2048,
+    )
+
+
+@pytest.fixture
+def make_window(qtbot, tmp_path, video):
+    windows: list[MainWindow] = []
+
+    def make(settings: Settings, camera: str | None = None, wait_model: bool = True) -> MainWindow:
+        window = MainWindow(settings, tmp_path, camera_source=camera if camera is not None else str(video))
+        windows.append(window)
+        window.show()
+        qtbot.waitExposed(window)
+        if wait_model:
+            qtbot.waitUntil(lambda: window.model_ready, timeout=30000)
+        return window
+
+    yield make
+    for window in windows:
+        window.close()
+        window.deleteLater()
+    QApplication.processEvents()
+
+
+def wait_for_frame(qtbot, window: MainWindow) -> None:
+    qtbot.waitUntil(lambda: window.camera is not None and window.camera.newest() is not None, timeout=10000)
+
+
+def ask(qtbot, window: MainWindow, question: str, timeout: int = 30000) -> dict:
+    window.prompt_input.setPlainText(question)
+    with qtbot.waitSignal(window.turn_finished, timeout=timeout) as blocker:
+        window.send_button.click()
+    return blocker.args[1]
+
+
+def test_controls_have_names_and_focus_starts_in_the_prompt(make_window, settings):
+    window = make_window(settings)
+    for name in ("cameraView", "captureButton", "promptInput", "sendButton", "stopButton", "chatView",
+                 "newChatButton"):  # fmt: skip
+        widget = window.findChild(object, name)
+        assert widget is not None, name
+        assert widget.accessibleName(), f"{name} has no accessible name"
+    assert window.focusWidget() is window.prompt_input
+    assert window.windowTitle() == "LlavaCam"
+
+
+def test_asking_about_a_pinned_frame_streams_an_answer_bubble(qtbot, make_window, settings):
+    window = make_window(settings)
+    wait_for_frame(qtbot, window)
+    window.capture_button.click()
+    assert window.pinned is not None
+    qtbot.waitUntil(lambda: window.pinned_ready, timeout=30000)
+    assert "ready" in window.pinned_badge.text()
+    pieces: list[str] = []
+    window.worker.token.connect(lambda _rid, piece: pieces.append(piece))
+    stats = ask(qtbot, window, "What is this?")
+    user, answer = window.chat_view.bubbles
+    assert user.property("role") == "user"
+    assert user.text == "What is this?"
+    assert user.findChild(object, "bubbleThumbnail") is not None
+    assert answer.property("role") == "assistant"
+    assert len(pieces) > 1
+    assert answer.text == "".join(pieces)
+    assert stats["image_encode_ms"] == 0, "the frame was encoded while the question was typed"
+    assert "first token" in answer.timing_label.text()
+    assert window.windowTitle() == "LlavaCam — What is this?"
+
+
+def test_sending_without_a_pinned_frame_pins_the_live_one(qtbot, make_window, settings):
+    window = make_window(settings)
+    wait_for_frame(qtbot, window)
+    ask(qtbot, window, "What do you see?")
+    assert window.pinned is not None
+    assert window.conversation_image == window.pinned.digest
+
+
+def test_follow_up_shows_image_cached(qtbot, make_window, settings):
+    window = make_window(settings)
+    wait_for_frame(qtbot, window)
+    ask(qtbot, window, "What is this?")
+    stats = ask(qtbot, window, "What colour is it?")
+    assert stats["image_cached"]
+    assert "image cached" in window.chat_view.bubbles[-1].timing_label.text()
+
+
+def test_stop_keeps_the_partial_answer_marked_stopped(qtbot, make_window, settings):
+    window = make_window(replace(settings, temperature=0.8, seed=11, max_tokens=400))
+    wait_for_frame(qtbot, window)
+    window.prompt_input.setPlainText("Tell me everything.")
+    with qtbot.waitSignal(window.worker.token, timeout=30000):
+        window.send_button.click()
+    assert window.stop_button.isEnabled()
+    with qtbot.waitSignal(window.turn_finished, timeout=30000) as blocker:
+        window.stop_button.click()
+    assert blocker.args[1]["finish_reason"] == "cancelled"
+    answer = window.chat_view.bubbles[-1]
+    assert answer.stopped
+    assert answer.text
+    assert "stopped" in answer.timing_label.text()
+    assert window.send_button.isEnabled()
+
+
+def test_sending_while_an_answer_streams_is_refused(qtbot, make_window, settings):
+    window = make_window(replace(settings, temperature=0.8, seed=2, max_tokens=200))
+    wait_for_frame(qtbot, window)
+    window.prompt_input.setPlainText("First question")
+    with qtbot.waitSignal(window.worker.token, timeout=30000):
+        window.send_button.click()
+    window.prompt_input.setPlainText("Second question")
+    window.send()
+    assert "still coming" in window.status_label.text()
+    assert [b.role for b in window.chat_view.bubbles] == ["user", "assistant"]
+    with qtbot.waitSignal(window.turn_finished, timeout=30000):
+        window.stop()
+
+
+def test_new_chat_clears_the_conversation(qtbot, make_window, settings):
+    window = make_window(settings)
+    wait_for_frame(qtbot, window)
+    ask(qtbot, window, "What is this?")
+    window.new_chat_button.click()
+    assert window.chat_view.bubbles == []
+    assert window.conversation_image is None
+    stats = ask(qtbot, window, "And now?")
+    assert not stats["image_cached"] or stats["image_encode_ms"] == 0
+
+
+def test_drop_and_paste_pin_images_and_non_images_get_a_message(qtbot, make_window, settings, tmp_path):
+    window = make_window(settings)
+    image = QImage(40, 30, QImage.Format.Format_RGB888)
+    image.fill(0x3366CC)
+    mime = QMimeData()
+    mime.setImageData(image)
+    assert window.accept_mime(mime, source="clipboard")
+    assert window.pinned is not None
+    assert (window.pinned.width, window.pinned.height) == (40, 30)
+
+    photo = tmp_path / "photo.png"
+    image.save(str(photo))
+    dropped = QMimeData()
+    dropped.setUrls([QUrl.fromLocalFile(str(photo))])
+    window.unpin()
+    assert window.accept_mime(dropped, source="drop")
+    qtbot.waitUntil(lambda: window.pinned is not None, timeout=10000)
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a picture")
+    bad = QMimeData()
+    bad.setUrls([QUrl.fromLocalFile(str(notes))])
+    window.accept_mime(bad, source="drop")
+    qtbot.waitUntil(lambda: window.notice.isVisible() and "not an image" in window.notice.text(), timeout=10000)
+
+    text_only = QMimeData()
+    text_only.setText("hello")
+    assert not window.accept_mime(text_only, source="clipboard")
+    assert "holds no image" in window.notice.text()
+
+
+def test_missing_camera_says_so_and_the_window_still_works(qtbot, make_window, settings, tmp_path):
+    window = make_window(settings, camera=str(tmp_path / "no-such-camera.avi"))
+    qtbot.waitUntil(lambda: window.notice.isVisible(), timeout=10000)
+    assert "does not exist" in window.notice.text()
+    photo = tmp_path / "photo.png"
+    image = QImage(32, 32, QImage.Format.Format_RGB888)
+    image.fill(0x22AA44)
+    image.save(str(photo))
+    window.load_image_file(str(photo))
+    qtbot.waitUntil(lambda: window.pinned is not None, timeout=10000)
+    stats = ask(qtbot, window, "What is this?")
+    assert stats["decode_tokens"] > 0
+
+
+def test_camera_index_that_does_not_exist(qtbot, make_window, settings):
+    window = make_window(settings, camera="37", wait_model=False)
+    qtbot.waitUntil(lambda: window.notice.isVisible(), timeout=15000)
+    assert "No camera found" in window.notice.text()
+
+
+def test_no_model_configured_points_to_settings(qtbot, make_window):
+    window = make_window(Settings(), wait_model=False)
+    assert window.notice.isVisible()
+    assert "Settings" in window.notice.text()
+    window.prompt_input.setPlainText("Hello?")
+    window.send()
+    assert window.chat_view.bubbles == []
+
+
+def test_bad_model_file_shows_the_core_error_and_keeps_running(qtbot, make_window, settings, tmp_path):
+    page = tmp_path / "download.gguf"
+    page.write_text("<html><body>Too many requests</body></html>")
+    window = make_window(replace(settings, model_path=str(page)), wait_model=False)
+    qtbot.waitUntil(lambda: "download.gguf" in window.notice.text(), timeout=15000)
+    assert "web page" in window.notice.text()
+    window.apply_settings(settings)
+    qtbot.waitUntil(lambda: window.model_ready, timeout=30000)
+
+
+def test_settings_are_saved_per_user(make_window, settings, tmp_path):
+    window = make_window(settings)
+    window.apply_settings(replace(settings, temperature=0.7, system_prompt="Be brief."), reload=None)
+    saved, warning = load_settings(tmp_path)
+    assert warning is None
+    assert saved.temperature == 0.7
+    assert saved.system_prompt == "Be brief."
+
+
+def test_closing_mid_answer_cancels_and_joins_threads(qtbot, make_window, settings):
+    window = make_window(replace(settings, temperature=0.8, seed=5, max_tokens=400))
+    wait_for_frame(qtbot, window)
+    window.prompt_input.setPlainText("Tell me a long story.")
+    with qtbot.waitSignal(window.worker.token, timeout=30000):
+        window.send_button.click()
+    window.close()
+    assert not window._worker.thread.isRunning()
+    assert window.camera is not None
+    assert window.camera._thread is None
+
+
+def test_gui_thread_keeps_servicing_events_while_an_answer_streams(qtbot, make_window, settings):
+    window = make_window(replace(settings, temperature=0.8, seed=9, max_tokens=120))
+    wait_for_frame(qtbot, window)
+    clock = QElapsedTimer()
+    gaps: list[int] = []
+    timer = QTimer()
+    timer.setInterval(10)
+
+    def tick() -> None:
+        gaps.append(clock.restart())
+
+    timer.timeout.connect(tick)
+    clock.start()
+    timer.start()
+    ask(qtbot, window, "Describe everything you see.")
+    timer.stop()
+    longest = max(gaps[1:]) if len(gaps) > 1 else 0
+    print(f"\nlongest gap between 10 ms GUI timer ticks while answering: {longest} ms over {len(gaps)} ticks")
+    assert len(gaps) > 5
+    assert longest < 2000, "the GUI thread must never block on inference"
+
+
+def test_sigterm_closes_the_app_cleanly(tiny_models, video, tmp_path):
+    ready = tmp_path / "ready"
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "LLAVACAM_READY_FILE": str(ready), "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app", "--model", str(tiny_models.text), "--mmproj", str(tiny_models.mmproj),
+         "--camera", str(video), "--data-dir", str(tmp_path / "data")],
+        env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not ready.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # a subprocess, not the Qt loop under test: polling a file is the way to wait
+    assert ready.exists(), process.stderr.read() if process.poll() is not None else "window never came up"
+    process.send_signal(signal.SIGTERM)
+    try:
+        code = process.wait(timeout=15)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert code == 0, process.stderr.read()
