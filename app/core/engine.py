@@ -48,6 +48,7 @@ class EngineConfig:
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     image_cache_size: int = 8
     max_image_side: int | None = None  # None: twice the encoder's input size
+    flash_attn: bool | None = None  # None: on with a GPU, off on a CPU (where it decodes slower)
     verbose: bool = False
 
 
@@ -382,6 +383,7 @@ class Engine:
             n_batch=config.n_batch,
             n_threads=config.n_threads or default_threads(),
             n_gpu_layers=config.n_gpu_layers,
+            flash_attn=config.flash_attn,
             verbose=config.verbose,
         )
         native = self._native
