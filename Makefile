@@ -27,3 +27,9 @@ lint: setup
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache
+
+bench: setup
+	OMP_WAIT_POLICY=passive $(PY) -m bench $(BENCH_ARGS)
+
+bench-quick: setup
+	QT_QPA_PLATFORM=offscreen $(PY) -m bench --quick --gui

@@ -312,3 +312,18 @@ def test_sigterm_closes_the_app_cleanly(tiny_models, video, tmp_path):
         if process.poll() is None:
             process.kill()
     assert code == 0, process.stderr.read()
+
+
+def test_signal_emit_keeps_reference_counts(qapp):
+    """PySide6 6.12.0 dropped a reference to True/False on every emit(), crashing long answers; pinned out."""
+    from PySide6.QtCore import QObject, Signal
+
+    class Emitter(QObject):
+        ping = Signal()
+
+    emitter = Emitter()
+    emitter.ping.connect(lambda: None)
+    before = sys.getrefcount(True), sys.getrefcount(False)
+    for _ in range(200):
+        emitter.ping.emit()
+    assert (sys.getrefcount(True), sys.getrefcount(False)) == before

@@ -93,7 +93,7 @@ class _Background(QObject):
 
 
 class MainWindow(QMainWindow):
-    ask_requested = Signal(int, str, object, object, int)  # ..., regenerate (bools travel as ints)
+    ask_requested = Signal(int, str, object, object, bool)  # id, question, image, sampling, regenerate
     prepare_requested = Signal(object)
     load_requested = Signal(str, str, object)
     new_chat_requested = Signal(str)
@@ -361,9 +361,9 @@ class MainWindow(QMainWindow):
         if self.model_ready and image.digest != self.conversation_image:
             self.prepare_requested.emit(image)
         elif image.digest == self.conversation_image:
-            self._on_prepared(image.digest, 1)
+            self._on_prepared(image.digest, True)
 
-    def _on_prepared(self, digest: str, ok: int) -> None:
+    def _on_prepared(self, digest: str, ok: bool) -> None:
         if self.pinned is not None and self.pinned.digest == digest and ok:
             self.pinned_ready = True
             self.pinned_badge.setText("📌 pinned · ready")
@@ -461,7 +461,7 @@ class MainWindow(QMainWindow):
         self.set_status("Generating…")
         self._turn_started = time.perf_counter()
         self._update_buttons()
-        self.ask_requested.emit(request_id, question, new_image, self.settings.sampling(), int(regenerate))
+        self.ask_requested.emit(request_id, question, new_image, self.settings.sampling(), regenerate)
 
     def regenerate(self) -> None:
         if self.active_request is not None or self.last_question is None or not self.chat_view.bubbles:

@@ -18,15 +18,14 @@ from app.core.sampling import SamplingSettings
 
 
 class InferenceWorker(QObject):
-    # Python objects, not Qt maps: PySide converts dict signals to QVariantMap and miscounts bools in them.
+    # Python objects travel as they are (a `dict` signal would be converted to a QVariantMap and back).
     model_loaded = Signal(object)  # {"name", "template", "has_vision", "n_ctx"}
     model_failed = Signal(str)
     status = Signal(str)
     token = Signal(int, str)  # request id, text piece
     finished = Signal(int, object)  # request id, TurnStats as a dict
     error = Signal(int, str)  # request id, message
-    # Bools travel as ints: PySide 6.12 miscounts references to bools passed through queued signals.
-    prepared = Signal(str, int)  # image digest, 1 if the preparation completed
+    prepared = Signal(str, bool)  # image digest, whether the preparation completed
 
     def __init__(self) -> None:
         super().__init__()
@@ -88,11 +87,11 @@ class InferenceWorker(QObject):
         except LlavaCamError:
             return
         digest = image.digest
-        future.add_done_callback(lambda f: self.prepared.emit(digest, int(not f.exception() and bool(f.result()))))
+        future.add_done_callback(lambda f: self.prepared.emit(digest, bool(not f.exception() and f.result())))
 
-    @Slot(int, str, object, object, int)
+    @Slot(int, str, object, object, bool)
     def ask(
-        self, request_id: int, question: str, image: RGBImage | None, sampling: SamplingSettings, regenerate: int
+        self, request_id: int, question: str, image: RGBImage | None, sampling: SamplingSettings, regenerate: bool
     ) -> None:
         engine = self._engine
         if engine is None:

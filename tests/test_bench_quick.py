@@ -1,0 +1,41 @@
+"""`python -m bench --quick` runs the benchmark's own code on the tiny models, so it cannot rot.
+
+It checks the output's shape only: timings are the benchmark's business, never a unit test's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_quick_benchmark_produces_the_report(tmp_path):
+    out = tmp_path / "report.json"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "QT_QPA_PLATFORM": "offscreen"}
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--gui", "--cache-dir", str(tmp_path / "cache"), "--out", str(out)],
+        capture_output=True, text=True, env=env, cwd=REPO, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "ours/stock" in result.stdout
+    report = json.loads(out.read_text())
+    summary = report["summary"]
+    for key in ("load_s", "turn1_image_encode_ms", "turn1_prefill_ms", "turn1_ttft_ms", "turn2_ttft_ms",
+                "turn3_ttft_ms", "pinned_ttft_ms", "decode_tok_s", "peak_rss_mb"):  # fmt: skip
+        assert isinstance(summary["ours"][key], float), key
+    for key in ("turn1_ttft_ms", "turn2_ttft_ms", "decode_tok_s", "peak_rss_mb"):
+        assert summary["stock"][key] > 0, key
+    names = {row["name"] for row in summary["ratios"]}
+    assert "decode tok/s / stock decode tok/s" in names
+    assert "preview fps generating / idle" in names
+    assert all(isinstance(row["met"], bool) for row in summary["ratios"])
+    assert set(report["gui"]) >= {"gui_longest_stall_ms", "preview_fps_idle", "preview_fps_generating"}
+    assert len(report["runs"]["ours"]) == len(report["runs"]["stock"]) == 1
+    ours = report["runs"]["ours"][0]
+    assert ours["turns"][1]["image_encode_ms"] == 0, "the follow-up reuses the image"
+    assert ours["turns"][2]["decode_tokens"] == 64, "EOS is ignored for the decode figure"
