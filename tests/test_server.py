@@ -144,9 +144,7 @@ def test_streaming_sends_pieces_then_usage(client):
 def test_client_disconnect_cancels_generation(server, client, engine):
     stream = client.chat.completions.create(model="tiny-llava", messages=[image_message("Tell me everything.")],
                                             max_tokens=1500, temperature=0.9, seed=4, stream=True)  # fmt: skip
-    received = 0
-    for _chunk in stream:
-        received += 1
+    for received, _chunk in enumerate(stream, start=1):
         if received == 3:
             break
     stream.close()
