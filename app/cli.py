@@ -17,7 +17,7 @@ from app import __version__
 from app.core.errors import LlavaCamError
 
 # Modules under app.commands, each adding one subcommand.
-COMMAND_MODULES = ("ask", "serve")
+COMMAND_MODULES = ("ask", "models", "serve")
 
 
 def _common_parser(*, for_subcommand: bool) -> argparse.ArgumentParser:
@@ -29,6 +29,9 @@ def _common_parser(*, for_subcommand: bool) -> argparse.ArgumentParser:
         default=default,
         metavar="DIR",
         help="keep settings, history and downloaded models in DIR instead of the per-user default",
+    )
+    common.add_argument(
+        "--catalog", default=default, metavar="FILE", help="model catalog TOML replacing the built-in one"
     )
     return common
 
@@ -45,7 +48,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mmproj", metavar="MMPROJ.gguf", help="vision projector GGUF")
     parser.add_argument("--model-id", metavar="ID", help="an installed catalog model pair")
     parser.add_argument("--camera", metavar="INDEX|PATH", help="camera index, or a video/image file to use as camera")
-    parser.add_argument("--catalog", metavar="FILE", help="model catalog TOML replacing the built-in one")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     common = _common_parser(for_subcommand=True)
     for name in COMMAND_MODULES:

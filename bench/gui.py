@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 def measure_gui(pair: Any, image: Path, *, quick: bool) -> dict[str, Any]:
     """Run the measurement in a child process (Qt wants its own) and return its figures."""
     command = [sys.executable, "-m", "bench.gui", "--model", str(pair.text), "--mmproj", str(pair.mmproj),
-               "--max-tokens", "16" if quick else "48", "--idle-seconds", "1" if quick else "3"]  # fmt: skip
+               "--max-tokens", "16" if quick else "24", "--idle-seconds", "1" if quick else "3"]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO), "QT_QPA_PLATFORM": "offscreen", "OMP_WAIT_POLICY": "passive"}
     completed = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
     if completed.returncode != 0:

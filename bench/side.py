@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 QUESTIONS = ("What is in this picture?", "What colour is the round thing?", "Describe the rest of the scene.")
-SHORT_ANSWER = 16  # turns 1 and 2: enough to see the first token and a little decode
+SHORT_ANSWER = 12  # turns 1 and 2: enough to see the first token and a little decode
 DECODE_TOKENS = 64  # turn 3 decodes this many tokens with EOS ignored: the decode-speed figure
 
 

@@ -23,7 +23,6 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", metavar="TEXT.gguf", help="text model GGUF")
     parser.add_argument("--mmproj", metavar="MMPROJ.gguf", help="vision projector GGUF (omit for text-only)")
     parser.add_argument("--model-id", metavar="ID", help="an installed model pair (see `llavacam models list`)")
-    parser.add_argument("--catalog", metavar="FILE", help="model catalog TOML replacing the built-in one")
     parser.add_argument("--image", metavar="IMG", help="the image to ask about (omit for a text-only question)")
     parser.add_argument("-q", "--question", action="append", default=[], metavar="QUESTION", help="a question (repeat)")
     parser.add_argument("--system", metavar="S", help="system prompt")
@@ -46,7 +45,9 @@ def _resolve_model(args: argparse.Namespace) -> tuple[str, str | None, str | Non
             raise LlavaCamError("give either --model or --model-id, not both")
         from app.core.model_store import resolve_installed
 
-        resolved = resolve_installed(args.model_id, data_dir=getattr(args, "data_dir", None), catalog=args.catalog)
+        resolved = resolve_installed(
+            args.model_id, data_dir=getattr(args, "data_dir", None), catalog=getattr(args, "catalog", None)
+        )
         return str(resolved.text), str(resolved.mmproj) if resolved.mmproj else None, resolved.template
     if not args.model:
         raise LlavaCamError("give a model: --model TEXT.gguf [--mmproj MMPROJ.gguf], or --model-id ID")

@@ -19,7 +19,6 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", metavar="TEXT.gguf")
     parser.add_argument("--mmproj", metavar="MMPROJ.gguf")
     parser.add_argument("--model-id", metavar="ID", help="an installed model pair (see `llavacam models list`)")
-    parser.add_argument("--catalog", metavar="FILE", help="model catalog TOML replacing the built-in one")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--token", help="require 'Authorization: Bearer TOKEN' (needed to bind beyond loopback)")

@@ -30,3 +30,15 @@ class EngineError(LlavaCamError):
 
 class SettingsError(LlavaCamError, ValueError):
     """A setting is out of range (temperature, top_p, max tokens...)."""
+
+
+class CatalogError(LlavaCamError):
+    """The model catalog is missing, not TOML, or an entry lacks something."""
+
+
+class DownloadError(LlavaCamError):
+    """A download failed: no network, HTTP error, dropped connection, checksum, disk space, not a model."""
+
+
+class DownloadCancelled(DownloadError):
+    """The user cancelled; the partial file is kept so the download can resume."""

@@ -1,0 +1,107 @@
+"""`llavacam models`: list the catalog and installed pairs, download, verify, locate, add and delete them."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import warnings
+from typing import Any
+
+from app.core.download import Progress
+
+
+def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    parser = subparsers.add_parser("models", parents=[common], help="manage model pairs (text model + mmproj)")
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    actions.add_parser("list", parents=[common], help="catalog entries and installed pairs")
+    for name, text in (("download", "download, verify and install a catalog pair"),
+                       ("verify", "check an installed pair again"),
+                       ("path", "print an installed pair's file paths"),
+                       ("delete", "remove an installed pair")):  # fmt: skip
+        action = actions.add_parser(name, parents=[common], help=text)
+        action.add_argument("id")
+    add = actions.add_parser("add", parents=[common], help="register a pair of local files (checked first)")
+    add.add_argument("--model", required=True, metavar="TEXT.gguf")
+    add.add_argument("--mmproj", metavar="MMPROJ.gguf")
+    add.add_argument("--id", dest="model_id")
+    add.add_argument("--name")
+    add.add_argument("--template", choices=["auto", "tinyllama", "vicuna", "chatml"])
+    parser.set_defaults(func=run)
+
+
+def _size(n: int | None) -> str:
+    return "?" if n is None else f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
+
+
+class _ProgressLine:
+    """One updating line on stderr: part, percent, bytes, rate, ETA."""
+
+    def __init__(self) -> None:
+        self.last = 0.0
+
+    def __call__(self, part: str, p: Progress) -> None:
+        import time
+
+        now = time.monotonic()
+        if now - self.last < 0.2 and (p.total is None or p.done < p.total):
+            return
+        self.last = now
+        percent = f"{100 * p.fraction:5.1f}%" if p.fraction is not None else "     "
+        eta = f", {p.eta_s:.0f} s left" if p.eta_s is not None else ""
+        sys.stderr.write(f"\r{part:6} {percent} {_size(p.done)} of {_size(p.total)} at {p.bytes_per_s / 1e6:.1f} MB/s"
+                         f"{eta}   ")  # fmt: skip
+        sys.stderr.flush()
+
+
+def run(args: argparse.Namespace) -> int:
+    from app.core.model_store import ModelStore
+
+    store = ModelStore(getattr(args, "data_dir", None), getattr(args, "catalog", None))
+    if args.action == "list":
+        installed = {m.id: m for m in store.installed()}
+        print("Catalog:")
+        for entry in store.catalog_entries():
+            mark = "installed" if entry.id in installed else "not installed"
+            print(f"  {entry.id:18} {entry.name}  [{mark}; {_size(entry.total_size)}; {entry.licence}]")
+        others = [m for m in installed.values() if m.origin != "catalog"]
+        if others:
+            print("Local pairs:")
+            for model in others:
+                print(f"  {model.id:18} {model.name}  [{model.origin}; {_size(model.size)}]")
+        return 0
+    if args.action == "download":
+        cancel = threading.Event()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                model = store.download(args.id, progress=_ProgressLine(), cancel=cancel)
+            except KeyboardInterrupt:
+                cancel.set()
+                sys.stderr.write("\n")
+                raise
+        sys.stderr.write("\n")
+        for warning in caught:
+            print(f"llavacam: warning: {warning.message}", file=sys.stderr)
+        print(f"installed {model.id}: {model.text} + {model.mmproj}")
+        return 0
+    if args.action == "verify":
+        model = store.verify(args.id)
+        print(f"{model.id}: OK ({model.text.name} + {model.mmproj.name if model.mmproj else 'no mmproj'})")
+        return 0
+    if args.action == "path":
+        model = store.get(args.id)
+        print(model.text)
+        if model.mmproj:
+            print(model.mmproj)
+        return 0
+    if args.action == "add":
+        model = store.add_local(args.model, args.mmproj, model_id=args.model_id, name=args.name,
+                                template=args.template)  # fmt: skip
+        print(f"added {model.id}: {model.text} + {model.mmproj}")
+        return 0
+    if args.action == "delete":
+        store.delete(args.id)
+        print(f"deleted {args.id}")
+        return 0
+    raise AssertionError(args.action)

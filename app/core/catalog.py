@@ -1,0 +1,135 @@
+"""The model catalog: a TOML data file of text model + mmproj pairs (resources/catalog.toml, or a replacement)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from app.core.errors import CatalogError
+from app.core.resources import resource_path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10 (Pyto)
+    import tomli as tomllib
+
+CATALOG_ENV = "LLAVACAM_CATALOG"
+TEMPLATE_FAMILIES = ("auto", "tinyllama", "vicuna", "chatml")
+
+
+@dataclass(frozen=True)
+class Source:
+    filename: str
+    url: str | None = None
+    hf_repo: str | None = None
+    hf_file: str | None = None
+    hf_revision: str = "main"
+    sha256: str | None = None
+    size: int | None = None
+
+    def resolve_url(self) -> str:
+        """The URL to fetch: a direct URL, or the Hugging Face resolve URL (honouring HF_ENDPOINT)."""
+        if self.url:
+            return self.url
+        from huggingface_hub import hf_hub_url
+
+        if not (self.hf_repo and self.hf_file):
+            raise ValueError("a source needs url, or hf_repo and hf_file")
+        return str(hf_hub_url(self.hf_repo, self.hf_file, revision=self.hf_revision))
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    id: str
+    name: str
+    template: str
+    licence: str
+    notes: str
+    text: Source
+    mmproj: Source
+
+    @property
+    def total_size(self) -> int | None:
+        if self.text.size is None or self.mmproj.size is None:
+            return None
+        return self.text.size + self.mmproj.size
+
+
+def catalog_path(override: str | os.PathLike[str] | None = None) -> Path:
+    chosen = override or os.environ.get(CATALOG_ENV)
+    return Path(chosen).expanduser() if chosen else resource_path("catalog.toml")
+
+
+def load_catalog(override: str | os.PathLike[str] | None = None) -> list[CatalogEntry]:
+    path = catalog_path(override)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise CatalogError(f"{path}: the model catalog does not exist") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CatalogError(f"{path}: the model catalog cannot be read ({exc})") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise CatalogError(f"{path}: the model catalog is not valid TOML ({exc})") from exc
+    models = data.get("model")
+    if not isinstance(models, list) or not models:
+        raise CatalogError(f"{path}: the catalog lists no [[model]] entries")
+    entries = [_entry(path, i, raw) for i, raw in enumerate(models)]
+    ids = [e.id for e in entries]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise CatalogError(f"{path}: model ids must be unique; repeated: {', '.join(duplicates)}")
+    return entries
+
+
+def find_entry(model_id: str, override: str | os.PathLike[str] | None = None) -> CatalogEntry:
+    entries = load_catalog(override)
+    for entry in entries:
+        if entry.id == model_id:
+            return entry
+    known = ", ".join(e.id for e in entries)
+    raise CatalogError(f"no model {model_id!r} in the catalog; known: {known}")
+
+
+def _entry(path: Path, index: int, raw: Any) -> CatalogEntry:
+    where = f"{path}: model #{index + 1}"
+    if not isinstance(raw, dict):
+        raise CatalogError(f"{where} is not a table")
+    model_id = raw.get("id")
+    if not isinstance(model_id, str) or not model_id.strip():
+        raise CatalogError(f"{where} has no id")
+    where = f"{path}: model {model_id!r}"
+    template = raw.get("template", "auto")
+    if template not in TEMPLATE_FAMILIES:
+        raise CatalogError(f"{where}: template must be one of {', '.join(TEMPLATE_FAMILIES)}, not {template!r}")
+    return CatalogEntry(
+        id=model_id,
+        name=str(raw.get("name", model_id)),
+        template=template,
+        licence=str(raw.get("licence", "")),
+        notes=str(raw.get("notes", "")),
+        text=_source(where, "text", raw.get("text")),
+        mmproj=_source(where, "mmproj", raw.get("mmproj")),
+    )
+
+
+def _source(where: str, key: str, raw: Any) -> Source:
+    if not isinstance(raw, dict):
+        raise CatalogError(f"{where}: [model.{key}] is missing")
+    url, repo, hf_file = raw.get("url"), raw.get("hf_repo"), raw.get("hf_file")
+    if not url and not (repo and hf_file):
+        raise CatalogError(f"{where}: [model.{key}] needs url, or hf_repo and hf_file")
+    filename = raw.get("filename") or (hf_file if hf_file else None)
+    if not filename or "/" in filename or "\\" in filename or filename.startswith("."):
+        raise CatalogError(f"{where}: [model.{key}] needs a plain filename")
+    sha256 = raw.get("sha256")
+    if sha256 is not None and (not isinstance(sha256, str) or len(sha256) != 64):
+        raise CatalogError(f"{where}: [model.{key}] sha256 must be 64 hex digits")
+    size = raw.get("size")
+    if size is not None and (not isinstance(size, int) or size <= 0):
+        raise CatalogError(f"{where}: [model.{key}] size must be a positive number of bytes")
+    return Source(filename=filename, url=url, hf_repo=repo, hf_file=hf_file,
+                  hf_revision=str(raw.get("hf_revision", "main")), sha256=sha256.lower() if sha256 else None,
+                  size=size)  # fmt: skip

@@ -1,0 +1,217 @@
+"""Resumable, verified, atomic downloads of model files.
+
+A download writes `NAME.part`, resumes it with an HTTP Range request after a dropped connection (or the next
+time), checks the size, the SHA-256 when known and that the result is a GGUF of the expected kind, and only then
+renames it to `NAME`: no half-file ever poses as a model. Hugging Face sources resolve to a plain HTTPS URL via
+huggingface_hub (so HF_ENDPOINT and mirrors work) and go through this same downloader, which is what gives them the
+.part/resume, progress, cancel and verification guarantees.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import shutil
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from app import __version__
+from app.core.errors import DownloadCancelled, DownloadError, ModelFileError
+
+CHUNK = 1 << 20
+SPACE_MARGIN = 64 << 20  # leave room for the manifest, the history and the OS
+
+
+@dataclass(frozen=True)
+class Progress:
+    done: int
+    total: int | None
+    bytes_per_s: float
+
+    @property
+    def eta_s(self) -> float | None:
+        if self.total is None or self.bytes_per_s <= 0:
+            return None
+        return max(self.total - self.done, 0) / self.bytes_per_s
+
+    @property
+    def fraction(self) -> float | None:
+        return self.done / self.total if self.total else None
+
+
+@dataclass(frozen=True)
+class Downloaded:
+    path: Path
+    sha256: str
+    size: int
+
+
+ProgressCallback = Callable[[Progress], None]
+FreeSpace = Callable[[Path], int]
+
+
+def free_space(path: Path) -> int:
+    return shutil.disk_usage(path).free
+
+
+def part_path(dest: Path) -> Path:
+    return dest.with_name(dest.name + ".part")
+
+
+def download(
+    url: str,
+    dest: Path,
+    *,
+    sha256: str | None = None,
+    expected_size: int | None = None,
+    validate: Callable[[Path], object] | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+    retries: int = 4,
+    timeout: float = 30.0,
+    disk_free: FreeSpace = free_space,
+) -> Downloaded:
+    """Fetch `url` to `dest`; see the module docstring for the guarantees. Raises DownloadError subclasses."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = part_path(dest)
+    attempts = 0
+    while True:
+        try:
+            total = _fetch_into(url, part, expected_size, progress, cancel, timeout, disk_free)
+            break
+        except _Dropped as dropped:
+            attempts += 1
+            if attempts > retries:
+                raise DownloadError(
+                    f"the connection to {_host(url)} kept dropping ({dropped}); run the download again to resume "
+                    f"from {part.stat().st_size if part.exists() else 0} bytes"
+                ) from dropped
+            if cancel is not None and cancel.wait(min(0.2 * 2**attempts, 5.0)):
+                raise DownloadCancelled("download cancelled; it will resume where it stopped") from dropped
+    size = part.stat().st_size
+    if total is not None and size != total:
+        raise DownloadError(f"{dest.name}: got {size} bytes but the server announced {total}")
+    if expected_size is not None and size != expected_size:
+        part.unlink(missing_ok=True)
+        raise DownloadError(f"{dest.name}: got {size} bytes but the catalog says {expected_size}")
+    digest = _sha256(part)
+    if sha256 is not None and digest != sha256.lower():
+        part.unlink(missing_ok=True)
+        raise DownloadError(
+            f"{dest.name}: checksum mismatch (expected {sha256.lower()}, got {digest}); the file was removed: "
+            "the server sent something else, or the catalog is out of date"
+        )
+    if validate is not None:
+        try:
+            validate(part)
+        except ModelFileError as exc:
+            part.unlink(missing_ok=True)
+            raise DownloadError(f"{dest.name} from {_host(url)} is not a usable model: {exc.problem}") from exc
+    os.replace(part, dest)
+    return Downloaded(dest, digest, size)
+
+
+class _Dropped(Exception):
+    """The connection broke mid-transfer: worth resuming."""
+
+
+def _host(url: str) -> str:
+    return urllib.parse.urlsplit(url).netloc or url
+
+
+def _fetch_into(
+    url: str,
+    part: Path,
+    expected_size: int | None,
+    progress: ProgressCallback | None,
+    cancel: threading.Event | None,
+    timeout: float,
+    disk_free: FreeSpace,
+) -> int | None:
+    """One HTTP request appending to `part`; returns the full size when the server said it."""
+    have = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"User-Agent": f"LlavaCam/{__version__}"})
+    if have:
+        request.add_header("Range", f"bytes={have}-")
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and have:
+            return have if expected_size in (None, have) else None  # the .part is already complete
+        if exc.code == 404:
+            raise DownloadError(f"not found (HTTP 404) at {url}: the catalog entry may be out of date") from exc
+        if exc.code in (401, 403):
+            raise DownloadError(f"{_host(url)} refused the download (HTTP {exc.code}): it may need a login") from exc
+        if exc.code >= 500:
+            raise (
+                _Dropped(f"server error HTTP {exc.code}")
+                if have
+                else DownloadError(f"{_host(url)} had a server error (HTTP {exc.code}); try again later")
+            ) from exc
+        raise DownloadError(f"{_host(url)} answered HTTP {exc.code} {exc.reason}") from exc
+    except urllib.error.URLError as exc:
+        raise DownloadError(f"cannot reach {_host(url)} ({exc.reason}): check the network connection") from exc
+    except (TimeoutError, ConnectionError, http.client.HTTPException) as exc:
+        raise _Dropped(str(exc) or type(exc).__name__) from exc
+    with response:
+        status = response.status
+        length = response.headers.get("Content-Length")
+        remaining = int(length) if length and length.isdigit() else None
+        if status == 206:
+            total = have + remaining if remaining is not None else expected_size
+            mode = "ab"
+        else:  # 200: the server ignored Range (or there was none): start over
+            have = 0
+            total = remaining if remaining is not None else expected_size
+            mode = "wb"
+        if content_type_is_html(response.headers.get("Content-Type", "")) and status == 200:
+            # An HTML page where a model should be (a login wall, a quota page): do not save it as one.
+            raise DownloadError(f"{_host(url)} sent a web page instead of a model file (a login or quota page?): {url}")
+        needed = (total - have) if total is not None else 0
+        if needed and disk_free(part.parent) < needed + SPACE_MARGIN:
+            raise DownloadError(
+                f"not enough free disk space in {part.parent}: {needed / 1e9:.2f} GB needed, "
+                f"{disk_free(part.parent) / 1e9:.2f} GB free"
+            )
+        done = have
+        started = time.monotonic()
+        with part.open(mode) as out:
+            while True:
+                if cancel is not None and cancel.is_set():
+                    raise DownloadCancelled("download cancelled; it will resume where it stopped")
+                try:
+                    chunk = response.read(CHUNK)
+                except (TimeoutError, ConnectionError, http.client.HTTPException) as exc:
+                    raise _Dropped(str(exc) or type(exc).__name__) from exc
+                if not chunk:
+                    break
+                try:
+                    out.write(chunk)
+                except OSError as exc:
+                    raise DownloadError(f"cannot write {part}: {exc.strerror or exc} (disk full?)") from exc
+                done += len(chunk)
+                if progress is not None:
+                    elapsed = time.monotonic() - started
+                    progress(Progress(done, total, (done - have) / elapsed if elapsed > 0 else 0.0))
+        if total is not None and done < total:
+            raise _Dropped(f"the connection closed after {done} of {total} bytes")
+        return total
+
+
+def content_type_is_html(content_type: str) -> bool:
+    return content_type.split(";")[0].strip().lower() in ("text/html", "application/xhtml+xml")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,91 @@
+"""A real HTTP server on 127.0.0.1 for download tests: Range, redirects, errors, dropped connections, HTML pages."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass
+class Route:
+    body: bytes = b""
+    status: int = 200
+    content_type: str = "application/octet-stream"
+    redirect_to: str | None = None
+    drop_after: int | None = None  # close the connection after this many body bytes ...
+    drops_left: int = 0  # ... this many times
+    honour_range: bool = True
+
+
+@dataclass
+class FileServer:
+    routes: dict[str, Route] = field(default_factory=dict)
+    requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+
+    def start(self) -> FileServer:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802
+                server.requests.append((self.path, dict(self.headers.items())))
+                route = server.routes.get(self.path.split("?")[0])
+                if route is None:
+                    self._simple(404, b"not found")
+                    return
+                if route.redirect_to:
+                    self.send_response(302)
+                    self.send_header("Location", route.redirect_to)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if route.status != 200:
+                    self._simple(route.status, b"error")
+                    return
+                body, start = route.body, 0
+                wanted = self.headers.get("Range")
+                if wanted and route.honour_range:
+                    start = int(wanted.split("=")[1].split("-")[0])
+                    if start >= len(body):
+                        self._simple(416, b"")
+                        return
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+                else:
+                    self.send_response(200)
+                self.send_header("Content-Type", route.content_type)
+                self.send_header("Content-Length", str(len(body) - start))
+                self.end_headers()
+                payload = body[start:]
+                if route.drop_after is not None and route.drops_left > 0:
+                    route.drops_left -= 1
+                    self.wfile.write(payload[: route.drop_after])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
+                self.wfile.write(payload)
+
+            def _simple(self, status: int, body: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
