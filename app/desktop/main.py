@@ -47,7 +47,14 @@ def run_window(args: argparse.Namespace) -> int:
     style = resource_path("styles.qss")
     if style.exists():
         app.setStyleSheet(style.read_text(encoding="utf-8"))
-    window = MainWindow(settings, base, camera_source=getattr(args, "camera", None))
+    if getattr(args, "model_id", None):
+        from app.core.model_store import ModelStore
+
+        model = ModelStore(base, getattr(args, "catalog", None)).get(args.model_id)
+        settings.model_path, settings.mmproj_path = str(model.text), str(model.mmproj or "")
+        settings.template = model.template or "auto"
+    window = MainWindow(settings, base, camera_source=getattr(args, "camera", None),
+                        catalog=getattr(args, "catalog", None), offer_setup=True)  # fmt: skip
     if warning:
         window.show_notice(warning)
     window.show()

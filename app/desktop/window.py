@@ -99,10 +99,19 @@ class MainWindow(QMainWindow):
     new_chat_requested = Signal(str)
     turn_finished = Signal(int, object)  # request id, stats dict (None after an error): the bubble is complete
 
-    def __init__(self, settings: Settings, data_dir: Path, camera_source: str | int | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        data_dir: Path,
+        camera_source: str | int | None = None,
+        *,
+        catalog: str | None = None,
+        offer_setup: bool = False,
+    ) -> None:
         super().__init__()
         self.settings = settings
         self.data_dir = data_dir
+        self.catalog = catalog
         self.setWindowTitle("LlavaCam")
         self.setAcceptDrops(True)
         self.resize(1180, 720)
@@ -124,7 +133,10 @@ class MainWindow(QMainWindow):
         if settings.has_model:
             self.load_model()
         else:
-            self.show_notice("No model configured yet: choose the model and mmproj files in Settings.", True, "model")
+            self.show_notice("No model configured yet: choose one in File → Models…, or the files in Settings.",
+                             kind="model")  # fmt: skip
+            if offer_setup:
+                QTimer.singleShot(0, self.open_models)
 
     # --- layout -----------------------------------------------------------------------------------------------
 
@@ -230,6 +242,7 @@ class MainWindow(QMainWindow):
             ("&Open image…", QKeySequence.StandardKey.Open, self.open_image),
             ("&Paste image", QKeySequence.StandardKey.Paste, self.paste_image),
             ("&New chat", QKeySequence("Ctrl+N"), self.new_chat),
+            ("&Models…", QKeySequence("Ctrl+M"), self.open_models),
             ("&Settings…", QKeySequence("Ctrl+,"), self.open_settings),
             ("&Quit", QKeySequence.StandardKey.Quit, self.close),
         ):
@@ -535,6 +548,25 @@ class MainWindow(QMainWindow):
             before = (self.settings.model_path, self.settings.mmproj_path, self.settings.n_ctx,
                       self.settings.threads, self.settings.gpu_layers, self.settings.template)  # fmt: skip
             self.apply_settings(dialog.result_settings(), reload=before)
+
+    def model_dialog(self) -> Any:
+        from app.core.model_store import ModelStore
+        from app.desktop.model_setup import ModelSetupDialog
+
+        dialog = ModelSetupDialog(ModelStore(self.data_dir, self.catalog), self)
+        dialog.chosen.connect(self.use_model)
+        return dialog
+
+    def open_models(self) -> None:
+        self.model_dialog().open()
+
+    def use_model(self, model: Any) -> None:
+        """Switch to an installed pair (from the model dialog) and load it."""
+        from dataclasses import replace
+
+        mmproj = str(model.mmproj) if model.mmproj else ""
+        template = model.template or "auto"
+        self.apply_settings(replace(self.settings, model_path=str(model.text), mmproj_path=mmproj, template=template))
 
     def apply_settings(self, settings: Settings, reload: tuple | None = None) -> None:
         self.settings = settings

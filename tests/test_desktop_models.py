@@ -1,0 +1,87 @@
+"""The model dialog drives a real download from a 127.0.0.1 server to a loaded model in the window."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.core.model_store import ModelStore
+from app.desktop.model_setup import ModelSetupDialog
+from app.desktop.settings import Settings
+from app.desktop.window import MainWindow
+from tests.support.http_server import FileServer, Route
+from tests.test_desktop_window import no_dangling_qthreads  # noqa: F401 (autouse fixture)
+from tests.test_download import write_catalog
+
+
+@pytest.fixture
+def served(tiny_models, tmp_path):
+    server = FileServer().start()
+    server.routes["/tiny.gguf"] = Route(tiny_models.text.read_bytes())
+    server.routes["/mmproj.gguf"] = Route(tiny_models.mmproj.read_bytes())
+    yield server, write_catalog(tmp_path / "catalog.toml", server.url)
+    server.stop()
+
+
+def test_first_run_dialog_downloads_a_pair_and_the_chat_becomes_ready(qtbot, served, tmp_path):
+    _server, catalog = served
+    window = MainWindow(Settings(n_ctx=2048, threads=2), tmp_path / "data", camera_source=str(tmp_path / "none.avi"),
+                        catalog=str(catalog))  # fmt: skip
+    try:
+        assert not window.model_ready
+        assert "Models" in window.notice.text()
+        dialog = window.model_dialog()
+        dialog.select("tiny")
+        assert dialog.download_button.text() == "Download and use"
+        progress_seen = []
+        dialog.text_bar.valueChanged.connect(progress_seen.append)
+        with qtbot.waitSignal(dialog.chosen, timeout=30000):
+            dialog.download_button.click()
+        assert progress_seen
+        assert dialog.mmproj_bar.value() == 1000
+        qtbot.waitUntil(lambda: window.model_ready, timeout=30000)
+        assert window.settings.template == "tinyllama"
+        assert (tmp_path / "data" / "models" / "tiny" / "tiny.gguf").exists()
+    finally:
+        window.close()
+
+
+def test_download_failure_is_shown_and_nothing_is_installed(qtbot, served, tmp_path):
+    server, catalog = served
+    server.routes["/mmproj.gguf"] = Route(status=404)
+    dialog = ModelSetupDialog(ModelStore(tmp_path / "data", catalog))
+    qtbot.addWidget(dialog)
+    dialog.select("tiny")
+    dialog.download_or_use()
+    qtbot.waitUntil(lambda: dialog.job is None, timeout=30000)
+    assert "404" in dialog.status.text()
+    assert not ModelStore(tmp_path / "data", catalog).installed()
+
+
+def test_cancel_stops_the_download(qtbot, served, tmp_path):
+    server, catalog = served
+    server.routes["/tiny.gguf"] = Route(server.routes["/tiny.gguf"].body * 40)  # big enough to cancel midway
+    dialog = ModelSetupDialog(ModelStore(tmp_path / "data", catalog))
+    qtbot.addWidget(dialog)
+    dialog.select("tiny")
+    dialog.download_or_use()
+    dialog.cancel_download()
+    qtbot.waitUntil(lambda: dialog.job is None, timeout=30000)
+    assert "cancelled" in dialog.status.text() or "failed" in dialog.status.text()
+
+
+def test_files_on_disk_are_checked_and_used(qtbot, tmp_path, tiny_models, mismatched_mmproj):
+    dialog = ModelSetupDialog(ModelStore(tmp_path / "data"))
+    qtbot.addWidget(dialog)
+    dialog.add_files(str(tiny_models.text), str(mismatched_mmproj))
+    assert "not a pair" in dialog.status.text()
+    with qtbot.waitSignal(dialog.chosen, timeout=5000) as blocker:
+        dialog.add_files(str(tiny_models.text), str(tiny_models.mmproj))
+    assert blocker.args[0].text == tiny_models.text
+    again = ModelSetupDialog(ModelStore(tmp_path / "data"))
+    qtbot.addWidget(again)
+    again.select(blocker.args[0].id)
+    assert again.download_button.text() == "Use"
+    again.delete(blocker.args[0].id)
+    assert not ModelStore(tmp_path / "data").installed() or all(
+        m.origin == "checkout" for m in ModelStore(tmp_path / "data").installed()
+    )
