@@ -1,0 +1,42 @@
+"""`llavacam history ...` end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from app.core.history import HistoryStore
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "app", *args], capture_output=True, text=True, env=env, cwd=REPO,
+                          timeout=60)  # fmt: skip
+
+
+def test_list_show_search_export(tmp_path):
+    data = tmp_path / "data"
+    store = HistoryStore(data)
+    chat = store.create_chat()
+    store.add_user_message(chat, "What is on the receipt?")
+    writer = store.begin_answer(chat)
+    writer.append("Milk and bread.")
+    writer.finish()
+    store.close()
+    listed = cli("history", "list", "--data-dir", str(data))
+    assert listed.returncode == 0, listed.stderr
+    assert "What is on the receipt?" in listed.stdout
+    assert "Milk and bread." in cli("--data-dir", str(data), "history", "show", str(chat)).stdout
+    assert "receipt" in cli("history", "search", "bread", "--data-dir", str(data)).stdout.lower()
+    out = tmp_path / "export"
+    exported = cli("history", "export", str(chat), "--format", "json", "--out", str(out), "--data-dir", str(data))
+    assert exported.returncode == 0, exported.stderr
+    assert json.loads(Path(exported.stdout.strip()).read_text())["messages"][1]["text"] == "Milk and bread."
+    missing = cli("history", "show", "999", "--data-dir", str(data))
+    assert missing.returncode == 2
+    assert "no chat 999" in missing.stderr
