@@ -13,6 +13,8 @@ import pytest  # noqa: E402
 
 from models.make_test_models import ModelPair, write_mmproj, write_tiny_pair  # noqa: E402
 
+pytest_plugins = ["tests.support.desktop"]
+
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> ModelPair:

@@ -9,7 +9,6 @@ from app.desktop.model_setup import ModelSetupDialog
 from app.desktop.settings import Settings
 from app.desktop.window import MainWindow
 from tests.support.http_server import FileServer, Route
-from tests.test_desktop_window import no_dangling_qthreads  # noqa: F401 (autouse fixture)
 from tests.test_download import write_catalog
 
 

@@ -29,10 +29,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.errors import ImageError
+from app.core.engine import PastTurn
+from app.core.errors import ImageError, LlavaCamError
+from app.core.history import HistoryStore
 from app.core.images import RGBImage, load_image
 from app.desktop.camera import CameraSource, parse_source
 from app.desktop.chat_view import Bubble, ChatView
+from app.desktop.history_panel import HistoryPanel
 from app.desktop.settings import Settings, save_settings
 from app.desktop.worker import WorkerThread
 
@@ -77,9 +80,13 @@ class _Background(QObject):
     def __init__(self) -> None:
         super().__init__()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llavacam-io")
+        self._closed = False
         self.done.connect(lambda callback, result, error: callback(result, error))
 
     def run(self, fn: Any, callback: Any) -> None:
+        if self._closed:
+            return
+
         def job() -> None:
             try:
                 self.done.emit(callback, fn(), None)
@@ -89,7 +96,8 @@ class _Background(QObject):
         self._pool.submit(job)
 
     def shutdown(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._closed = True
+        self._pool.shutdown(wait=True)  # pending history writes finish: nothing is lost
 
 
 class MainWindow(QMainWindow):
@@ -97,6 +105,7 @@ class MainWindow(QMainWindow):
     prepare_requested = Signal(object)
     load_requested = Signal(str, str, object)
     new_chat_requested = Signal(str)
+    history_requested = Signal(object, str)  # [PastTurn], system prompt
     turn_finished = Signal(int, object)  # request id, stats dict (None after an error): the bubble is complete
 
     def __init__(
@@ -124,7 +133,13 @@ class MainWindow(QMainWindow):
         self.model_ready = False
         self.last_question: tuple[str, RGBImage | None] | None = None
         self._background = _Background()
+        self._closing = False
+        self.history = HistoryStore(data_dir)
+        self._chat = {"id": None}  # the stored chat; read and written only by the background writer, in order
+        self._answer: dict[str, Any] = {}
         self._build()
+        if self.history.notice:
+            self.show_notice(self.history.notice, kind="history")
         self._worker = WorkerThread()
         self._connect_worker()
         self.camera: CameraSource | None = None
@@ -213,11 +228,17 @@ class MainWindow(QMainWindow):
         buttons.addWidget(self.send_button)
         right_layout.addLayout(buttons)
 
+        self.history_panel = HistoryPanel(self.history)
+        self.history_panel.open_requested.connect(self.open_chat)
+        self.history_panel.message.connect(lambda text: self.show_notice(text, kind="history"))
         splitter = QSplitter()
+        splitter.addWidget(self.history_panel)
         splitter.addWidget(left)
         splitter.addWidget(right)
-        splitter.setStretchFactor(0, 1)
+        splitter.setStretchFactor(0, 0)
         splitter.setStretchFactor(1, 1)
+        splitter.setStretchFactor(2, 1)
+        splitter.setSizes([200, 460, 520])
         self.setCentralWidget(splitter)
         self.status_label = QLabel("Starting…")
         self.status_label.setObjectName("statusLabel")
@@ -268,6 +289,7 @@ class MainWindow(QMainWindow):
         self.prepare_requested.connect(worker.prepare)
         self.load_requested.connect(worker.load_model)
         self.new_chat_requested.connect(worker.new_chat)
+        self.history_requested.connect(worker.set_history)
         worker.token.connect(self._on_token)
         worker.finished.connect(self._on_finished)
         worker.error.connect(self._on_error)
@@ -474,6 +496,7 @@ class MainWindow(QMainWindow):
         self.set_status("Generating…")
         self._turn_started = time.perf_counter()
         self._update_buttons()
+        self._record_question(question, image if not regenerate else None, regenerate)
         self.ask_requested.emit(request_id, question, new_image, self.settings.sampling(), regenerate)
 
     def regenerate(self) -> None:
@@ -492,9 +515,105 @@ class MainWindow(QMainWindow):
             self.worker.cancel()
             self.set_status("Stopping…")
 
+    # --- history: every write runs on the background writer, in order, off the GUI thread -----------------------
+
+    def _record_question(self, question: str, image: RGBImage | None, regenerate: bool) -> None:
+        chat, answer, store = self._chat, {"writer": None}, self.history
+        self._answer = answer
+        model = self.settings.model_path.rsplit("/", 1)[-1] or None
+        sampling = self.settings.sampling().to_dict()
+
+        def record() -> None:
+            if chat["id"] is None:
+                chat["id"] = store.create_chat(model_id=model)
+            if not regenerate:
+                frame = store.save_image(image, source=self.camera_name(image)) if image is not None else None
+                store.add_user_message(chat["id"], question, frame)
+            answer["writer"] = store.begin_answer(chat["id"], model, sampling)
+
+        self._history_job(record)
+
+    def camera_name(self, image: RGBImage) -> str:
+        if image.source == "frame" and self.camera is not None:
+            return self.camera.name
+        return Path(image.source).name if image.source else "image"
+
+    def _history_job(self, fn: Any, refresh: bool = True) -> None:
+        def done(_result: Any, error: Exception | None) -> None:
+            if self._closing:
+                return
+            if isinstance(error, LlavaCamError):
+                self.show_notice(str(error), kind="history")
+            elif error is not None:
+                self.show_notice(f"The chat could not be saved: {error}", kind="history")
+            if refresh:
+                self.history_panel.refresh()
+
+        if not self.history.read_only:
+            self._background.run(fn, done)
+
+    def _record_piece(self, piece: str) -> None:
+        answer = self._answer
+        self._history_job(lambda: answer["writer"] and answer["writer"].append(piece), refresh=False)
+
+    def _record_end(self, status: str, stats: dict | None) -> None:
+        answer = self._answer
+        self._history_job(lambda: answer["writer"] and answer["writer"].finish(status, stats))
+
+    def open_chat(self, chat_id: int) -> None:
+        """Show a stored chat and continue it: the engine rebuilds its context from the stored turns."""
+        if self.active_request is not None:
+            self.set_status("Stop the current answer before opening another chat.")
+            return
+        chat = self.history.get_chat(chat_id)
+        self.chat_view.clear()
+        last_image: RGBImage | None = None
+        for message in chat.messages:
+            if message.role == "user":
+                picture = None
+                if message.image is not None and message.image.path.exists():
+                    picture = QPixmap(str(message.image.path)).scaled(
+                        THUMBNAIL_SIZE, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation
+                    )
+                self.chat_view.add(Bubble("user", message.text, picture))
+            else:
+                bubble = self.chat_view.add(Bubble("assistant", message.text))
+                bubble.finish({**(message.timings or {}), "finish_reason": "cancelled"
+                               if message.status in ("stopped", "incomplete") else "stop"})  # fmt: skip
+        self._chat = {"id": chat_id}
+        self.setWindowTitle(f"LlavaCam — {chat.title}")
+        turns = self.history.get_turns(chat_id)
+        questions = [m for m in chat.messages if m.role == "user"]
+        self.last_question = (questions[-1].text, None) if questions else None
+
+        def load() -> tuple[list[PastTurn], RGBImage | None]:
+            past = []
+            latest = None
+            for turn in turns:
+                picture = load_image(turn.image_path) if turn.image_path and turn.image_path.exists() else None
+                latest = picture or latest
+                past.append(PastTurn(turn.question, turn.answer, picture))
+            return past, latest
+
+        def loaded(result: Any, error: Exception | None) -> None:
+            if error is not None:
+                self.show_notice(f"The chat's frames could not be read: {error}", kind="history")
+                return
+            past, latest = result
+            self.history_requested.emit(past, self.settings.system_prompt)
+            self.conversation_image = latest.digest if latest is not None else None
+            if latest is not None:
+                self.pin(latest)
+            self.set_status(f"Opened “{chat.title}”: ask to continue it")
+
+        del last_image
+        self._background.run(load, loaded)
+        self._update_buttons()
+
     def _on_token(self, request_id: int, piece: str) -> None:
         if request_id != self.active_request or self.active_bubble is None:
             return  # a late token of a stopped request
+        self._record_piece(piece)
         self.active_bubble.append(piece)
         self.chat_view.scroll_to_end()
 
@@ -502,12 +621,14 @@ class MainWindow(QMainWindow):
         if request_id != self.active_request or self.active_bubble is None:
             return
         self.active_bubble.finish(stats)
+        self._record_end("stopped" if stats.get("finish_reason") == "cancelled" else "complete", stats)
         self._end_turn("Stopped" if stats.get("finish_reason") == "cancelled" else "Ready", stats)
 
     def _on_error(self, request_id: int, message: str) -> None:
         if request_id != self.active_request or self.active_bubble is None:
             return
         self.active_bubble.fail(message)
+        self._record_end("error", None)
         self._end_turn("Error: " + message, None)
 
     def _end_turn(self, status: str, stats: dict | None) -> None:
@@ -525,6 +646,7 @@ class MainWindow(QMainWindow):
         self.chat_view.clear()
         self.conversation_image = None
         self.last_question = None
+        self._chat = {"id": None}
         self.setWindowTitle("LlavaCam")
         self.new_chat_requested.emit(self.settings.system_prompt)
         if self.pinned is not None:
@@ -605,12 +727,18 @@ class MainWindow(QMainWindow):
 
     def shutdown(self) -> None:
         """Cancel the answer, stop the camera and the worker thread, and wait for them."""
+        if self._closing:
+            return
         self.worker.cancel()
         if self.camera is not None:
             self.camera.stop()
         self._fps_timer.stop()
-        self._background.shutdown()
         self._worker.stop()
+        # Deliver the worker's last queued signals (the stopped answer), so the history records them.
+        QApplication.processEvents()
+        self._closing = True
+        self._background.shutdown()
+        self.history.close()
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
         self.shutdown()

@@ -1,0 +1,81 @@
+"""Desktop test fixtures (a pytest plugin, see tests/conftest.py): a window on the tiny model with a video camera,
+and a check that no test leaves a QThread running."""
+
+from __future__ import annotations
+
+import weakref
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QThread
+from PySide6.QtWidgets import QApplication
+
+from app.desktop.settings import Settings
+from app.desktop.window import MainWindow
+from tests.support.camera_video import write_test_video
+
+_threads: list[weakref.ref[QThread]] = []
+_original_init = QThread.__init__
+
+
+def _tracking_init(self: QThread, *args: object, **kwargs: object) -> None:
+    _original_init(self, *args, **kwargs)
+    _threads.append(weakref.ref(self))
+
+
+@pytest.fixture(autouse=True)
+def no_dangling_qthreads(monkeypatch):
+    """Fail any test that leaves a QThread running (after napari's _dangling_qthreads)."""
+    monkeypatch.setattr(QThread, "__init__", _tracking_init)
+    _threads.clear()
+    yield
+    running = [t for ref in _threads if (t := ref()) is not None and t.isRunning()]
+    assert not running, f"test left {len(running)} QThread(s) running"
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory) -> Path:
+    return write_test_video(tmp_path_factory.mktemp("camera") / "camera.avi")
+
+
+@pytest.fixture
+def settings(tiny_models) -> Settings:
+    return Settings(
+        model_path=str(tiny_models.text),
+        mmproj_path=str(tiny_models.mmproj),
+        temperature=0.0,
+        max_tokens=12,
+        threads=2,
+        n_ctx=2048,
+    )
+
+
+@pytest.fixture
+def make_window(qtbot, tmp_path, video):
+    windows: list[MainWindow] = []
+
+    def make(settings: Settings, camera: str | None = None, wait_model: bool = True) -> MainWindow:
+        window = MainWindow(settings, tmp_path, camera_source=camera if camera is not None else str(video))
+        windows.append(window)
+        window.show()
+        qtbot.waitExposed(window)
+        if wait_model:
+            qtbot.waitUntil(lambda: window.model_ready, timeout=30000)
+        return window
+
+    yield make
+    for window in windows:
+        window.close()
+        window.deleteLater()
+    QApplication.processEvents()
+
+
+def wait_for_frame(qtbot, window: MainWindow) -> None:
+    qtbot.waitUntil(lambda: window.camera is not None and window.camera.newest() is not None, timeout=10000)
+
+
+def ask(qtbot, window: MainWindow, question: str, timeout: int = 30000) -> dict:
+    window.prompt_input.setPlainText(question)
+    with qtbot.waitSignal(window.turn_finished, timeout=timeout) as blocker:
+        window.send_button.click()
+    return blocker.args[1]
