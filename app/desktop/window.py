@@ -387,7 +387,7 @@ class MainWindow(QMainWindow):
     def pin(self, image: RGBImage) -> None:
         self.pinned = image
         self.pinned_ready = False
-        self.pinned_badge.setText("📌 pinned · encoding…" if self.model_ready else "📌 pinned")
+        self.pinned_badge.setText("● pinned · encoding…" if self.model_ready else "● pinned")
         self.unpin_button.setEnabled(True)
         self._paint_preview(to_qimage(image))
         self._prepare(image)
@@ -401,7 +401,7 @@ class MainWindow(QMainWindow):
     def _on_prepared(self, digest: str, ok: bool) -> None:
         if self.pinned is not None and self.pinned.digest == digest and ok:
             self.pinned_ready = True
-            self.pinned_badge.setText("📌 pinned · ready")
+            self.pinned_badge.setText("● pinned · ready")
 
     def unpin(self) -> None:
         self.pinned = None

@@ -1,0 +1,92 @@
+"""Run the real window under Xvfb with the tiny model and a generated video, ask one question, save a screenshot.
+
+    python scripts/screenshot.py [--out docs/screenshot.png]
+
+Starts Xvfb itself (Debian: apt-get install xvfb) unless DISPLAY is already set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=REPO / "docs" / "screenshot.png")
+    args = parser.parse_args()
+    xvfb = None
+    if not os.environ.get("DISPLAY"):
+        if shutil.which("Xvfb") is None:
+            print("Xvfb is not installed (Debian: apt-get install xvfb)", file=sys.stderr)
+            return 1
+        display = ":77"
+        xvfb = subprocess.Popen(["Xvfb", display, "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
+        os.environ["DISPLAY"] = display
+        time.sleep(1.0)  # Xvfb has no readiness signal
+    os.environ["QT_QPA_PLATFORM"] = "xcb"
+    try:
+        return shoot(args.out)
+    finally:
+        if xvfb is not None:
+            xvfb.terminate()
+            xvfb.wait(10)
+
+
+def shoot(out: Path) -> int:
+    sys.path.insert(0, str(REPO))
+    from PySide6.QtCore import QEventLoop
+    from PySide6.QtWidgets import QApplication
+
+    from app.core.resources import resource_path
+    from app.desktop.settings import Settings
+    from app.desktop.window import MainWindow
+    from models.make_test_models import write_tiny_pair
+    from tests.support.camera_video import write_test_video
+
+    work = Path(tempfile.mkdtemp(prefix="llavacam-shot-"))
+    pair = write_tiny_pair(work / "models")
+    video = write_test_video(work / "camera.avi", frames=60, size=(640, 480), fps=15.0)
+    app = QApplication.instance() or QApplication([])
+    app.setStyleSheet(resource_path("styles.qss").read_text(encoding="utf-8"))
+    settings = Settings(model_path=str(pair.text), mmproj_path=str(pair.mmproj), temperature=0.0, max_tokens=40,
+                        n_ctx=2048)  # fmt: skip
+    window = MainWindow(settings, work / "data", camera_source=str(video))
+    window.resize(1280, 760)
+    window.show()
+
+    def spin(predicate, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not predicate() and time.monotonic() < deadline:
+            app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 30)
+
+    spin(lambda: window.model_ready and window.camera is not None and window.camera.frames_read > 10, 60)
+    window.capture()
+    spin(lambda: window.pinned_ready, 30)
+    done: list[bool] = []
+    window.turn_finished.connect(lambda *_: done.append(True))
+    window.prompt_input.setPlainText("What is in front of the camera?")
+    window.send()
+    spin(lambda: bool(done), 60)
+    window.prompt_input.setPlainText("What colour is the square?")
+    done.clear()
+    window.send()
+    spin(lambda: bool(done), 60)
+    spin(lambda: False, 0.5)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    window.grab().save(str(out))
+    window.close()
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
