@@ -33,3 +33,9 @@ bench: setup
 
 bench-quick: setup
 	QT_QPA_PLATFORM=offscreen $(PY) -m bench --quick --gui
+
+bundle: setup
+	$(PY) packaging/desktop/build_bundle.py
+
+pyto:
+	$(PYTHON) packaging/ios/build_pyto.py
