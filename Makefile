@@ -38,4 +38,4 @@ bundle: setup
 	$(PY) packaging/desktop/build_bundle.py
 
 pyto:
-	$(PYTHON) packaging/ios/build_pyto.py
+	$(PYTHON) packaging/ios/build_pyto.py  # standard library only: no set-up needed

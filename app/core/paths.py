@@ -15,9 +15,12 @@ def data_dir(override: str | os.PathLike[str] | None = None) -> Path:
     if chosen:
         path = Path(chosen).expanduser()
     else:
-        from platformdirs import user_data_dir
-
-        path = Path(user_data_dir(APP_NAME, appauthor=False))
+        try:
+            from platformdirs import user_data_dir
+        except ImportError:  # Pyto on iPhone: the app's Documents folder is the user's place
+            path = Path.home() / "Documents" / APP_NAME
+        else:
+            path = Path(user_data_dir(APP_NAME, appauthor=False))
     path.mkdir(parents=True, exist_ok=True)
     return path
 

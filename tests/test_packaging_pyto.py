@@ -1,0 +1,166 @@
+"""The Pyto (iPhone) bundle: reproducible, the same core, Python 3.10, Pyto's modules only, and a working flow."""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DOUBLE = REPO / "tests" / "support" / "pyto_double"
+
+
+def build(out: Path) -> Path:
+    result = subprocess.run([sys.executable, str(REPO / "packaging" / "ios" / "build_pyto.py"), str(out)],
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory) -> Path:
+    return build(tmp_path_factory.mktemp("pyto")) / "LlavaCam"
+
+
+def test_two_builds_are_byte_identical(tmp_path, bundle):
+    again = build(tmp_path / "again")
+    assert (again / "LlavaCam-pyto.zip").read_bytes() == (bundle.parent / "LlavaCam-pyto.zip").read_bytes()
+
+
+def test_core_files_are_the_repositorys_and_listed_with_hashes(bundle):
+    manifest = json.loads((bundle / "bundle.json").read_text())
+    assert manifest["on_device_inference"] is False
+    assert set(manifest["pyto_modules"]) >= {"pyto_ui", "photos", "userkeys", "mainthread", "file_system", "PIL",
+                                             "jinja2"}  # fmt: skip
+    for relative, digest in manifest["core_files"].items():
+        bundled = (bundle / relative).read_bytes()
+        assert bundled == (REPO / relative).read_bytes(), relative
+        assert hashlib.sha256(bundled).hexdigest() == digest
+    assert "app/core/history.py" in manifest["core_files"]
+    assert "engine" in manifest["core_left_out"]
+    assert (
+        "does no on-device inference" in (bundle / "README_PYTO.md").read_text()
+        or "not run the model" in (bundle / "README_PYTO.md").read_text()
+    )
+
+
+def python_files(bundle: Path) -> list[Path]:
+    return sorted(bundle.rglob("*.py"))
+
+
+def test_every_bundled_file_parses_as_python_3_10(bundle):
+    for path in python_files(bundle):
+        ast.parse(path.read_text(encoding="utf-8"), filename=str(path), feature_version=(3, 10))
+
+
+def _optional(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
+    """An import inside `try: ... except ImportError:` is optional (the code has a fallback)."""
+    child, parent = node, parents.get(node)
+    while parent is not None:
+        if isinstance(parent, ast.Try) and child in parent.body:
+            for handler in parent.handlers:
+                names = [handler.type] if not isinstance(handler.type, ast.Tuple) else handler.type.elts
+                if any(isinstance(n, ast.Name) and n.id in ("ImportError", "ModuleNotFoundError") for n in names):
+                    return True
+        child, parent = parent, parents.get(parent)
+    return False
+
+
+def test_every_import_is_stdlib_bundled_or_provided_by_pyto(bundle):
+    manifest = json.loads((bundle / "bundle.json").read_text())
+    allowed = set(sys.stdlib_module_names) | set(manifest["pyto_modules"]) | {"app", "__future__"}
+    problems = []
+    for path in python_files(bundle):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                if (
+                    top == "app"
+                    and not (bundle / Path(*name.split("."))).with_suffix(".py").exists()
+                    and not (bundle / Path(*name.split("."))).is_dir()
+                ):
+                    problems.append(f"{path.relative_to(bundle)}: {name} is not in the bundle")
+                elif top not in allowed and not _optional(node, parents):
+                    problems.append(f"{path.relative_to(bundle)}: imports {name}")
+    assert not problems, "\n".join(problems)
+
+
+def test_core_imports_with_qt_cv2_and_llama_cpp_blocked():
+    code = (
+        "import sys, importlib, pkgutil\n"
+        "for blocked in ('PySide6', 'cv2', 'llama_cpp'):\n"
+        "    sys.modules[blocked] = None\n"
+        "import app.core\n"
+        "names = [m.name for m in pkgutil.iter_modules(app.core.__path__)]\n"
+        "for name in names:\n"
+        "    importlib.import_module('app.core.' + name)\n"
+        "print(len(names))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout) >= 15
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_front_end_flow_against_a_real_server(bundle, tiny_models, tmp_path):
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "app", "serve", "--model", str(tiny_models.text), "--mmproj", str(tiny_models.mmproj),
+         "--port", str(port), "--n-ctx", "2048"],
+        env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert server.stdout is not None
+        assert "serving" in server.stdout.readline()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)  # uvicorn prints before it listens; poll the port
+        flow_env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(bundle), str(DOUBLE)])}
+        flow = subprocess.run(
+            [sys.executable, str(REPO / "tests" / "support" / "pyto_flow.py"), f"http://127.0.0.1:{port}/v1",
+             str(tmp_path / "phone")],
+            capture_output=True, text=True, env=flow_env, timeout=300, cwd=tmp_path,
+        )  # fmt: skip
+        assert flow.returncode == 0, flow.stderr
+        seen = json.loads(flow.stdout.strip().splitlines()[-1])
+    finally:
+        server.terminate()
+        server.wait(30)
+    assert Path(seen["module"]).is_relative_to(bundle), "the front end ran from the bundle"
+    who = [detail for detail, _text in seen["cells"]]
+    assert who == ["You · with the photo", "LlavaCam", "You", "LlavaCam", "You", "LlavaCam"]
+    answers = [text for detail, text in seen["cells"] if detail == "LlavaCam"]
+    for answer in answers[:2]:
+        assert answer, answers
+        assert not answer.startswith("Error"), answers
+    assert seen["stop_enabled"] is False
+    roles = [role for role, *_ in seen["history"]]
+    assert roles == ["user", "assistant"] * 3
+    assert seen["history"][0][3] is True, "the photo is stored with the first question"
+    assert seen["history"][1][2] == "complete"
+    assert seen["history"][5][2] in {"stopped", "complete"}
