@@ -32,3 +32,8 @@ def tiny_models_no_template(tmp_path_factory: pytest.TempPathFactory) -> ModelPa
 def mismatched_mmproj(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A projector whose output (96) does not fit the tiny text model's embeddings (64)."""
     return write_mmproj(tmp_path_factory.mktemp("mismatched") / "mmproj-96.gguf", text_n_embd=96)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Core tests first, Qt tests after: a core failure shows up before any window is opened."""
+    items.sort(key=lambda item: "test_desktop_" in item.nodeid or "test_bench_quick" in item.nodeid)
