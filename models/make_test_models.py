@@ -14,6 +14,7 @@ import argparse
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -114,6 +115,16 @@ def _atomic_target(path: Path) -> Path:
     return path.with_name(path.name + ".partial")
 
 
+def _finish(writer: Any, temporary: Path, path: Path) -> Path:
+    """Write the file under its temporary name, then rename: an interrupted run never leaves a finished name."""
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    os.replace(temporary, path)
+    return path
+
+
 def write_text_model(
     path: Path,
     shape: TextShape = TINY_TEXT,
@@ -174,12 +185,7 @@ def write_text_model(
         matrix(f"blk.{i}.ffn_gate.weight", shape.n_ff, n_embd)
         matrix(f"blk.{i}.ffn_up.weight", shape.n_ff, n_embd)
         matrix(f"blk.{i}.ffn_down.weight", n_embd, shape.n_ff)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    os.replace(temporary, path)
-    return path
+    return _finish(writer, temporary, path)
 
 
 def write_mmproj(
@@ -243,12 +249,7 @@ def write_mmproj(
     vector("mm.0.bias", text_n_embd, 0.0)
     matrix("mm.2.weight", text_n_embd, text_n_embd)
     vector("mm.2.bias", text_n_embd, 0.0)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    os.replace(temporary, path)
-    return path
+    return _finish(writer, temporary, path)
 
 
 def write_tiny_pair(

@@ -8,15 +8,13 @@ from app.core.model_store import ModelStore
 from app.desktop.model_setup import ModelSetupDialog
 from app.desktop.settings import Settings
 from app.desktop.window import MainWindow
-from tests.support.http_server import FileServer, Route
+from tests.support.http_server import Route, serve_tiny_pair
 from tests.test_download import write_catalog
 
 
 @pytest.fixture
 def served(tiny_models, tmp_path):
-    server = FileServer().start()
-    server.routes["/tiny.gguf"] = Route(tiny_models.text.read_bytes())
-    server.routes["/mmproj.gguf"] = Route(tiny_models.mmproj.read_bytes())
+    server = serve_tiny_pair(tiny_models.text.read_bytes(), tiny_models.mmproj.read_bytes())
     yield server, write_catalog(tmp_path / "catalog.toml", server.url)
     server.stop()
 

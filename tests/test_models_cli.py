@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.http_server import FileServer, Route
+from tests.support.http_server import Route, serve_tiny_pair
 from tests.test_download import write_catalog
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,9 +24,7 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture
 def served(tiny_models, tmp_path):
-    server = FileServer().start()
-    server.routes["/tiny.gguf"] = Route(tiny_models.text.read_bytes())
-    server.routes["/mmproj.gguf"] = Route(tiny_models.mmproj.read_bytes())
+    server = serve_tiny_pair(tiny_models.text.read_bytes(), tiny_models.mmproj.read_bytes())
     yield server, write_catalog(tmp_path / "catalog.toml", server.url)
     server.stop()
 

@@ -20,9 +20,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         help="ask about an image from the terminal",
         description="Ask questions about an image; each -q is one turn of the same conversation.",
     )
-    parser.add_argument("--model", metavar="TEXT.gguf", help="text model GGUF")
-    parser.add_argument("--mmproj", metavar="MMPROJ.gguf", help="vision projector GGUF (omit for text-only)")
-    parser.add_argument("--model-id", metavar="ID", help="an installed model pair (see `llavacam models list`)")
+    add_model_arguments(parser)
     parser.add_argument("--image", metavar="IMG", help="the image to ask about (omit for a text-only question)")
     parser.add_argument("-q", "--question", action="append", default=[], metavar="QUESTION", help="a question (repeat)")
     parser.add_argument("--system", metavar="S", help="system prompt")
@@ -36,6 +34,13 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="one JSON object per turn on stdout")
     parser.add_argument("--verbose", action="store_true", help="show llama.cpp's own log")
     parser.set_defaults(func=run)
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """--model/--mmproj or --model-id, shared by the commands that load a model."""
+    parser.add_argument("--model", metavar="TEXT.gguf", help="text model GGUF")
+    parser.add_argument("--mmproj", metavar="MMPROJ.gguf", help="vision projector GGUF (omit for text-only)")
+    parser.add_argument("--model-id", metavar="ID", help="an installed model pair (see `llavacam models list`)")
 
 
 def _resolve_model(args: argparse.Namespace) -> tuple[str, str | None, str | None]:

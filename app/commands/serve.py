@@ -6,6 +6,7 @@ import argparse
 import ipaddress
 from typing import Any
 
+from app.commands.ask import add_model_arguments
 from app.core.errors import LlavaCamError
 
 
@@ -16,9 +17,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         help="serve an OpenAI-compatible vision chat API",
         description="Serve POST /v1/chat/completions, GET /v1/models and GET /health over the local model.",
     )
-    parser.add_argument("--model", metavar="TEXT.gguf")
-    parser.add_argument("--mmproj", metavar="MMPROJ.gguf")
-    parser.add_argument("--model-id", metavar="ID", help="an installed model pair (see `llavacam models list`)")
+    add_model_arguments(parser)
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--token", help="require 'Authorization: Bearer TOKEN' (needed to bind beyond loopback)")

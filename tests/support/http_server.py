@@ -89,3 +89,11 @@ class FileServer:
     def stop(self) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
+
+
+def serve_tiny_pair(text: bytes, mmproj: bytes) -> FileServer:
+    """A server with the tiny pair at /tiny.gguf and /mmproj.gguf (what tests.test_download.write_catalog lists)."""
+    server = FileServer().start()
+    server.routes["/tiny.gguf"] = Route(text)
+    server.routes["/mmproj.gguf"] = Route(mmproj)
+    return server
