@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.core.stops import StopMatcher
+from app.core.stops import AnswerText, StopMatcher
 from app.core.templates import (
     DEFAULT_SYSTEM_PROMPT,
     IMAGE_MARKER,
@@ -93,3 +93,28 @@ def test_stop_matcher_holds_back_partial_stop_strings():
     assert other.feed("a <|") == ("a ", False)
     assert other.feed("b") == ("<|b", False)
     assert other.flush() == ""
+
+
+def test_utf8_split_across_tokens_is_held_until_complete():
+    text = AnswerText()
+    assert text.feed(b" caf") == ("caf", False), "the first word's SentencePiece space is dropped"
+    assert text.feed(b"\xc3") == ("", False), "half a character is held back"
+    assert text.feed(b"\xa9 ok") == ("\u00e9 ok", False)
+    assert text.close(stopped=False) == ""
+    assert text.shown == "caf\u00e9 ok"
+    assert text.raw == " caf\u00e9 ok"
+
+
+def test_answer_text_cuts_at_a_stop_string_spanning_tokens():
+    text = AnswerText(["</answer>"])
+    assert text.feed(b"Yes.</ans") == ("Yes.", False)
+    assert text.feed(b"wer> more") == ("", True)
+    assert text.close(stopped=True) == ""
+    assert text.shown == "Yes."
+
+
+def test_invalid_bytes_become_replacement_characters_not_errors():
+    text = AnswerText()
+    text.feed(b"a\xff")
+    assert text.close(stopped=False) == ""
+    assert text.shown == "a\ufffd"

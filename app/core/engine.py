@@ -14,7 +14,6 @@ only enqueue jobs, and `ask` returns a `Turn` that yields text pieces as they ar
 
 from __future__ import annotations
 
-import codecs
 import contextlib
 import queue
 import threading
@@ -29,7 +28,7 @@ from typing import Any, TypeVar
 from app.core.errors import EngineError, LlavaCamError, PromptTooLongError
 from app.core.images import ImageSource, RGBImage, load_image
 from app.core.sampling import SamplingSettings
-from app.core.stops import StopMatcher
+from app.core.stops import AnswerText
 from app.core.templates import DEFAULT_SYSTEM_PROMPT, IMAGE_MARKER, ChatMessage, ChatTemplate, user_content
 
 T = TypeVar("T")
@@ -474,18 +473,7 @@ class Engine:
             seed=sampling.seed,
             ignore_eos=sampling.ignore_eos,
         )
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        stops = StopMatcher(sampling.stop)
-        raw: list[str] = []
-        shown: list[str] = []
-
-        def show(text: str) -> None:
-            if not shown:
-                text = text.lstrip()  # the first token of an SPM answer carries a leading space
-            if text:
-                shown.append(text)
-                turn._emit(text)
-
+        answer = AnswerText(sampling.stop)
         n_past = sum(self._kv_pos)
         first_at = last_at = 0.0
         finish = "length"
@@ -503,10 +491,9 @@ class Engine:
                     finish = "stop"
                     break
                 turn.tokens.append(token)
-                piece = decoder.decode(native.piece(token))
-                raw.append(piece)
-                visible, hit = stops.feed(piece)
-                show(visible)
+                visible, hit = answer.feed(native.piece(token))
+                if visible:
+                    turn._emit(visible)
                 if hit:
                     finish = "stop"
                     break
@@ -523,21 +510,18 @@ class Engine:
                 self._kv_pos.append(1)
         finally:
             native.free_sampler(sampler)
-        tail = decoder.decode(b"", final=True)
-        raw.append(tail)
-        visible, _ = stops.feed(tail)
-        show(visible)
-        if finish != "stop":
-            show(stops.flush())
+        tail = answer.close(stopped=finish == "stop")
+        if tail:
+            turn._emit(tail)
 
         stats.finish_reason = finish
         stats.decode_tokens = len(turn.tokens)
         if len(turn.tokens) > 1 and last_at > first_at:
             stats.decode_tok_s = (len(turn.tokens) - 1) / (last_at - first_at)
-        current.answer = "".join(shown)
+        current.answer = answer.shown
         # The answer's tokens stay as generated (a re-tokenization could differ); the last one is fed on the
         # next turn, when the template's end-of-turn text follows it.
-        self._segs.append(_Seg("".join(raw), list(turn.tokens), is_answer=True))
+        self._segs.append(_Seg(answer.raw, list(turn.tokens), is_answer=True))
 
     def _prepare(self, image: RGBImage, generation: int) -> bool:
         def superseded() -> bool:

@@ -44,3 +44,50 @@ class StopMatcher:
                     best = length
                     break
         return best
+
+
+class AnswerText:
+    """Token bytes in, text a person may see out.
+
+    UTF-8 characters split across byte tokens are held until complete, stop strings are held back and cut, and the
+    leading space SentencePiece puts on an answer's first word is dropped. `raw` keeps everything decoded.
+    """
+
+    def __init__(self, stops: Iterable[str] = ()) -> None:
+        import codecs
+
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._stops = StopMatcher(stops)
+        self._raw: list[str] = []
+        self._shown: list[str] = []
+
+    @property
+    def raw(self) -> str:
+        return "".join(self._raw)
+
+    @property
+    def shown(self) -> str:
+        return "".join(self._shown)
+
+    def feed(self, data: bytes) -> tuple[str, bool]:
+        """(text to show now, whether a stop string was reached)."""
+        piece = self._decoder.decode(data)
+        self._raw.append(piece)
+        visible, hit = self._stops.feed(piece)
+        return self._show(visible), hit
+
+    def close(self, *, stopped: bool) -> str:
+        """The last text to show: bytes still held, and held-back text that turned out not to be a stop string."""
+        tail = self._decoder.decode(b"", final=True)
+        self._raw.append(tail)
+        visible, _ = self._stops.feed(tail)
+        if not stopped:
+            visible += self._stops.flush()
+        return self._show(visible)
+
+    def _show(self, text: str) -> str:
+        if not self._shown:
+            text = text.lstrip()
+        if text:
+            self._shown.append(text)
+        return text
