@@ -331,3 +331,12 @@ def test_ignore_eos_always_generates_max_tokens(engine, red_image):
     stats = turn.wait()
     assert stats.decode_tokens == 48
     assert stats.finish_reason == "length"
+
+
+def test_load_progress_is_reported_up_to_complete(tiny_models):
+    seen: list[float] = []
+    with Engine(tiny_models.text, tiny_models.mmproj, EngineConfig(n_ctx=512), load_progress=seen.append):
+        pass
+    assert seen
+    assert seen[-1] == pytest.approx(1.0)
+    assert seen == sorted(seen)

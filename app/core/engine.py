@@ -216,8 +216,11 @@ class Engine:
         text_model: str | Path,
         mmproj: str | Path | None = None,
         config: EngineConfig | None = None,
+        *,
+        load_progress: Callable[[float], None] | None = None,
     ) -> None:
         self.config = config or EngineConfig()
+        self._load_progress = load_progress  # called on the inference thread with 0.0 .. 1.0
         self._jobs: queue.Queue[Any] = queue.Queue()
         self._lock = threading.Lock()
         self._prepare_generation = 0
@@ -384,6 +387,7 @@ class Engine:
             n_gpu_layers=config.n_gpu_layers,
             flash_attn=config.flash_attn,
             verbose=config.verbose,
+            load_progress=self._load_progress,
         )
         native = self._native
         self._template = ChatTemplate.for_model(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ctypes
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,6 +70,7 @@ class NativeModel:
         n_gpu_layers: int,
         flash_attn: bool | None = None,
         verbose: bool = False,
+        load_progress: Callable[[float], None] | None = None,
     ) -> None:
         import llama_cpp
         import llama_cpp.mtmd_cpp as mtmd
@@ -82,6 +83,15 @@ class NativeModel:
 
         model_params = llama_cpp.llama_model_default_params()
         model_params.n_gpu_layers = n_gpu_layers
+        if load_progress is not None:
+
+            def report(fraction: float, _user_data: Any) -> bool:
+                load_progress(float(fraction))
+                return True  # keep loading
+
+            # Kept on self: llama.cpp calls it during loading, so it must outlive this frame.
+            self._progress_callback = llama_cpp.llama_progress_callback(report)
+            model_params.progress_callback = self._progress_callback
         self.model = llama_cpp.llama_model_load_from_file(str(text_path).encode(), model_params)
         if not self.model:
             raise EngineError(f"{text_path}: llama.cpp could not load this model (see --verbose for details)")

@@ -49,7 +49,16 @@ class InferenceWorker(QObject):
         if not text_path:
             self.model_failed.emit("No model configured: choose the model files in Settings (Ctrl+,).")
             return
-        self.status.emit(f"Loading {text_path.rsplit('/', 1)[-1]}…")
+        name = text_path.rsplit("/", 1)[-1]
+        self.status.emit(f"Loading {name}…")
+        shown = [-1]
+
+        def progress(fraction: float) -> None:
+            percent = int(fraction * 100)
+            if percent // 5 != shown[0] // 5:  # every 5%: a status line, not a signal storm
+                shown[0] = percent
+                self.status.emit(f"Loading {name}… {percent}%")
+
         config = EngineConfig(
             n_ctx=int(options.get("n_ctx", 4096)),
             n_threads=int(options.get("threads") or 0) or None,
@@ -58,7 +67,7 @@ class InferenceWorker(QObject):
             system_prompt=options.get("system_prompt") or EngineConfig().system_prompt,
         )
         try:
-            engine = Engine(text_path, mmproj_path or None, config)
+            engine = Engine(text_path, mmproj_path or None, config, load_progress=progress)
         except LlavaCamError as exc:
             self.model_failed.emit(str(exc))
             return
