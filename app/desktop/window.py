@@ -6,7 +6,9 @@ background pool, and everything llama.cpp does on the InferenceWorker's QThread.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -33,7 +35,7 @@ from app.core.engine import PastTurn
 from app.core.errors import ImageError, LlavaCamError
 from app.core.history import HistoryStore
 from app.core.images import RGBImage, load_image
-from app.desktop.camera import CameraSource, parse_source
+from app.desktop.camera import CameraSource, list_cameras, parse_source
 from app.desktop.chat_view import Bubble, ChatView
 from app.desktop.history_panel import HistoryPanel
 from app.desktop.settings import Settings, save_settings
@@ -106,6 +108,7 @@ class MainWindow(QMainWindow):
     load_requested = Signal(str, str, object)
     new_chat_requested = Signal(str)
     history_requested = Signal(object, str)  # [PastTurn], system prompt
+    cameras_found = Signal(object)  # [int] camera indices that open, found off the GUI thread
     turn_finished = Signal(int, object)  # request id, stats dict (None after an error): the bubble is complete
 
     def __init__(
@@ -144,6 +147,9 @@ class MainWindow(QMainWindow):
         self._connect_worker()
         self.camera: CameraSource | None = None
         self.start_camera(camera_source if camera_source is not None else settings.camera)
+        self.cameras_found.connect(self._add_cameras)
+        # Opening devices to see which exist can take a second each: never on the GUI thread.
+        threading.Thread(target=self._find_cameras, name="llavacam-cameras", daemon=True).start()
         self.prompt_input.setFocus()
         if settings.has_model:
             self.load_model()
@@ -347,6 +353,16 @@ class MainWindow(QMainWindow):
             self.camera_picker.addItem(text)
         self.camera_picker.setCurrentText(text)
         self.camera.start()
+
+    def _find_cameras(self) -> None:
+        found = list_cameras()
+        with contextlib.suppress(RuntimeError):  # the window may have closed meanwhile
+            self.cameras_found.emit(found)
+
+    def _add_cameras(self, indices: list[int]) -> None:
+        for index in indices:
+            if self.camera_picker.findText(str(index)) < 0:
+                self.camera_picker.addItem(str(index))
 
     def _show_frame(self) -> None:
         camera = self.camera
