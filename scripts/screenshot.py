@@ -2,7 +2,7 @@
 
     python scripts/screenshot.py [--out docs/screenshot.png]
 
-Starts Xvfb itself (Debian: apt-get install xvfb) unless DISPLAY is already set.
+Runs itself under xvfb-run (Debian: apt-get install xvfb) unless DISPLAY is already set.
 """
 
 from __future__ import annotations
@@ -23,22 +23,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "screenshot.png")
     args = parser.parse_args()
-    xvfb = None
     if not os.environ.get("DISPLAY"):
-        if shutil.which("Xvfb") is None:
+        if shutil.which("xvfb-run") is None:
             print("Xvfb is not installed (Debian: apt-get install xvfb)", file=sys.stderr)
             return 1
-        display = ":77"
-        xvfb = subprocess.Popen(["Xvfb", display, "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
-        os.environ["DISPLAY"] = display
-        time.sleep(1.0)  # Xvfb has no readiness signal
+        # xvfb-run starts a private X server, waits for it to be ready, and stops it afterwards.
+        command = ["xvfb-run", "-a", "-s", "-screen 0 1280x800x24", sys.executable, __file__, "--out", str(args.out)]
+        return subprocess.run(command).returncode
     os.environ["QT_QPA_PLATFORM"] = "xcb"
-    try:
-        return shoot(args.out)
-    finally:
-        if xvfb is not None:
-            xvfb.terminate()
-            xvfb.wait(10)
+    return shoot(args.out)
 
 
 def shoot(out: Path) -> int:

@@ -252,6 +252,11 @@ class MainWindow(QMainWindow):
         self.statusBar().addWidget(self.status_label, 1)
         self._build_actions()
         self._update_buttons()
+        self._pending_text: list[str] = []
+        self._render_timer = QTimer(self)
+        self._render_timer.setSingleShot(True)
+        self._render_timer.setInterval(50)  # 20 updates a second reads as smooth streaming
+        self._render_timer.timeout.connect(self._render_pending)
         self._fps_timer = QTimer(self)
         self._fps_timer.timeout.connect(self._show_fps)
         self._fps_timer.start(1000)
@@ -630,12 +635,21 @@ class MainWindow(QMainWindow):
         if request_id != self.active_request or self.active_bubble is None:
             return  # a late token of a stopped request
         self._record_piece(piece)
-        self.active_bubble.append(piece)
-        self.chat_view.scroll_to_end()
+        # Coalesce: re-rendering the Markdown bubble per token would keep the GUI thread (and the GIL) busy.
+        self._pending_text.append(piece)
+        if not self._render_timer.isActive():
+            self._render_timer.start()
+
+    def _render_pending(self) -> None:
+        if self._pending_text and self.active_bubble is not None:
+            self.active_bubble.append("".join(self._pending_text))
+            self.chat_view.scroll_to_end()
+        self._pending_text.clear()
 
     def _on_finished(self, request_id: int, stats: dict) -> None:
         if request_id != self.active_request or self.active_bubble is None:
             return
+        self._render_pending()
         self.active_bubble.finish(stats)
         self._record_end("stopped" if stats.get("finish_reason") == "cancelled" else "complete", stats)
         self._end_turn("Stopped" if stats.get("finish_reason") == "cancelled" else "Ready", stats)
@@ -643,6 +657,7 @@ class MainWindow(QMainWindow):
     def _on_error(self, request_id: int, message: str) -> None:
         if request_id != self.active_request or self.active_bubble is None:
             return
+        self._render_pending()
         self.active_bubble.fail(message)
         self._record_end("error", None)
         self._end_turn("Error: " + message, None)
