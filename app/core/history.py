@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -156,8 +157,10 @@ class HistoryStore:
         self.images_dir = self.base / "images"
         self.images_dir.mkdir(exist_ok=True)
         self.notice: str | None = None
-        self._lock = _FileLock(self.base / "history.lock")
-        self.read_only = not self._lock.acquire()
+        # One connection serves the UI's reads and a background writer: transactions must not interleave.
+        self.lock = threading.RLock()
+        self._file_lock = _FileLock(self.base / "history.lock")
+        self.read_only = not self._file_lock.acquire()
         if self.read_only:
             self.notice = "Another LlavaCam is running: the chat history is read-only in this window."
         self.conn = self._connect()
@@ -221,15 +224,16 @@ class HistoryStore:
                 conn.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
 
     def close(self) -> None:
-        self.conn.close()
-        self._lock.release()
+        with self.lock:
+            self.conn.close()
+        self._file_lock.release()
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         if self.read_only:
             raise HistoryWriteError("the chat history is read-only here (another LlavaCam is running)")
         try:
-            with self.conn:
+            with self.lock, self.conn:
                 yield self.conn
         except sqlite3.OperationalError as exc:
             if "full" in str(exc).lower():
@@ -320,12 +324,17 @@ class HistoryStore:
     # --- reading ------------------------------------------------------------------------------------------------
 
     def list_chats(self) -> list[Chat]:
-        rows = self.conn.execute(
-            "SELECT * FROM chats WHERE deleted_at IS NULL ORDER BY updated_at DESC, id DESC"
-        ).fetchall()
+        with self.lock:
+            rows = self.conn.execute(
+                "SELECT * FROM chats WHERE deleted_at IS NULL ORDER BY updated_at DESC, id DESC"
+            ).fetchall()
         return [Chat(r["id"], r["title"], r["model_id"], r["created_at"], r["updated_at"]) for r in rows]
 
     def get_chat(self, chat_id: int) -> Chat:
+        with self.lock:
+            return self._get_chat(chat_id)
+
+    def _get_chat(self, chat_id: int) -> Chat:
         row = self.conn.execute("SELECT * FROM chats WHERE id = ?", (chat_id,)).fetchone()
         if row is None:
             raise HistoryError(f"there is no chat {chat_id}")
@@ -358,6 +367,10 @@ class HistoryStore:
 
     def search(self, query: str) -> list[tuple[Chat, Message]]:
         pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        with self.lock:
+            return self._search(pattern)
+
+    def _search(self, pattern: str) -> list[tuple[Chat, Message]]:
         rows = self.conn.execute(
             "SELECT m.chat_id, m.id FROM messages m JOIN chats c ON c.id = m.chat_id "
             "WHERE c.deleted_at IS NULL AND (m.text LIKE ? ESCAPE '\\' OR c.title LIKE ? ESCAPE '\\') "
@@ -367,7 +380,7 @@ class HistoryStore:
         results = []
         chats: dict[int, Chat] = {}
         for row in rows:
-            chat = chats.get(row["chat_id"]) or chats.setdefault(row["chat_id"], self.get_chat(row["chat_id"]))
+            chat = chats.get(row["chat_id"]) or chats.setdefault(row["chat_id"], self._get_chat(row["chat_id"]))
             message = next(m for m in chat.messages if m.id == row["id"])
             results.append((chat, message))
         return results
