@@ -10,7 +10,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from PySide6.QtCore import QElapsedTimer, QMimeData, QTimer, QUrl
+from PySide6.QtCore import QElapsedTimer, QMimeData, Qt, QTimer, QUrl
 from PySide6.QtGui import QImage
 
 from app.desktop.settings import Settings, load_settings
@@ -258,3 +258,29 @@ def test_signal_emit_keeps_reference_counts(qapp):
     for _ in range(200):
         emitter.ping.emit()
     assert (sys.getrefcount(True), sys.getrefcount(False)) == before
+
+
+def test_regenerate_replaces_the_last_answer_bubble(qtbot, make_window, settings):
+    window = make_window(replace(settings, temperature=0.9, seed=None, max_tokens=12))
+    wait_for_frame(qtbot, window)
+    ask(qtbot, window, "What is this?")
+    assert [b.role for b in window.chat_view.bubbles] == ["user", "assistant"]
+    with qtbot.waitSignal(window.turn_finished, timeout=30000) as blocker:
+        window.regenerate_button.click()
+    assert blocker.args[1]["decode_tokens"] > 0
+    assert [b.role for b in window.chat_view.bubbles] == ["user", "assistant"], "one question, its new answer"
+    assert [t.question for t in window.worker._engine.history] == ["What is this?"]
+
+
+def test_space_captures_when_the_prompt_is_not_focused(qtbot, make_window, settings):
+    window = make_window(settings)
+    wait_for_frame(qtbot, window)
+    window.capture_button.setFocus()
+    window.chat_view.setFocus()
+    qtbot.keyClick(window.chat_view, Qt.Key.Key_Space)
+    qtbot.waitUntil(lambda: window.pinned is not None, timeout=5000)
+    window.unpin()
+    window.prompt_input.setFocus()
+    qtbot.keyClick(window.prompt_input, Qt.Key.Key_Space)
+    assert window.pinned is None, "a space typed in the question is just a space"
+    assert window.prompt_input.toPlainText() == " "
