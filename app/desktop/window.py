@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -41,7 +40,6 @@ from app.desktop.history_panel import HistoryPanel
 from app.desktop.settings import Settings, save_settings
 from app.desktop.worker import WorkerThread
 
-PREVIEW_SIZE = QSize(480, 360)
 THUMBNAIL_SIZE = QSize(160, 120)
 
 
@@ -515,7 +513,6 @@ class MainWindow(QMainWindow):
         if self.windowTitle() == "LlavaCam":
             self.setWindowTitle(f"LlavaCam — {question[:60]}")
         self.set_status("Generating…")
-        self._turn_started = time.perf_counter()
         self._update_buttons()
         self._record_question(question, image if not regenerate else None, regenerate)
         self.ask_requested.emit(request_id, question, new_image, self.settings.sampling(), regenerate)
@@ -588,7 +585,6 @@ class MainWindow(QMainWindow):
             return
         chat = self.history.get_chat(chat_id)
         self.chat_view.clear()
-        last_image: RGBImage | None = None
         for message in chat.messages:
             if message.role == "user":
                 picture = None
@@ -627,7 +623,6 @@ class MainWindow(QMainWindow):
                 self.pin(latest)
             self.set_status(f"Opened “{chat.title}”: ask to continue it")
 
-        del last_image
         self._background.run(load, loaded)
         self._update_buttons()
 
