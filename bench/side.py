@@ -1,6 +1,6 @@
 """One side of the benchmark, run in its own process: `python -m bench.side ours|stock ...` prints JSON.
 
-"ours" is app.core.engine; "stock" is what a Python developer would otherwise pick: llama-cpp-python's own
+"ours" is app.core.inference.engine; "stock" is what a Python developer would otherwise pick: llama-cpp-python's own
 Llava15ChatHandler, given the same TinyLlama template. Both get the same files, threads, context and batch size.
 Timings are wall clocks around what each side exposes to its caller.
 """
@@ -34,8 +34,8 @@ def peak_rss_mb() -> float:
 
 
 def run_ours(args: argparse.Namespace) -> dict[str, Any]:
-    from app.core.engine import Engine, EngineConfig
-    from app.core.sampling import GREEDY
+    from app.core.inference.engine import Engine, EngineConfig
+    from app.core.inference.sampling import GREEDY
 
     t0 = time.perf_counter()
     engine = Engine(

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from app.core.templates import TINYLLAMA_TEMPLATE
+from app.core.inference.templates import TINYLLAMA_TEMPLATE
 
 TINYLLAMA_CHAT_TEMPLATE = TINYLLAMA_TEMPLATE
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)

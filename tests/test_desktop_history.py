@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from app.core.history import HistoryStore
+from app.core.history.store import HistoryStore
 from tests.support.desktop import ask, wait_for_frame
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.core.model_store import ModelStore
+from app.core.models.store import ModelStore
 from app.desktop.model_setup import ModelSetupDialog
 from app.desktop.settings import Settings
 from app.desktop.window import MainWindow

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from app.core.catalog import load_catalog
-from app.core.download import download, part_path
 from app.core.errors import CatalogError, DownloadCancelled, DownloadError
-from app.core.model_store import HashChangedWarning, ModelStore, resolve_installed
-from app.core.modelfile import inspect_mmproj, inspect_text_model
+from app.core.models.catalog import load_catalog
+from app.core.models.download import download, part_path
+from app.core.models.modelfile import inspect_mmproj, inspect_text_model
+from app.core.models.store import HashChangedWarning, ModelStore, resolve_installed
 from tests.support.http_server import FileServer, Route
 
 

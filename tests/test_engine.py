@@ -7,10 +7,10 @@ import threading
 import pytest
 from PIL import Image
 
-from app.core.engine import Engine, EngineConfig, PastTurn
 from app.core.errors import EngineError, ModelFileError, PromptTooLongError
-from app.core.images import load_image
-from app.core.sampling import GREEDY, SamplingSettings
+from app.core.inference.engine import Engine, EngineConfig, PastTurn
+from app.core.inference.images import load_image
+from app.core.inference.sampling import GREEDY, SamplingSettings
 from tests.support.reference import greedy_from_scratch
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from app.core.history import MIGRATIONS, HistoryStore, HistoryWriteError
-from app.core.images import load_image
+from app.core.history.store import MIGRATIONS, HistoryStore, HistoryWriteError
+from app.core.inference.images import load_image
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -59,7 +59,7 @@ def test_same_frame_is_stored_once(store):
 
 
 def test_answer_is_on_disk_while_it_streams(store, tmp_path, monkeypatch):
-    monkeypatch.setattr("app.core.history.FLUSH_SECONDS", 0.0)
+    monkeypatch.setattr("app.core.history.store.FLUSH_SECONDS", 0.0)
     chat = store.create_chat()
     store.add_user_message(chat, "Q")
     writer = store.begin_answer(chat)
@@ -101,8 +101,8 @@ def test_killed_mid_answer_leaves_an_intact_database_with_the_partial_answer(tmp
 
 
 def test_reopen_and_continue_a_chat_with_the_engine(store, tiny_models):
-    from app.core.engine import Engine, EngineConfig, PastTurn
-    from app.core.sampling import GREEDY
+    from app.core.inference.engine import Engine, EngineConfig, PastTurn
+    from app.core.inference.sampling import GREEDY
 
     chat = store.create_chat()
     picture = frame((20, 120, 220))

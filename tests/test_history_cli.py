@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from app.core.history import HistoryStore
+from app.core.history.store import HistoryStore
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from app.core.errors import ImageError
-from app.core.images import RGBImage, load_image
+from app.core.inference.images import RGBImage, load_image
 
 
 def png_bytes(image: Image.Image) -> bytes:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from app.core.errors import ModelFileError
-from app.core.modelfile import check_pair, inspect_mmproj, inspect_text_model
+from app.core.models.modelfile import check_pair, inspect_mmproj, inspect_text_model
 
 
 def test_tiny_pair_passes_and_reports_what_the_engine_needs(tiny_models):
@@ -117,7 +117,7 @@ def test_validation_rejects_truncated_files_before_llama_cpp_sees_them(tmp_path,
 def test_engine_refuses_mismatched_pair_in_a_child_process_without_crashing(tiny_models, mismatched_mmproj):
     code = textwrap.dedent(
         f"""
-        from app.core.engine import Engine
+        from app.core.inference.engine import Engine
         from app.core.errors import ModelFileError
         try:
             Engine({str(tiny_models.text)!r}, {str(mismatched_mmproj)!r})
@@ -136,7 +136,7 @@ def test_header_reader_agrees_with_gguf_reader(tiny_models):
     """Our fast header reader must find the same tensors, shapes and data extents as gguf's own reader."""
     from gguf import GGUFReader
 
-    from app.core.modelfile import _parse
+    from app.core.models.modelfile import _parse
 
     for path in (tiny_models.text, tiny_models.mmproj):
         fields, tensors, ends = _parse(path)

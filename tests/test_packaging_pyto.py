@@ -44,8 +44,8 @@ def test_core_files_are_the_repositorys_and_listed_with_hashes(bundle):
         bundled = (bundle / relative).read_bytes()
         assert bundled == (REPO / relative).read_bytes(), relative
         assert hashlib.sha256(bundled).hexdigest() == digest
-    assert "app/core/history.py" in manifest["core_files"]
-    assert "engine" in manifest["core_left_out"]
+    assert "app/core/history/store.py" in manifest["core_files"]
+    assert "inference/engine" in manifest["core_left_out"]
     assert (
         "does no on-device inference" in (bundle / "README_PYTO.md").read_text()
         or "not run the model" in (bundle / "README_PYTO.md").read_text()
@@ -107,9 +107,9 @@ def test_core_imports_with_qt_cv2_and_llama_cpp_blocked():
         "for blocked in ('PySide6', 'cv2', 'llama_cpp'):\n"
         "    sys.modules[blocked] = None\n"
         "import app.core\n"
-        "names = [m.name for m in pkgutil.iter_modules(app.core.__path__)]\n"
+        "names = [m.name for m in pkgutil.walk_packages(app.core.__path__, 'app.core.')]\n"
         "for name in names:\n"
-        "    importlib.import_module('app.core.' + name)\n"
+        "    importlib.import_module(name)\n"
         "print(len(names))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)

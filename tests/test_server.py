@@ -20,7 +20,7 @@ import pytest
 import uvicorn
 from PIL import Image
 
-from app.core.engine import Engine, EngineConfig
+from app.core.inference.engine import Engine, EngineConfig
 from app.server.app import create_app
 from app.server.messages import Limits
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from app.core.stops import AnswerText, StopMatcher
-from app.core.templates import (
+from app.core.inference.stops import AnswerText, StopMatcher
+from app.core.inference.templates import (
     DEFAULT_SYSTEM_PROMPT,
     IMAGE_MARKER,
     TINYLLAMA_TEMPLATE,
@@ -32,7 +32,7 @@ def test_builtin_tinyllama_first_turn_is_byte_exact():
 
 
 def test_gguf_template_of_the_tiny_model_gives_the_same_prompt(tiny_models):
-    from app.core.modelfile import inspect_text_model
+    from app.core.models.modelfile import inspect_text_model
 
     info = inspect_text_model(tiny_models.text)
     template = ChatTemplate.for_model(info.chat_template)

@@ -48,7 +48,7 @@ def _resolve_model(args: argparse.Namespace) -> tuple[str, str | None, str | Non
     if args.model_id:
         if args.model:
             raise LlavaCamError("give either --model or --model-id, not both")
-        from app.core.model_store import resolve_installed
+        from app.core.models.store import resolve_installed
 
         resolved = resolve_installed(
             args.model_id, data_dir=getattr(args, "data_dir", None), catalog=getattr(args, "catalog", None)
@@ -60,10 +60,10 @@ def _resolve_model(args: argparse.Namespace) -> tuple[str, str | None, str | Non
 
 
 def run(args: argparse.Namespace) -> int:
-    from app.core.engine import Engine, EngineConfig
-    from app.core.images import load_image
-    from app.core.sampling import SamplingSettings
-    from app.core.templates import DEFAULT_SYSTEM_PROMPT
+    from app.core.inference.engine import Engine, EngineConfig
+    from app.core.inference.images import load_image
+    from app.core.inference.sampling import SamplingSettings
+    from app.core.inference.templates import DEFAULT_SYSTEM_PROMPT
 
     questions = args.question or (["Describe this image."] if args.image else [])
     if not questions:

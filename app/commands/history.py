@@ -28,7 +28,7 @@ def _when(stamp: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from app.core.history import HistoryStore
+    from app.core.history.store import HistoryStore
 
     store = HistoryStore(getattr(args, "data_dir", None))
     try:

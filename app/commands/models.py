@@ -8,7 +8,7 @@ import threading
 import warnings
 from typing import Any
 
-from app.core.download import Progress
+from app.core.models.download import Progress
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
@@ -55,7 +55,7 @@ class _ProgressLine:
 
 
 def run(args: argparse.Namespace) -> int:
-    from app.core.model_store import ModelStore
+    from app.core.models.store import ModelStore
 
     store = ModelStore(getattr(args, "data_dir", None), getattr(args, "catalog", None))
     if args.action == "list":

@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from app.commands.ask import _resolve_model
-    from app.core.engine import Engine, EngineConfig
+    from app.core.inference.engine import Engine, EngineConfig
     from app.server.app import create_app
     from app.server.messages import Limits
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.core.errors import LlavaCamError
-from app.core.images import RGBImage
+from app.core.inference.images import RGBImage
 
 
 class RemoteError(LlavaCamError):

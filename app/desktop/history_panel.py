@@ -17,7 +17,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.history import HistoryError, HistoryStore
+from app.core.history.store import HistoryError, HistoryStore
 
 
 class HistoryPanel(QWidget):

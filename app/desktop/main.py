@@ -48,7 +48,7 @@ def run_window(args: argparse.Namespace) -> int:
     if style.exists():
         app.setStyleSheet(style.read_text(encoding="utf-8"))
     if getattr(args, "model_id", None):
-        from app.core.model_store import ModelStore
+        from app.core.models.store import ModelStore
 
         model = ModelStore(base, getattr(args, "catalog", None)).get(args.model_id)
         settings.model_path, settings.mmproj_path = str(model.text), str(model.mmproj or "")

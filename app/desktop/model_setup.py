@@ -23,9 +23,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.download import Progress
 from app.core.errors import DownloadCancelled, LlavaCamError
-from app.core.model_store import InstalledModel, ModelStore
+from app.core.models.download import Progress
+from app.core.models.store import InstalledModel, ModelStore
 
 
 def _size(n: int | None) -> str:

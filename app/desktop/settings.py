@@ -8,8 +8,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from app.core.sampling import SamplingSettings
-from app.core.templates import DEFAULT_SYSTEM_PROMPT
+from app.core.inference.sampling import SamplingSettings
+from app.core.inference.templates import DEFAULT_SYSTEM_PROMPT
 
 
 @dataclass

@@ -30,10 +30,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.engine import PastTurn
 from app.core.errors import ImageError, LlavaCamError
-from app.core.history import HistoryStore
-from app.core.images import RGBImage, load_image
+from app.core.history.store import HistoryStore
+from app.core.inference.engine import PastTurn
+from app.core.inference.images import RGBImage, load_image
 from app.desktop.camera import CameraSource, list_cameras, parse_source
 from app.desktop.chat_view import Bubble, ChatView
 from app.desktop.history_panel import HistoryPanel
@@ -698,7 +698,7 @@ class MainWindow(QMainWindow):
             self.apply_settings(dialog.result_settings(), reload=before)
 
     def model_dialog(self) -> Any:
-        from app.core.model_store import ModelStore
+        from app.core.models.store import ModelStore
         from app.desktop.model_setup import ModelSetupDialog
 
         dialog = ModelSetupDialog(ModelStore(self.data_dir, self.catalog), self)

@@ -11,10 +11,10 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from app.core.engine import Engine, EngineConfig
 from app.core.errors import LlavaCamError
-from app.core.images import RGBImage
-from app.core.sampling import SamplingSettings
+from app.core.inference.engine import Engine, EngineConfig
+from app.core.inference.images import RGBImage
+from app.core.inference.sampling import SamplingSettings
 
 
 class InferenceWorker(QObject):

@@ -23,9 +23,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from app.core.engine import Engine, Turn, TurnStats
 from app.core.errors import LlavaCamError, PromptTooLongError
-from app.core.sampling import SamplingSettings
+from app.core.inference.engine import Engine, Turn, TurnStats
+from app.core.inference.sampling import SamplingSettings
 from app.server.messages import Conversation, Limits, RequestError, to_conversation
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from app.core.engine import PastTurn
 from app.core.errors import ImageError
-from app.core.images import RGBImage, load_image
+from app.core.inference.engine import PastTurn
+from app.core.inference.images import RGBImage, load_image
 
 
 class RequestError(Exception):

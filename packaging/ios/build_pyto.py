@@ -19,15 +19,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 
-CORE_MODULES = ("__init__", "errors", "history", "images", "paths", "remote", "resources", "sampling", "stops",
-                "templates")  # fmt: skip
+# Paths under app/core, without ".py".
+CORE_MODULES = ("__init__", "errors", "paths", "remote", "resources", "history/__init__", "history/store",
+                "inference/__init__", "inference/images", "inference/sampling", "inference/stops",
+                "inference/templates")  # fmt: skip
 LEFT_OUT = {
-    "engine": "runs llama.cpp, which iOS does not let Pyto load: the computer answers instead",
-    "native": "the llama.cpp bindings (same reason)",
-    "modelfile": "checks model files, which live on the computer",
-    "catalog": "model downloads are a desktop feature",
-    "download": "model downloads are a desktop feature",
-    "model_store": "model downloads are a desktop feature",
+    "inference/engine": "runs llama.cpp, which iOS does not let Pyto load: the computer answers instead",
+    "inference/native": "the llama.cpp bindings (same reason)",
+    "models": "model files, their checks and downloads live on the computer",
 }
 PYTO_MODULES = ("pyto_ui", "photos", "userkeys", "mainthread", "file_system", "PIL", "jinja2", "numpy")
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
@@ -41,11 +40,12 @@ def build(out: Path = ROOT / "dist" / "ios") -> Path:
     folder = out / "LlavaCam"
     if folder.exists():
         shutil.rmtree(folder)
-    (folder / "app" / "core").mkdir(parents=True)
+    (folder / "app").mkdir(parents=True)
     shutil.copy2(ROOT / "app" / "__init__.py", folder / "app" / "__init__.py")
     core_files = {}
     for name in CORE_MODULES:
         target = folder / "app" / "core" / f"{name}.py"
+        target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(ROOT / "app" / "core" / f"{name}.py", target)
         core_files[f"app/core/{name}.py"] = sha256(target)
     shutil.copyfile(HERE / "pyto_main.py", folder / "pyto_main.py")

@@ -17,8 +17,8 @@ import photos
 import pyto_ui as ui
 import userkeys
 
-from app.core.history import HistoryStore
-from app.core.images import RGBImage, load_image
+from app.core.history.store import HistoryStore
+from app.core.inference.images import RGBImage, load_image
 from app.core.remote import RemoteChat, RemoteError, user_message
 
 SERVER_KEY = "llavacam.server"

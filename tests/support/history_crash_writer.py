@@ -5,10 +5,10 @@ from __future__ import annotations
 import sys
 import time
 
-from app.core.engine import Engine, EngineConfig
-from app.core.history import HistoryStore
-from app.core.images import load_image
-from app.core.sampling import SamplingSettings
+from app.core.history.store import HistoryStore
+from app.core.inference.engine import Engine, EngineConfig
+from app.core.inference.images import load_image
+from app.core.inference.sampling import SamplingSettings
 
 
 def main(data: str, text_model: str, mmproj: str, image_path: str) -> None:

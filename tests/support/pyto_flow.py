@@ -13,7 +13,7 @@ import photos  # the test double
 import pyto_main
 from PIL import Image
 
-from app.core.history import HistoryStore
+from app.core.history.store import HistoryStore
 
 
 def wait(app: pyto_main.PytoApp) -> None:

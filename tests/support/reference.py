@@ -1,6 +1,6 @@
 """An independent from-scratch evaluation of a token history, written straight against llama.cpp.
 
-It shares no code with app.core.engine: token runs go through llama_batch_get_one, each image through
+It shares no code with app.core.inference.engine: token runs go through llama_batch_get_one, each image through
 llama.cpp's own `mtmd_helper_eval_chunk_single` (encode + decode in one call), and the next token is the
 argmax of the logits computed with numpy. Tests compare the engine's incremental, cache-reusing turns with it.
 """

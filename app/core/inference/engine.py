@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from app.core.errors import EngineError, LlavaCamError, PromptTooLongError
-from app.core.images import ImageSource, RGBImage, load_image
-from app.core.sampling import SamplingSettings
-from app.core.stops import AnswerText
-from app.core.templates import DEFAULT_SYSTEM_PROMPT, IMAGE_MARKER, ChatMessage, ChatTemplate, user_content
+from app.core.inference.images import ImageSource, RGBImage, load_image
+from app.core.inference.sampling import SamplingSettings
+from app.core.inference.stops import AnswerText
+from app.core.inference.templates import DEFAULT_SYSTEM_PROMPT, IMAGE_MARKER, ChatMessage, ChatTemplate, user_content
 
 T = TypeVar("T")
 
@@ -373,8 +373,8 @@ class Engine:
     # --- inference thread --------------------------------------------------------------------------------------
 
     def _load(self, text_path: Path, mmproj_path: Path | None) -> ModelInfo:
-        from app.core.modelfile import check_pair
-        from app.core.native import NativeModel, default_threads
+        from app.core.inference.native import NativeModel, default_threads
+        from app.core.models.modelfile import check_pair
 
         text_info, mmproj_info = check_pair(text_path, mmproj_path)
         config = self.config

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from app.core.errors import LlavaCamError
-from app.core.images import RGBImage
+from app.core.inference.images import RGBImage
 from app.core.paths import data_dir
 
 DB_NAME = "history.sqlite3"

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from app.core.errors import EngineError
-from app.core.images import RGBImage
+from app.core.inference.images import RGBImage
 
 _log_lock = threading.Lock()
 _quiet_callbacks: list[Any] = []  # ctypes callbacks must outlive every native call that may log

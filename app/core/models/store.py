@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from app.core.catalog import CatalogEntry, Source, find_entry, load_catalog
-from app.core.download import Progress, download
 from app.core.errors import LlavaCamError, ModelFileError
-from app.core.modelfile import check_pair, inspect_mmproj, inspect_text_model
+from app.core.models.catalog import CatalogEntry, Source, find_entry, load_catalog
+from app.core.models.download import Progress, download
+from app.core.models.modelfile import check_pair, inspect_mmproj, inspect_text_model
 from app.core.paths import data_dir, models_dir, source_checkout_models_dir
 
 MANIFEST = "installed.json"
@@ -197,7 +197,7 @@ class ModelStore:
         model = self.get(model_id)
         check_pair(model.text, model.mmproj)
         if model.origin == "catalog":
-            from app.core.download import _sha256
+            from app.core.models.download import _sha256
 
             entry = find_entry(model_id, self.catalog)
             for source, path in ((entry.text, model.text), (entry.mmproj, model.mmproj)):

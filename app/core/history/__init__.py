@@ -1,0 +1,1 @@
+"""Chats kept in SQLite: the store, its migrations and exports."""
