@@ -37,3 +37,17 @@ def mismatched_mmproj(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Core tests first, Qt tests after: a core failure shows up before any window is opened."""
     items.sort(key=lambda item: "test_desktop_" in item.nodeid or "test_bench_quick" in item.nodeid)
+
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """`hostile inputs: H/N handled`: each test under tests/hostile/ is one case, handled when its call passed
+    (a skip, a setup error or a failure is not handled; tests/hostile/README.md)."""
+    handled: dict[str, bool] = {}
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            nodeid = getattr(report, "nodeid", "")
+            if nodeid.startswith("tests/hostile/") and getattr(report, "when", None) in {"setup", "call"}:
+                handled[nodeid] = handled.get(nodeid, False) or (report.when == "call" and report.passed)
+    if handled:
+        terminalreporter.write_line(f"hostile inputs: {sum(handled.values())}/{len(handled)} handled")
