@@ -55,6 +55,19 @@ class _ProgressLine:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Every action; warnings (a rebuilt installed.json, a damaged file downloaded again) become one line each."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            return _run(args)
+        finally:
+            if args.action == "download":
+                sys.stderr.write("\n")  # end the progress line
+            for warning in caught:
+                print(f"llavacam: warning: {warning.message}", file=sys.stderr)
+
+
+def _run(args: argparse.Namespace) -> int:
     from app.core.models.store import ModelStore
 
     store = ModelStore(getattr(args, "data_dir", None), getattr(args, "catalog", None))
@@ -72,17 +85,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.action == "download":
         cancel = threading.Event()
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                model = store.download(args.id, progress=_ProgressLine(), cancel=cancel)
-            except KeyboardInterrupt:
-                cancel.set()
-                sys.stderr.write("\n")
-                raise
-        sys.stderr.write("\n")
-        for warning in caught:
-            print(f"llavacam: warning: {warning.message}", file=sys.stderr)
+        try:
+            model = store.download(args.id, progress=_ProgressLine(), cancel=cancel)
+        except KeyboardInterrupt:
+            cancel.set()
+            raise
         print(f"installed {model.id}: {model.text} + {model.mmproj}")
         return 0
     if args.action == "verify":

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from app.core.errors import CatalogError
 from app.core.resources import resource_path
@@ -18,6 +19,30 @@ else:  # Python 3.10 (Pyto)
 
 CATALOG_ENV = "LLAVACAM_CATALOG"
 TEMPLATE_FAMILIES = ("auto", "tinyllama", "vicuna", "chatml")
+# A model id names a folder under models/: a plain name, never a path ("../x", "/abs", "a/b" are refused).
+MODEL_ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]*")
+MODEL_ID_MAX = 100
+
+
+def is_plain_id(model_id: object) -> bool:
+    """Whether `model_id` is a plain name usable as a folder under models/ (see MODEL_ID_PATTERN)."""
+    return (isinstance(model_id, str) and len(model_id) <= MODEL_ID_MAX
+            and MODEL_ID_PATTERN.fullmatch(model_id) is not None)  # fmt: skip
+
+
+def check_model_id(model_id: object, where: str = "") -> str:
+    """`model_id` itself when it is a plain name; else a CatalogError saying what a model id may be."""
+    if not is_plain_id(model_id):
+        prefix = f"{where}: " if where else ""
+        raise CatalogError(f"{prefix}model id {str(model_id)[:80]!r} is not a plain name: use lower-case letters, "
+                           "digits, '.', '_' and '-', starting with a letter or digit")  # fmt: skip
+    return str(model_id)
+
+
+def is_plain_filename(name: object) -> TypeGuard[str]:
+    """A file name with no folder part, not hidden, no NUL or other control characters."""
+    return (isinstance(name, str) and 0 < len(name) <= 255 and "/" not in name and "\\" not in name
+            and not name.startswith(".") and not any(ord(c) < 32 or ord(c) == 127 for c in name))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -100,6 +125,7 @@ def _entry(path: Path, index: int, raw: Any) -> CatalogEntry:
     model_id = raw.get("id")
     if not isinstance(model_id, str) or not model_id.strip():
         raise CatalogError(f"{where} has no id")
+    check_model_id(model_id, f"{path}")
     where = f"{path}: model {model_id!r}"
     template = raw.get("template", "auto")
     if template not in TEMPLATE_FAMILIES:
@@ -122,8 +148,9 @@ def _source(where: str, key: str, raw: Any) -> Source:
     if not url and not (repo and hf_file):
         raise CatalogError(f"{where}: [model.{key}] needs url, or hf_repo and hf_file")
     filename = raw.get("filename") or (hf_file if hf_file else None)
-    if not filename or "/" in filename or "\\" in filename or filename.startswith("."):
-        raise CatalogError(f"{where}: [model.{key}] needs a plain filename")
+    if not is_plain_filename(filename):
+        raise CatalogError(f"{where}: [model.{key}] needs a plain filename (no folders, no leading '.', no "
+                           f"control characters such as NUL), not {str(filename)[:80]!r}")  # fmt: skip
     sha256 = raw.get("sha256")
     if sha256 is not None and (not isinstance(sha256, str) or len(sha256) != 64):
         raise CatalogError(f"{where}: [model.{key}] sha256 must be 64 hex digits")

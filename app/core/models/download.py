@@ -9,6 +9,7 @@ huggingface_hub (so HF_ENDPOINT and mirrors work) and go through this same downl
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import http.client
 import os
@@ -79,7 +80,12 @@ def download(
     disk_free: FreeSpace = free_space,
 ) -> Downloaded:
     """Fetch `url` to `dest`; see the module docstring for the guarantees. Raises DownloadError subclasses."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    if "\0" in str(dest):
+        raise DownloadError(f"{str(dest)!r}: a file name cannot contain a NUL character (check the catalog)")
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DownloadError(f"cannot create {dest.parent}: {exc.strerror or exc}") from exc
     part = part_path(dest)
     attempts = 0
     while True:
@@ -165,7 +171,14 @@ def _fetch_into(
         length = response.headers.get("Content-Length")
         remaining = int(length) if length and length.isdigit() else None
         if status == 206:
-            total = have + remaining if remaining is not None else expected_size
+            start, announced = _content_range(response.headers.get("Content-Range"))
+            if start != have:
+                # A 206 that does not continue our .part (a server answering from byte 0, or elsewhere): appending
+                # would install a corrupt model. Start the file over with a plain request.
+                part.unlink(missing_ok=True)
+                raise _Dropped(f"the server resumed at byte {start} instead of {have}; starting over")
+            total = announced if announced is not None else (have + remaining if remaining is not None
+                                                                else expected_size)  # fmt: skip
             mode = "ab"
         else:  # 200: the server ignored Range (or there was none): start over
             have = 0
@@ -174,6 +187,11 @@ def _fetch_into(
         if content_type_is_html(response.headers.get("Content-Type", "")) and status == 200:
             # An HTML page where a model should be (a login wall, a quota page): do not save it as one.
             raise DownloadError(f"{_host(url)} sent a web page instead of a model file (a login or quota page?): {url}")
+        if total is not None and expected_size is not None and total != expected_size:
+            raise DownloadError(f"{part.name[:-5]}: the server announced {total} bytes but the catalog says "
+                                f"{expected_size}: the catalog entry may be out of date")  # fmt: skip
+        # Never write past what is announced (an endless body must not fill the disk).
+        limit = total if total is not None else expected_size
         needed = (total - have) if total is not None else 0
         if needed and disk_free(part.parent) < needed + SPACE_MARGIN:
             raise DownloadError(
@@ -192,10 +210,20 @@ def _fetch_into(
                     raise _Dropped(str(exc) or type(exc).__name__) from exc
                 if not chunk:
                     break
+                if limit is not None and done + len(chunk) > limit:
+                    out.close()
+                    part.unlink(missing_ok=True)
+                    raise DownloadError(f"{part.name[:-5]}: the server sent more than the {limit} bytes announced; "
+                                        "the partial file was removed")  # fmt: skip
                 try:
                     out.write(chunk)
+                    if limit is None and disk_free(part.parent) < SPACE_MARGIN:
+                        raise OSError(errno.ENOSPC, "no space left for a download of unknown size")
                 except OSError as exc:
-                    raise DownloadError(f"cannot write {part}: {exc.strerror or exc} (disk full?)") from exc
+                    out.close()
+                    part.unlink(missing_ok=True)  # a full disk helps nobody: free what this download took
+                    raise DownloadError(f"cannot write {part}: {exc.strerror or exc} (disk full?); the partial file "
+                                        "was removed") from exc  # fmt: skip
                 done += len(chunk)
                 if progress is not None:
                     elapsed = time.monotonic() - started
@@ -203,6 +231,18 @@ def _fetch_into(
         if total is not None and done < total:
             raise _Dropped(f"the connection closed after {done} of {total} bytes")
         return total
+
+
+def _content_range(header: str | None) -> tuple[int | None, int | None]:
+    """(first byte, full size) from `Content-Range: bytes START-END/TOTAL`; None for what is missing or unreadable."""
+    if not header:
+        return None, None
+    unit, _, rest = header.strip().partition(" ")
+    span, _, full = rest.partition("/")
+    first = span.split("-")[0].strip()
+    if unit.lower() != "bytes" or not first.isdigit():
+        return None, None
+    return int(first), int(full) if full.strip().isdigit() else None
 
 
 def content_type_is_html(content_type: str) -> bool:

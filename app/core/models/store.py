@@ -4,22 +4,31 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import tempfile
 import threading
+import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from app.core.errors import LlavaCamError, ModelFileError
-from app.core.models.catalog import CatalogEntry, Source, find_entry, load_catalog
+from filelock import FileLock, Timeout
+
+from app.core.errors import CatalogError, LlavaCamError, ModelFileError
+from app.core.models.catalog import CatalogEntry, Source, check_model_id, find_entry, is_plain_id, load_catalog
 from app.core.models.download import Progress, download
 from app.core.models.modelfile import check_pair, inspect_mmproj, inspect_text_model
 from app.core.paths import data_dir, models_dir, source_checkout_models_dir
 
 MANIFEST = "installed.json"
 SEEN_HASHES = "seen-hashes.json"
+LOCK_NAME = "installed.json.lock"
+LOCK_TIMEOUT_S = 30.0
+ORIGINS = ("catalog", "local")
 
 
 class ModelNotInstalledError(LlavaCamError):
@@ -28,6 +37,14 @@ class ModelNotInstalledError(LlavaCamError):
 
 class HashChangedWarning(UserWarning):
     """A download's SHA-256 differs from the first download of the same URL (no hash was published)."""
+
+
+class ManifestRebuiltWarning(UserWarning):
+    """installed.json was damaged: it was rebuilt from the model folders on disk (the damaged file is kept)."""
+
+
+class UnsafeModelPathError(LlavaCamError):
+    """A path built from the catalog or installed.json would leave the models folder: nothing was touched."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +70,25 @@ class ModelStore:
         self.root = models_dir(self.base)
         self.catalog = catalog
 
-    # --- manifest -------------------------------------------------------------------------------------------
+    # --- manifest: read-modify-write under a file lock, written atomically under a unique temporary name ------
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold installed.json.lock (other processes: `models add` twice at once). A folder where the lock
+        cannot even be created is read-only: reading goes ahead, and any write fails with its own clear error."""
+        lock = FileLock(str(self.root / LOCK_NAME), timeout=LOCK_TIMEOUT_S)
+        try:
+            lock.acquire()
+        except Timeout as exc:
+            raise LlavaCamError(f"another LlavaCam has been changing the installed models for {LOCK_TIMEOUT_S:.0f} s "
+                                f"({self.root / LOCK_NAME} is held): try again when it is done") from exc  # fmt: skip
+        except OSError:
+            yield
+            return
+        try:
+            yield
+        finally:
+            lock.release()
 
     def _read(self, name: str) -> dict[str, Any]:
         path = self.root / name
@@ -67,13 +102,84 @@ class ModelStore:
 
     def _write(self, name: str, data: dict[str, Any]) -> None:
         path = self.root / name
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(data, indent=2, sort_keys=True), encoding="utf-8")
-        os.replace(temporary, path)
+        handle, temporary = tempfile.mkstemp(dir=self.root, prefix=f".{name}.", suffix=".tmp")
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as out:
+                out.write(json.dumps(data, indent=2, sort_keys=True))
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temporary, path)
+        except OSError as exc:
+            Path(temporary).unlink(missing_ok=True)
+            raise LlavaCamError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+    def _manifest(self) -> dict[str, dict[str, Any]]:
+        """installed.json (hold the lock). A damaged one is rebuilt from the folders on disk, never read as empty."""
+        path = self.root / MANIFEST
+        if not path.exists():
+            return {}
+        problem = None
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            data, problem = {}, f"not valid JSON ({type(exc).__name__})"
+        if not isinstance(data, dict):
+            data, problem = {}, "not a JSON object"
+        good = {key: raw for key, raw in data.items() if _valid_record(key, raw)}
+        if problem is None and len(good) == len(data):
+            return good
+        problem = problem or f"{len(data) - len(good)} damaged entr{'y' if len(data) - len(good) == 1 else 'ies'}"
+        rebuilt = {**self._scan_folders(), **good}
+        kept = path.with_name(f"{MANIFEST}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+        try:
+            os.replace(path, kept)
+            self._write(MANIFEST, rebuilt)
+            where = f"the damaged file is kept as {kept}"
+        except (OSError, LlavaCamError):
+            where = "it could not be rewritten (read-only?)"
+        warnings.warn(f"{path} was damaged ({problem}): rebuilt from the model folders on disk, "
+                      f"{len(rebuilt)} pair(s) found; {where}", ManifestRebuiltWarning, stacklevel=3)  # fmt: skip
+        return rebuilt
+
+    def _scan_folders(self) -> dict[str, dict[str, Any]]:
+        """Catalog pairs whose folder under models/ holds both files: what a lost installed.json listed."""
+        try:
+            entries = {entry.id: entry for entry in load_catalog(self.catalog)}
+        except CatalogError:
+            entries = {}
+        found: dict[str, dict[str, Any]] = {}
+        for folder in sorted(self.root.iterdir()):
+            if folder.is_symlink() or not folder.is_dir() or not is_plain_id(folder.name):
+                continue
+            entry = entries.get(folder.name)
+            if entry is not None:
+                text, mmproj = folder / entry.text.filename, folder / entry.mmproj.filename
+                name, template = entry.name, entry.template
+            else:
+                files = sorted(f for f in folder.glob("*.gguf") if f.is_file() and not f.is_symlink())
+                projectors = [f for f in files if "mmproj" in f.name.lower()]
+                texts = [f for f in files if f not in projectors]
+                if len(texts) != 1 or len(projectors) != 1:
+                    continue
+                text, mmproj, name, template = texts[0], projectors[0], folder.name, None
+            if text.is_file() and mmproj.is_file():
+                found[folder.name] = {"name": name, "text": str(text), "mmproj": str(mmproj), "template": template,
+                                      "origin": "catalog"}  # fmt: skip
+        return found
+
+    def _inside(self, path: Path, what: str) -> Path:
+        """`path` resolved, when it lies strictly inside the models folder; else UnsafeModelPathError."""
+        root = self.root.resolve()
+        resolved = path.resolve()
+        if resolved == root or not resolved.is_relative_to(root):
+            raise UnsafeModelPathError(f"refusing to touch {path}: {what} must stay inside {root}")
+        return resolved
 
     def installed(self) -> list[InstalledModel]:
         models = []
-        for model_id, raw in sorted(self._read(MANIFEST).items()):
+        with self._locked():
+            manifest = self._manifest()
+        for model_id, raw in sorted(manifest.items()):
             mmproj = Path(raw["mmproj"]) if raw.get("mmproj") else None
             models.append(InstalledModel(model_id, raw.get("name", model_id), Path(raw["text"]), mmproj,
                                          raw.get("template"), raw.get("origin", "catalog")))  # fmt: skip
@@ -114,7 +220,7 @@ class ModelStore:
     ) -> InstalledModel:
         """Download, verify and install a catalog pair (resuming partial files)."""
         entry = find_entry(model_id, self.catalog)
-        folder = self.root / entry.id
+        folder = self._inside(self.root / check_model_id(entry.id), "a model's folder")
         text = self._fetch(entry, "text", entry.text, folder, inspect_text_model, progress, cancel, download_options)
         mmproj = self._fetch(entry, "mmproj", entry.mmproj, folder, inspect_mmproj, progress, cancel,
                              download_options)  # fmt: skip
@@ -132,10 +238,19 @@ class ModelStore:
         cancel: threading.Event | None,
         options: dict[str, Any],
     ) -> Path:
-        dest = folder / source.filename
-        if dest.exists():
-            validate(dest)
-            return dest
+        dest = self._inside(folder / source.filename, "a model file")
+        if dest.parent != folder:
+            raise UnsafeModelPathError(f"refusing to write {dest}: it is not a file of {folder}")
+        if dest.is_symlink() or dest.exists():
+            problem = _damage(dest, source, validate)
+            if problem is None:
+                return dest
+            # A damaged file of ours (cut short, overwritten, not a model) must not block installing it again.
+            warnings.warn(f"{dest} was damaged ({problem}): downloading it again", ModelReplacedWarning, stacklevel=3)
+            if dest.is_dir() and not dest.is_symlink():
+                shutil.rmtree(dest)
+            else:
+                dest.unlink()
         url = source.resolve_url()
         result = download(
             url, dest, sha256=source.sha256, expected_size=source.size, validate=validate, cancel=cancel,
@@ -146,6 +261,10 @@ class ModelStore:
         return dest
 
     def _remember_hash(self, url: str, digest: str, name: str) -> None:
+        with self._locked():
+            self._remember_hash_locked(url, digest, name)
+
+    def _remember_hash_locked(self, url: str, digest: str, name: str) -> None:
         seen = self._read(SEEN_HASHES)
         previous = seen.get(url)
         if previous and previous != digest:
@@ -170,27 +289,34 @@ class ModelStore:
         """Register a pair of files already on disk (checked first; the files stay where they are)."""
         text_info, _ = check_pair(text, mmproj)
         text_path = Path(text).resolve()
-        chosen = model_id or f"local-{text_path.stem.lower()}"
+        chosen = check_model_id(model_id or "local-" + re.sub(r"[^a-z0-9._-]+", "-", text_path.stem.lower()))
         return self._record(chosen, name or text_info.name or text_path.stem, text_path,
                             Path(mmproj).resolve() if mmproj else None, template, "local")  # fmt: skip
 
     def _record(self, model_id: str, name: str, text: Path, mmproj: Path | None, template: str | None,
                 origin: str) -> InstalledModel:  # fmt: skip
-        manifest = self._read(MANIFEST)
-        manifest[model_id] = {"name": name, "text": str(text), "mmproj": str(mmproj) if mmproj else None,
-                              "template": template, "origin": origin}  # fmt: skip
-        self._write(MANIFEST, manifest)
+        with self._locked():
+            manifest = self._manifest()
+            manifest[model_id] = {"name": name, "text": str(text), "mmproj": str(mmproj) if mmproj else None,
+                                  "template": template, "origin": origin}  # fmt: skip
+            self._write(MANIFEST, manifest)
         return self.get(model_id)
 
     def delete(self, model_id: str) -> None:
         model = self.get(model_id)
         if model.origin == "checkout":
             raise LlavaCamError(f"{model_id} is a file in the source checkout's models/ folder: delete it there")
-        manifest = self._read(MANIFEST)
-        manifest.pop(model_id, None)
-        self._write(MANIFEST, manifest)
-        if model.origin == "catalog":
-            shutil.rmtree(self.root / model_id, ignore_errors=True)
+        folder = self.root / check_model_id(model_id) if model.origin == "catalog" else None
+        if folder is not None and not folder.is_symlink():
+            folder = self._inside(folder, "a model's folder")
+        with self._locked():
+            manifest = self._manifest()
+            manifest.pop(model_id, None)
+            self._write(MANIFEST, manifest)
+        if folder is not None and folder.is_symlink():
+            folder.unlink()  # the link only, never what it points to
+        elif folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
 
     def verify(self, model_id: str) -> InstalledModel:
         """Check the files again: present, complete, a matching pair, and the catalog's hash where it has one."""
@@ -207,6 +333,35 @@ class ModelStore:
 
     def catalog_entries(self) -> list[CatalogEntry]:
         return load_catalog(self.catalog)
+
+
+class ModelReplacedWarning(UserWarning):
+    """A damaged file in a model's folder was removed so that the pair could be downloaded again."""
+
+
+def _valid_record(model_id: object, raw: object) -> bool:
+    """An installed.json entry we can use: text path, optional mmproj, a known origin, a plain id for catalog."""
+    if not isinstance(raw, dict) or not isinstance(model_id, str) or not model_id:
+        return False
+    text, mmproj, origin = raw.get("text"), raw.get("mmproj"), raw.get("origin", "catalog")
+    if origin not in ORIGINS or (origin == "catalog" and not is_plain_id(model_id)):
+        return False
+    strings_or_none = all(raw.get(k) is None or isinstance(raw.get(k), str) for k in ("name", "template"))
+    return (isinstance(text, str) and bool(text) and "\0" not in text and strings_or_none
+            and (mmproj is None or (isinstance(mmproj, str) and bool(mmproj) and "\0" not in mmproj)))  # fmt: skip
+
+
+def _damage(dest: Path, source: Source, validate: Any) -> str | None:
+    """Why an existing model file cannot be used as it is, or None when it looks whole."""
+    if dest.is_symlink() or not dest.is_file():
+        return "not a regular file"
+    if source.size is not None and dest.stat().st_size != source.size:
+        return f"{dest.stat().st_size} bytes, the catalog says {source.size}"
+    try:
+        validate(dest)
+    except ModelFileError as exc:
+        return exc.problem
+    return None
 
 
 @dataclass(frozen=True)
