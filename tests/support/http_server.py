@@ -16,6 +16,9 @@ class Route:
     drop_after: int | None = None  # close the connection after this many body bytes ...
     drops_left: int = 0  # ... this many times
     honour_range: bool = True
+    endless: bool = False  # no Content-Length, the body never ends (until the client hangs up)
+    range_from: int | None = None  # answer a Range request with 206 from this byte, whatever was asked
+    content_length: int | None = None  # announce this Content-Length instead of the true one
 
 
 @dataclass
@@ -49,7 +52,14 @@ class FileServer:
                     return
                 body, start = route.body, 0
                 wanted = self.headers.get("Range")
-                if wanted and route.honour_range:
+                if route.endless:
+                    self._endless(route)
+                    return
+                if wanted and route.range_from is not None:
+                    start = route.range_from
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+                elif wanted and route.honour_range:
                     start = int(wanted.split("=")[1].split("-")[0])
                     if start >= len(body):
                         self._simple(416, b"")
@@ -59,7 +69,8 @@ class FileServer:
                 else:
                     self.send_response(200)
                 self.send_header("Content-Type", route.content_type)
-                self.send_header("Content-Length", str(len(body) - start))
+                length = route.content_length if route.content_length is not None else len(body) - start
+                self.send_header("Content-Length", str(length))
                 self.end_headers()
                 payload = body[start:]
                 if route.drop_after is not None and route.drops_left > 0:
@@ -70,6 +81,19 @@ class FileServer:
                     self.connection.shutdown(2)
                     return
                 self.wfile.write(payload)
+
+            def _endless(self, route: Route) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", route.content_type)
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.close_connection = True
+                block = (route.body or b"\0") * max(1, (1 << 16) // max(1, len(route.body or b"\0")))
+                try:
+                    while True:
+                        self.wfile.write(block)
+                except OSError:  # the client hung up: what a client that stops in time does
+                    return
 
             def _simple(self, status: int, body: bytes) -> None:
                 self.send_response(status)
