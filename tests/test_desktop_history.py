@@ -61,3 +61,25 @@ def test_closing_mid_answer_keeps_the_partial_answer_marked_stopped(qtbot, make_
         assert answer.status in {"stopped", "complete"}
     finally:
         store.close()
+
+
+def test_deleted_chat_is_purged_with_its_frames_after_the_undo_window(qtbot, tmp_path, monkeypatch):
+    from PIL import Image
+
+    from app.core.inference.images import load_image
+    from app.desktop import history_panel
+
+    monkeypatch.setattr(history_panel, "UNDO_WINDOW_S", 0.0)  # the timer then fires after one second
+    store = HistoryStore(tmp_path)
+    try:
+        chat = store.create_chat()
+        store.add_user_message(chat, "Q", store.save_image(load_image(Image.new("RGB", (8, 8), (1, 2, 3)))))
+        panel = history_panel.HistoryPanel(store)
+        qtbot.addWidget(panel)
+        panel.delete(chat)
+        assert panel.undoDeleteButton.isEnabled()
+        qtbot.waitUntil(lambda: not panel.undoDeleteButton.isEnabled(), timeout=5000)
+        assert store.conn.execute("SELECT count(*) FROM chats").fetchone()[0] == 0
+        assert list(store.images_dir.glob("*.jpg")) == []
+    finally:
+        store.close()

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from app.core.history.store import HistoryStore
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
@@ -31,22 +36,34 @@ def run(args: argparse.Namespace) -> int:
     from app.core.history.store import HistoryStore
 
     store = HistoryStore(getattr(args, "data_dir", None))
+    if store.notice and store.read_only_reason != "another LlavaCam is running":
+        print(f"llavacam: note: {store.notice}", file=sys.stderr)
     try:
-        if args.action == "list":
-            for chat in store.list_chats():
-                print(f"{chat.id:5}  {_when(chat.updated_at)}  {chat.title or '(untitled)'}")
-        elif args.action == "show":
-            chat = store.get_chat(args.id)
-            print(f"# {chat.title}")
-            for message in chat.messages:
-                status = "" if message.status == "complete" else f" ({message.status})"
-                frame = f" [frame {message.image.path.name}]" if message.image else ""
-                print(f"\n{'You' if message.role == 'user' else 'LlavaCam'}{status}{frame}:\n{message.text}")
-        elif args.action == "search":
-            for chat, message in store.search(args.text):
-                print(f"{chat.id:5}  {chat.title[:40]:40}  {message.role:9}  {message.text[:60]}")
-        elif args.action == "export":
-            print(store.export(args.id, args.out, args.format))
-        return 0
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                return _run(store, args)
+            finally:
+                for warning in caught:
+                    print(f"llavacam: warning: {warning.message}", file=sys.stderr)
     finally:
         store.close()
+
+
+def _run(store: HistoryStore, args: argparse.Namespace) -> int:
+    if args.action == "list":
+        for chat in store.list_chats():
+            print(f"{chat.id:5}  {_when(chat.updated_at)}  {chat.title or '(untitled)'}")
+    elif args.action == "show":
+        chat = store.get_chat(args.id)
+        print(f"# {chat.title}")
+        for message in chat.messages:
+            status = "" if message.status == "complete" else f" ({message.status})"
+            frame = f" [frame {message.image.path.name}]" if message.image else ""
+            print(f"\n{'You' if message.role == 'user' else 'LlavaCam'}{status}{frame}:\n{message.text}")
+    elif args.action == "search":
+        for chat, message in store.search(args.text):
+            print(f"{chat.id:5}  {chat.title[:40]:40}  {message.role:9}  {message.text[:60]}")
+    elif args.action == "export":
+        print(store.export(args.id, args.out, args.format))
+    return 0

@@ -21,13 +21,23 @@ def data_dir(override: str | os.PathLike[str] | None = None) -> Path:
             path = Path.home() / "Documents" / APP_NAME
         else:
             path = Path(user_data_dir(APP_NAME, appauthor=False))
-    path.mkdir(parents=True, exist_ok=True)
+    _make(path, "the data folder")
     return path
+
+
+def _make(path: Path, what: str) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        from app.core.errors import LlavaCamError
+
+        raise LlavaCamError(f"cannot create {what} {path}: {exc.strerror or exc} (a read-only disk or folder? "
+                            "choose another with --data-dir or LLAVACAM_DATA_DIR)") from exc  # fmt: skip
 
 
 def models_dir(base: Path) -> Path:
     path = base / "models"
-    path.mkdir(parents=True, exist_ok=True)
+    _make(path, "the models folder")
     return path
 
 

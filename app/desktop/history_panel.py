@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
@@ -17,7 +17,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.history.store import HistoryError, HistoryStore
+from app.core.history.store import UNDO_WINDOW_S, HistoryError, HistoryStore
 
 
 class HistoryPanel(QWidget):
@@ -59,6 +59,12 @@ class HistoryPanel(QWidget):
         self.refresh()
 
     def refresh(self) -> None:
+        try:
+            self._refresh()
+        except HistoryError as exc:  # the history cannot be read (locked by another program): say so, keep going
+            self.message.emit(str(exc))
+
+    def _refresh(self) -> None:
         query = self.search.text().strip()
         self.list.clear()
         if query:
@@ -115,6 +121,18 @@ class HistoryPanel(QWidget):
         self.undoDeleteButton.setEnabled(True)
         self.message.emit("Chat deleted. Press Undo to bring it back.")
         self.refresh()
+        # After the undo window the chat and its frames are removed for good (the store also purges on start).
+        QTimer.singleShot(int((UNDO_WINDOW_S + 1) * 1000), self, self.purge_expired)
+
+    def purge_expired(self) -> None:
+        try:
+            purged = self.store.purge_deleted(UNDO_WINDOW_S)
+        except HistoryError as exc:
+            self.message.emit(str(exc))
+            return
+        if self.last_deleted in purged:
+            self.last_deleted = None
+            self.undoDeleteButton.setEnabled(False)
 
     def undo_delete(self) -> None:
         if self.last_deleted is None:

@@ -31,7 +31,8 @@ def test_endless_body_stops_at_the_catalog_size(server, tmp_path):
         download(server.url + "/m.gguf", dest, expected_size=3 << 20)
     assert str(info.value) == ("m.gguf: the server sent more than the 3145728 bytes announced; the partial file was "
                                "removed")  # fmt: skip
-    assert not part_path(dest).exists() and not dest.exists()
+    assert not part_path(dest).exists()
+    assert not dest.exists()
 
 
 def test_endless_body_of_unknown_size_stops_before_the_disk_is_full(server, tmp_path, monkeypatch):

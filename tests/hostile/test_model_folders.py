@@ -66,7 +66,8 @@ def test_catalog_id_with_dot_dot_is_refused_and_nothing_is_written_outside(tmp_p
     assert "model id '../../victim' is not a plain name" in result.stderr.strip().splitlines()[-1]
     assert "Traceback" not in result.stderr
     assert sorted(p.name for p in victim.iterdir()) == ["precious.txt"]
-    assert not (tmp_path / "tiny.gguf").exists() and not (data / "tiny.gguf").exists()
+    assert not (tmp_path / "tiny.gguf").exists()
+    assert not (data / "tiny.gguf").exists()
 
 
 def test_absolute_catalog_id_is_refused(tmp_path, served, victim):
@@ -142,7 +143,8 @@ def test_damaged_installed_json_is_rebuilt_from_the_folders_not_emptied(tmp_path
     assert [type(w.message) for w in caught] == [ManifestRebuiltWarning]
     assert "rebuilt from the model folders on disk, 1 pair(s) found" in str(caught[0].message)
     kept = list(store.root.glob("installed.json.damaged-*"))
-    assert len(kept) == 1 and kept[0].read_text().startswith('{"tiny"')
+    assert len(kept) == 1
+    assert kept[0].read_text().startswith('{"tiny"')
     assert "tiny" in json.loads((store.root / "installed.json").read_text())
 
 

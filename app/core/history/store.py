@@ -5,18 +5,26 @@
   keeps their capture time and source. Blobs would bloat the database and every backup of it.
 - An answer is written while it streams (at most about once a second, and at the end), so a crash leaves the
   question and the partial answer; the next open marks such answers `incomplete`.
-- A second running instance gets the history read-only (an exclusive lock file tells); a corrupt database is moved
-  aside (kept) and a fresh one started, with a notice for the UI; a full disk is a HistoryWriteError, rolled back.
+- A second running instance gets the history read-only (an exclusive lock file tells). So does a database that
+  another program keeps locked (after a busy timeout), a read-only file or folder, and a full disk: each with one
+  notice, nothing moved. Only genuine corruption (SQLite says "not a database"/"malformed" and integrity_check
+  agrees) moves the file aside (kept); every chat still readable is copied into the new database and the notice says
+  where the old file is. A write that fails (disk full) is a HistoryWriteError, rolled back.
+- Paths read from the database (a frame's `file`) are plain names inside images/; anything else is refused.
+- Deleted chats stay for UNDO_WINDOW_S (undo), then purge_deleted removes them and their frames; each open purges
+  what was deleted longer ago than that.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import sqlite3
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -29,6 +37,9 @@ from app.core.paths import data_dir
 
 DB_NAME = "history.sqlite3"
 FLUSH_SECONDS = 1.0
+BUSY_TIMEOUT_S = 5.0  # how long to wait for another program's lock before going read-only
+UNDO_WINDOW_S = 30.0  # a deleted chat can be restored for this long; then it is purged with its frames
+_MAX_ROWID = 2**63 - 1
 
 MIGRATIONS: list[str] = [
     # 1: the first schema
@@ -79,6 +90,14 @@ class HistoryWriteError(HistoryError):
     """A write failed (disk full, read-only): nothing was half-written."""
 
 
+class HistoryReadError(HistoryError):
+    """The history cannot be read at all (locked by another program, unreadable file)."""
+
+
+class MissingFrameWarning(UserWarning):
+    """An exported chat refers to frames that are no longer in the images folder."""
+
+
 @dataclass(frozen=True)
 class ImageRecord:
     hash: str
@@ -127,8 +146,12 @@ class _FileLock:
         self.path = path
         self.handle: Any = None
 
-    def acquire(self) -> bool:
-        self.handle = self.path.open("a+")
+    def acquire(self) -> str | None:
+        """None when held; else why not: "held" (another instance) or the reason the file cannot be opened."""
+        try:
+            self.handle = self.path.open("a+")
+        except OSError as exc:
+            return f"{exc.strerror or exc}"
         try:
             if os.name == "nt":
                 import msvcrt
@@ -138,11 +161,11 @@ class _FileLock:
                 import fcntl
 
                 fcntl.flock(self.handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
+            return None
         except OSError:
             self.handle.close()
             self.handle = None
-            return False
+            return "held"
 
     def release(self) -> None:
         if self.handle is not None:
@@ -151,37 +174,80 @@ class _FileLock:
 
 
 class HistoryStore:
-    def __init__(self, base: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, base: str | os.PathLike[str] | None = None, *, busy_timeout_s: float = BUSY_TIMEOUT_S) -> None:
         self.base = data_dir(base)
         self.path = self.base / DB_NAME
         self.images_dir = self.base / "images"
-        self.images_dir.mkdir(exist_ok=True)
-        self.notice: str | None = None
+        self.busy_timeout_s = busy_timeout_s
+        self.notice: str | None = None  # one message for the user about the state of the history, said once
+        self.moved_to: Path | None = None  # where a corrupt database was moved
+        self.read_only = False
+        self.read_only_reason = ""
+        self._unreadable: str | None = None
         # One connection serves the UI's reads and a background writer: transactions must not interleave.
         self.lock = threading.RLock()
         self._file_lock = _FileLock(self.base / "history.lock")
-        self.read_only = not self._file_lock.acquire()
-        if self.read_only:
-            self.notice = "Another LlavaCam is running: the chat history is read-only in this window."
+        problem = self._file_lock.acquire()
+        if problem == "held":
+            self._go_read_only("another LlavaCam is running",
+                               "Another LlavaCam is running: the chat history is read-only in this window.")
+        elif problem is not None:
+            self._read_only_folder(problem)
+        if not self.read_only:
+            try:
+                self.images_dir.mkdir(exist_ok=True)
+            except OSError as exc:
+                self._read_only_folder(exc.strerror or str(exc))
         self.conn = self._connect()
+        if not self.read_only:
+            with contextlib.suppress(HistoryError):  # deletions older than the undo window, frames included
+                self.purge_deleted(UNDO_WINDOW_S)
 
     # --- opening ------------------------------------------------------------------------------------------------
 
+    def _go_read_only(self, reason: str, notice: str) -> None:
+        if not self.read_only:  # the first reason is the one the user is told, once
+            self.read_only, self.read_only_reason, self.notice = True, reason, notice
+
+    def _read_only_folder(self, problem: str) -> None:
+        self._go_read_only(f"{self.base} is read-only",
+                           f"The chat history is read-only here ({self.base}: {problem}): chats are shown, but nothing "
+                           "new is saved.")  # fmt: skip
+
     def _connect(self) -> sqlite3.Connection:
-        if self.read_only:
-            if not self.path.exists():
-                return self._open_memory()
-            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False, timeout=5)
-            conn.row_factory = sqlite3.Row
-            return conn
-        try:
-            conn = self._open_writable()
-        except sqlite3.DatabaseError as exc:
-            moved = self._move_aside()
-            self.notice = (f"The chat history was damaged ({exc}); it was moved aside to {moved.name} and a new one "
-                           "started.")  # fmt: skip
-            conn = self._open_writable()
-        return conn
+        if not self.read_only:
+            try:
+                return self._open_writable()
+            except sqlite3.DatabaseError as exc:
+                kind = self._kind(exc)
+                if kind == "corrupt" and self._confirm_corrupt():
+                    return self._replace_corrupt(exc)
+                if kind == "busy":
+                    self._go_read_only("another program has it locked",
+                                       f"The chat history is locked by another program ({self.path}): it is read-only "
+                                       "in this window; nothing new is saved until that program lets go and LlavaCam "
+                                       "is reopened.")  # fmt: skip
+                elif kind == "full":
+                    self._go_read_only("the disk is full",
+                                       "The disk is full: the chat history is read-only until space is freed "
+                                       "(nothing was lost).")  # fmt: skip
+                elif kind == "readonly":
+                    self._read_only_folder(str(exc))
+                else:
+                    self._go_read_only(f"it cannot be opened for writing ({exc})",
+                                       f"The chat history cannot be opened for writing ({exc}): it is read-only in "
+                                       "this window.")  # fmt: skip
+        return self._open_read_only()
+
+    def _kind(self, exc: sqlite3.DatabaseError) -> str:
+        kind = _kind_of(exc)
+        if kind == "other" and "i/o" in str(exc).lower():  # a full disk can surface as an I/O error (-shm, -wal)
+            try:
+                if shutil.disk_usage(self.base).free < 1 << 20:
+                    return "full"
+            except OSError:
+                pass
+        return kind
 
     def _open_memory(self) -> sqlite3.Connection:
         conn = sqlite3.connect(":memory:", check_same_thread=False)
@@ -189,8 +255,34 @@ class HistoryStore:
         self._migrate(conn)
         return conn
 
+    def _open_read_only(self) -> sqlite3.Connection:
+        if not self.path.exists():
+            return self._open_memory()
+        last: sqlite3.DatabaseError | None = None
+        waited = self.read_only_reason == "another program has it locked"  # once is enough
+        # immutable=1 reads a file in a read-only folder (no -shm can be made); never used past a lock.
+        for query in ("mode=ro", "immutable=1"):
+            conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?{query}", uri=True, check_same_thread=False,
+                                   timeout=0.1 if waited else self.busy_timeout_s)  # fmt: skip
+            conn.row_factory = sqlite3.Row
+            try:
+                conn.execute("SELECT count(*) FROM chats").fetchone()
+                conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
+                return conn
+            except sqlite3.DatabaseError as exc:
+                conn.close()
+                last = exc
+                if _kind_of(exc) == "busy":
+                    break
+        self._unreadable = (f"the chat history {self.path} is locked by another program: try again when it is done"
+                            if last is not None and _kind_of(last) == "busy"
+                            else f"the chat history {self.path} cannot be read ({last})")  # fmt: skip
+        if self.notice is None or self.read_only_reason == "another LlavaCam is running":
+            self.notice = self._unreadable[0].upper() + self._unreadable[1:] + "."
+        return self._open_memory()
+
     def _open_writable(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, check_same_thread=False, timeout=5)
+        conn = sqlite3.connect(self.path, check_same_thread=False, timeout=self.busy_timeout_s)
         try:
             conn.row_factory = sqlite3.Row
             check = conn.execute("PRAGMA quick_check").fetchone()[0]
@@ -207,9 +299,42 @@ class HistoryStore:
             raise
         return conn
 
+    def _confirm_corrupt(self) -> bool:
+        """A second opinion before anything is moved: integrity_check on a fresh read-only connection."""
+        if not self.path.exists():
+            return False
+        try:
+            probe = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=self.busy_timeout_s)
+        except sqlite3.DatabaseError as exc:
+            return _kind_of(exc) == "corrupt"
+        try:
+            return bool(probe.execute("PRAGMA integrity_check").fetchone()[0] != "ok")
+        except sqlite3.DatabaseError as exc:
+            return _kind_of(exc) == "corrupt"
+        finally:
+            probe.close()
+
+    def _replace_corrupt(self, problem: sqlite3.DatabaseError) -> sqlite3.Connection:
+        try:
+            moved = self._move_aside()
+        except OSError as exc:
+            self._go_read_only("it is damaged", f"The chat history is damaged ({problem}) and could not be moved "
+                               f"aside ({exc.strerror or exc}): it is read-only.")  # fmt: skip
+            return self._open_read_only()
+        conn = self._open_writable()
+        recovered, total = _salvage(moved, conn)
+        self.moved_to = moved
+        self.notice = (f"The chat history was damaged ({problem}): {recovered} of {total} chats were copied into a new "
+                       f"one; the damaged file was moved aside to {moved}.")  # fmt: skip
+        return conn
+
     def _move_aside(self) -> Path:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        number = 1
+        while target.exists():
+            number += 1
+            target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}-{number}")
         for suffix in ("", "-wal", "-shm"):
             source = Path(str(self.path) + suffix)
             if source.exists():
@@ -231,15 +356,41 @@ class HistoryStore:
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         if self.read_only:
-            raise HistoryWriteError("the chat history is read-only here (another LlavaCam is running)")
+            raise HistoryWriteError(f"the chat history is read-only here ({self.read_only_reason})")
         try:
             with self.lock, self.conn:
                 yield self.conn
-        except sqlite3.OperationalError as exc:
-            if "full" in str(exc).lower():
+        except sqlite3.DatabaseError as exc:
+            if self._kind(exc) == "full":
                 raise HistoryWriteError("the disk is full: the chat could not be saved (nothing was lost "
                                         "from what was already saved)") from exc  # fmt: skip
             raise HistoryWriteError(f"the chat could not be saved: {exc}") from exc
+
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        if self._unreadable is not None:
+            raise HistoryReadError(self._unreadable)
+        try:
+            with self.lock:
+                yield self.conn
+        except sqlite3.DatabaseError as exc:
+            what = "is locked by another program" if _kind_of(exc) == "busy" else f"cannot be read ({exc})"
+            raise HistoryReadError(f"the chat history {self.path} {what}") from exc
+
+    def frame_path(self, file: object) -> Path | None:
+        """Where a frame named in the database lives: a plain file name inside images/ (resolved, symlinks
+        included), or None. A crafted `file` ('../../x', '/etc/x') must never reach outside the data dir."""
+        if not isinstance(file, str) or not file or file.startswith(".") or "\0" in file:
+            return None
+        if "/" in file or "\\" in file or Path(file).name != file:
+            return None
+        candidate = self.images_dir / file
+        try:
+            resolved = candidate.resolve()
+            inside = resolved.parent == self.images_dir.resolve()
+        except (OSError, RuntimeError):
+            return None
+        return candidate if inside else None
 
     # --- writing ------------------------------------------------------------------------------------------------
 
@@ -309,9 +460,17 @@ class HistoryStore:
         with self._write() as conn:
             conn.execute("UPDATE chats SET deleted_at = NULL WHERE id = ?", (chat_id,))
 
-    def purge_deleted(self, older_than_s: float = 0.0) -> None:
+    def purge_deleted(self, older_than_s: float = 0.0) -> list[int]:
+        """Remove for good the chats deleted at least `older_than_s` ago, and the frames no chat uses any more.
+        Returns the purged chat ids. The window calls it when the undo window has passed (UNDO_WINDOW_S)."""
+        if self.read_only:
+            return []
         cutoff = time.time() - older_than_s
         with self._write() as conn:
+            purged = [row[0] for row in conn.execute(
+                "SELECT id FROM chats WHERE deleted_at IS NOT NULL AND deleted_at <= ?", (cutoff,))]  # fmt: skip
+            if not purged:
+                return []
             conn.execute("DELETE FROM chats WHERE deleted_at IS NOT NULL AND deleted_at <= ?", (cutoff,))
             orphans = conn.execute(
                 "SELECT hash, file FROM images WHERE hash NOT IN "
@@ -319,25 +478,30 @@ class HistoryStore:
             ).fetchall()
             conn.executemany("DELETE FROM images WHERE hash = ?", [(row["hash"],) for row in orphans])
         for row in orphans:
-            (self.images_dir / row["file"]).unlink(missing_ok=True)
+            path = self.frame_path(row["file"])
+            if path is not None:  # a crafted path is never unlinked (its row is gone all the same)
+                path.unlink(missing_ok=True)
+        return purged
 
     # --- reading ------------------------------------------------------------------------------------------------
 
     def list_chats(self) -> list[Chat]:
-        with self.lock:
+        with self._reading():
             rows = self.conn.execute(
                 "SELECT * FROM chats WHERE deleted_at IS NULL ORDER BY updated_at DESC, id DESC"
             ).fetchall()
         return [Chat(r["id"], r["title"], r["model_id"], r["created_at"], r["updated_at"]) for r in rows]
 
-    def get_chat(self, chat_id: int) -> Chat:
-        with self.lock:
-            return self._get_chat(chat_id)
+    def get_chat(self, chat_id: int, *, include_deleted: bool = False) -> Chat:
+        """A stored chat with its messages; a deleted one (waiting for purge) only with include_deleted."""
+        with self._reading():
+            return self._get_chat(chat_id, include_deleted)
 
-    def _get_chat(self, chat_id: int) -> Chat:
-        row = self.conn.execute("SELECT * FROM chats WHERE id = ?", (chat_id,)).fetchone()
-        if row is None:
-            raise HistoryError(f"there is no chat {chat_id}")
+    def _get_chat(self, chat_id: int, include_deleted: bool = False) -> Chat:
+        row = (self.conn.execute("SELECT * FROM chats WHERE id = ?", (chat_id,)).fetchone()
+               if -_MAX_ROWID <= chat_id <= _MAX_ROWID else None)  # fmt: skip
+        if row is None or (row["deleted_at"] is not None and not include_deleted):
+            raise HistoryError(f"there is no chat {chat_id}" + (" (it was deleted)" if row is not None else ""))
         messages = [self._message(m) for m in self.conn.execute(
             "SELECT m.*, i.file, i.width, i.height, i.captured_at, i.source FROM messages m "
             "LEFT JOIN images i ON i.hash = m.image_hash WHERE m.chat_id = ? ORDER BY m.id", (chat_id,))]  # fmt: skip
@@ -346,8 +510,10 @@ class HistoryStore:
     def _message(self, row: sqlite3.Row) -> Message:
         image = None
         if row["image_hash"]:
-            image = ImageRecord(row["image_hash"], self.images_dir / row["file"], row["width"], row["height"],
-                                row["captured_at"], row["source"])  # fmt: skip
+            # A refused or absent path becomes a frame that does not exist (shown as missing), never a path outside.
+            path = self.frame_path(row["file"]) or self.images_dir / "missing-frame.jpg"
+            image = ImageRecord(row["image_hash"], path, row["width"] or 0, row["height"] or 0,
+                                row["captured_at"] or 0.0, row["source"] or "")  # fmt: skip
         sampling = json.loads(row["sampling"]) if row["sampling"] else None
         timings = json.loads(row["timings"]) if row["timings"] else None
         return Message(row["id"], row["chat_id"], row["role"], row["text"], image, row["model_id"], sampling,
@@ -367,7 +533,7 @@ class HistoryStore:
 
     def search(self, query: str) -> list[tuple[Chat, Message]]:
         pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        with self.lock:
+        with self._reading():
             return self._search(pattern)
 
     def _search(self, pattern: str) -> list[tuple[Chat, Message]]:
@@ -388,32 +554,51 @@ class HistoryStore:
     # --- export -------------------------------------------------------------------------------------------------
 
     def export(self, chat_id: int, out: Path, fmt: str = "md") -> Path:
-        """Write the chat as Markdown (frames as files beside it) or JSON; returns the written file."""
-        chat = self.get_chat(chat_id)
-        out.mkdir(parents=True, exist_ok=True)
-        frames = out / "images"
-        for message in chat.messages:
-            if message.image is not None and message.image.path.exists():
-                frames.mkdir(exist_ok=True)
-                shutil.copy2(message.image.path, frames / message.image.path.name)
-        stem = f"chat-{chat.id}"
-        if fmt == "json":
-            target = out / f"{stem}.json"
-            target.write_text(json.dumps(chat_to_dict(chat), indent=2, ensure_ascii=False), encoding="utf-8")
-            return target
-        if fmt != "md":
+        """Write the chat as Markdown (frames as files beside it) or JSON; returns the written file.
+        Frames no longer on disk are named as missing (and a MissingFrameWarning says how many), never linked."""
+        if fmt not in ("md", "json"):
             raise HistoryError(f"unknown export format {fmt!r}: use md or json")
-        lines = [f"# {chat.title or 'Chat'}", "", f"*{_when(chat.created_at)}*", ""]
-        for message in chat.messages:
-            who = "You" if message.role == "user" else "LlavaCam"
-            marker = "" if message.status == "complete" else f" *({message.status})*"
-            lines += [f"**{who}**{marker}", ""]
-            if message.image is not None:
-                lines += [f"![frame captured {_when(message.image.captured_at)}](images/{message.image.path.name})", ""]
-            lines += [message.text, ""]
-        target = out / f"{stem}.md"
-        target.write_text("\n".join(lines), encoding="utf-8")
+        chat = self.get_chat(chat_id)
+        if out.exists() and not out.is_dir():
+            raise HistoryError(f"cannot export to {out}: it is a file, not a folder (give a folder with --out)")
+        present = {m.id for m in chat.messages if m.image is not None and m.image.path.is_file()}
+        missing = sum(1 for m in chat.messages if m.image is not None and m.id not in present)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            frames = out / "images"
+            for message in chat.messages:
+                if message.image is not None and message.id in present:
+                    frames.mkdir(exist_ok=True)
+                    shutil.copyfile(message.image.path, frames / message.image.path.name)
+            target = out / f"chat-{chat.id}.{fmt}"
+            if fmt == "json":
+                exported = chat_to_dict(chat)
+                for entry in exported["messages"]:
+                    if entry["image"] is not None and entry["id"] not in present:
+                        entry["image"] = {**entry["image"], "file": None, "missing": True}
+                target.write_text(json.dumps(exported, indent=2, ensure_ascii=False), encoding="utf-8")
+            else:
+                target.write_text(_markdown(chat, present), encoding="utf-8")
+        except OSError as exc:
+            raise HistoryError(f"cannot write the export to {out}: {exc.strerror or exc}") from exc
+        if missing:
+            warnings.warn(f"{missing} frame(s) of chat {chat.id} are no longer in {self.images_dir}: the export names "
+                          "them as missing", MissingFrameWarning, stacklevel=2)  # fmt: skip
         return target
+
+
+def _markdown(chat: Chat, present: set[int]) -> str:
+    lines = [f"# {chat.title or 'Chat'}", "", f"*{_when(chat.created_at)}*", ""]
+    for message in chat.messages:
+        who = "You" if message.role == "user" else "LlavaCam"
+        marker = "" if message.status == "complete" else f" *({message.status})*"
+        lines += [f"**{who}**{marker}", ""]
+        if message.image is not None:
+            when = _when(message.image.captured_at)
+            lines += [f"![frame captured {when}](images/{message.image.path.name})" if message.id in present
+                      else f"*(the frame captured {when} is missing from the history)*", ""]  # fmt: skip
+        lines += [message.text, ""]
+    return "\n".join(lines)
 
 
 def chat_to_dict(chat: Chat) -> dict[str, Any]:
@@ -470,6 +655,92 @@ def _title_from(text: str) -> str:
 
 def _when(stamp: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp))
+
+
+def _kind_of(exc: sqlite3.DatabaseError) -> str:
+    """What an SQLite error means for the file: "busy", "full", "readonly", "corrupt" or "other"."""
+    text = str(exc).lower()
+    if "locked" in text or "busy" in text:
+        return "busy"
+    if "full" in text:
+        return "full"
+    if "readonly" in text or "read-only" in text or "unable to open" in text:
+        return "readonly"
+    if "not a database" in text or "malformed" in text or "integrity check" in text:
+        return "corrupt"
+    return "other"
+
+
+_COLUMNS = {
+    "chats": ("id", "title", "model_id", "created_at", "updated_at", "deleted_at"),
+    "images": ("hash", "file", "width", "height", "captured_at", "source"),
+    "messages": ("id", "chat_id", "role", "text", "image_hash", "model_id", "sampling", "timings", "status",
+                 "created_at", "updated_at"),
+}  # fmt: skip
+
+
+def _salvage(old: Path, new: sqlite3.Connection) -> tuple[int, int]:
+    """Copy every chat of a damaged database that can still be read (one by one: a bad page costs only the chats on
+    it) into `new`. Returns (recovered, chats seen)."""
+    try:
+        src = sqlite3.connect(f"{old.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.DatabaseError:
+        return 0, 0
+    src.row_factory = sqlite3.Row
+    try:
+        ids = _chat_ids(src)
+        recovered = 0
+        for chat_id in ids:
+            try:
+                chat = src.execute("SELECT * FROM chats WHERE id = ?", (chat_id,)).fetchone()
+                if chat is None:
+                    continue
+                try:
+                    messages = src.execute("SELECT * FROM messages WHERE chat_id = ? ORDER BY id",
+                                           (chat_id,)).fetchall()  # fmt: skip
+                except sqlite3.DatabaseError:  # a damaged index: scan the table itself
+                    messages = src.execute("SELECT * FROM messages NOT INDEXED WHERE chat_id = ? ORDER BY id",
+                                           (chat_id,)).fetchall()  # fmt: skip
+                hashes = {m["image_hash"] for m in messages if m["image_hash"]}
+                images = [row for h in sorted(hashes)
+                          for row in src.execute("SELECT * FROM images WHERE hash = ?", (h,)).fetchall()]  # fmt: skip
+                with new:
+                    _copy_row(new, "chats", chat)
+                    for image in images:
+                        _copy_row(new, "images", image, "INSERT OR IGNORE")
+                    for message in messages:
+                        _copy_row(new, "messages", message)
+                recovered += 1
+            except sqlite3.DatabaseError:
+                continue
+        return recovered, len(ids)
+    finally:
+        src.close()
+
+
+def _chat_ids(src: sqlite3.Connection) -> list[int]:
+    try:
+        return [row[0] for row in src.execute("SELECT id FROM chats ORDER BY id")]
+    except sqlite3.DatabaseError:
+        pass
+    try:  # the table scan breaks on a bad page: probe ids one by one up to the largest (the B-tree's right edge)
+        highest = src.execute("SELECT max(id) FROM chats").fetchone()[0] or 0
+    except sqlite3.DatabaseError:
+        return []
+    found = []
+    for chat_id in range(1, min(int(highest), 100_000) + 1):
+        try:
+            if src.execute("SELECT 1 FROM chats WHERE id = ?", (chat_id,)).fetchone():
+                found.append(chat_id)
+        except sqlite3.DatabaseError:
+            continue
+    return found
+
+
+def _copy_row(conn: sqlite3.Connection, table: str, row: sqlite3.Row, verb: str = "INSERT") -> None:
+    columns = [c for c in _COLUMNS[table] if c in row.keys()]  # noqa: SIM118 (`in row` tests values)
+    conn.execute(f"{verb} INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                 [row[c] for c in columns])  # fmt: skip
 
 
 def open_history(base: str | os.PathLike[str] | None = None) -> HistoryStore:
