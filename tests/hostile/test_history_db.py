@@ -294,3 +294,17 @@ def test_deleted_chat_is_not_shown_and_is_purged_with_its_frames_on_start(tmp_pa
         assert len(reopened.list_chats()) == 1
     finally:
         reopened.close()
+
+
+def test_crafted_json_columns_do_not_break_reading_a_chat(tmp_path):
+    data = tmp_path / "data"
+    fill_history(data, chats=1)
+    store = HistoryStore(data)
+    try:
+        with store.conn:
+            store.conn.execute("UPDATE messages SET sampling = '{not json', timings = '[1, 2]'")
+        assert [(m.text, m.sampling, m.timings) for m in store.get_chat(1).messages] == [
+            ("question 0", None, None), ("answer 0", None, None)]
+        assert store.export(1, tmp_path / "out", "json").exists()
+    finally:
+        store.close()

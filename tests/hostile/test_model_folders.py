@@ -16,6 +16,7 @@ from app.core.errors import CatalogError
 from app.core.models.catalog import load_catalog
 from app.core.models.store import ManifestRebuiltWarning, ModelReplacedWarning, ModelStore
 from tests.support.http_server import serve_tiny_pair
+from tests.support.mounts import read_only
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -171,3 +172,26 @@ def test_damaged_model_file_does_not_block_reinstalling(tmp_path, served, tiny_m
     assert model.text.read_bytes() == tiny_models.text.read_bytes()
     assert [type(w.message) for w in caught] == [ModelReplacedWarning]
     assert store.verify("tiny").id == "tiny"
+
+
+def test_adding_to_a_read_only_models_folder_is_a_clear_line(tmp_path, tiny_models):
+    data = tmp_path / "data"
+    ModelStore(data).add_local(tiny_models.text, tiny_models.mmproj, model_id="mine")
+    with read_only(data):
+        listed = cli("models", "list", "--data-dir", str(data))
+        added = cli("models", "add", "--model", str(tiny_models.text), "--id", "two", "--data-dir", str(data))
+    assert listed.returncode == 0, listed.stderr
+    assert "mine" in listed.stdout
+    assert added.returncode == 2
+    manifest = data / "models" / "installed.json"
+    assert added.stderr.strip().splitlines()[-1] == f"llavacam: error: cannot write {manifest}: Read-only file system"
+    assert [m.id for m in ModelStore(data).installed() if m.origin == "local"] == ["mine"]
+
+
+def test_catalog_url_that_reads_local_files_is_refused(tmp_path, victim):
+    path = catalog(tmp_path / "c.toml", "http://127.0.0.1:9")
+    path.write_text(path.read_text().replace("http://127.0.0.1:9/tiny.gguf", f"file://{victim}/precious.txt"))
+    with pytest.raises(CatalogError) as info:
+        load_catalog(path)
+    assert str(info.value).startswith(f"{path}: model 'tiny': [model.text] url must be an http:// or https:// "
+                                      "address, not 'file:///")  # fmt: skip

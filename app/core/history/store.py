@@ -514,8 +514,7 @@ class HistoryStore:
             path = self.frame_path(row["file"]) or self.images_dir / "missing-frame.jpg"
             image = ImageRecord(row["image_hash"], path, row["width"] or 0, row["height"] or 0,
                                 row["captured_at"] or 0.0, row["source"] or "")  # fmt: skip
-        sampling = json.loads(row["sampling"]) if row["sampling"] else None
-        timings = json.loads(row["timings"]) if row["timings"] else None
+        sampling, timings = _json_object(row["sampling"]), _json_object(row["timings"])
         return Message(row["id"], row["chat_id"], row["role"], row["text"], image, row["model_id"], sampling,
                        timings, row["status"], row["created_at"])  # fmt: skip
 
@@ -655,6 +654,17 @@ def _title_from(text: str) -> str:
 
 def _when(stamp: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp))
+
+
+def _json_object(text: object) -> dict[str, Any] | None:
+    """A JSON object column (sampling, timings); anything else a crafted or damaged row holds reads as None."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def _kind_of(exc: sqlite3.DatabaseError) -> str:

@@ -147,15 +147,19 @@ def _source(where: str, key: str, raw: Any) -> Source:
     url, repo, hf_file = raw.get("url"), raw.get("hf_repo"), raw.get("hf_file")
     if not url and not (repo and hf_file):
         raise CatalogError(f"{where}: [model.{key}] needs url, or hf_repo and hf_file")
+    if url is not None and (not isinstance(url, str) or not url.lower().startswith(("http://", "https://"))):
+        # file://, ftp:// and the like would read local files or leave the downloader's checks.
+        raise CatalogError(f"{where}: [model.{key}] url must be an http:// or https:// address, not {str(url)[:80]!r}")
     filename = raw.get("filename") or (hf_file if hf_file else None)
     if not is_plain_filename(filename):
         raise CatalogError(f"{where}: [model.{key}] needs a plain filename (no folders, no leading '.', no "
                            f"control characters such as NUL), not {str(filename)[:80]!r}")  # fmt: skip
     sha256 = raw.get("sha256")
-    if sha256 is not None and (not isinstance(sha256, str) or len(sha256) != 64):
+    if sha256 is not None and (not isinstance(sha256, str) or len(sha256) != 64
+                               or any(c not in "0123456789abcdefABCDEF" for c in sha256)):  # fmt: skip
         raise CatalogError(f"{where}: [model.{key}] sha256 must be 64 hex digits")
     size = raw.get("size")
-    if size is not None and (not isinstance(size, int) or size <= 0):
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size <= 0):
         raise CatalogError(f"{where}: [model.{key}] size must be a positive number of bytes")
     return Source(filename=filename, url=url, hf_repo=repo, hf_file=hf_file,
                   hf_revision=str(raw.get("hf_revision", "main")), sha256=sha256.lower() if sha256 else None,

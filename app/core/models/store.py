@@ -102,7 +102,10 @@ class ModelStore:
 
     def _write(self, name: str, data: dict[str, Any]) -> None:
         path = self.root / name
-        handle, temporary = tempfile.mkstemp(dir=self.root, prefix=f".{name}.", suffix=".tmp")
+        try:
+            handle, temporary = tempfile.mkstemp(dir=self.root, prefix=f".{name}.", suffix=".tmp")
+        except OSError as exc:
+            raise LlavaCamError(f"cannot write {path}: {exc.strerror or exc}") from exc
         try:
             with os.fdopen(handle, "w", encoding="utf-8") as out:
                 out.write(json.dumps(data, indent=2, sort_keys=True))
