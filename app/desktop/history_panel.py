@@ -150,5 +150,9 @@ class HistoryPanel(QWidget):
         if folder:
             from pathlib import Path
 
-            written = self.store.export(chat_id, Path(folder), "md")
+            try:
+                written = self.store.export(chat_id, Path(folder), "md")
+            except HistoryError as exc:  # an unwritable folder, a file in the way
+                self.message.emit(str(exc))
+                return
             self.message.emit(f"Exported to {written}")
