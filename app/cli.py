@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from app import __version__
-from app.core.errors import LlavaCamError
+from app.core.errors import LlavaCamError, printable
 
 # Modules under app.commands, each adding one subcommand.
 COMMAND_MODULES = ("ask", "history", "models", "serve")
@@ -66,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_window(args)
         return int(func(args) or 0)
     except LlavaCamError as exc:
-        print(f"llavacam: error: {exc}", file=sys.stderr)
+        print(f"llavacam: error: {printable(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("llavacam: interrupted", file=sys.stderr)
@@ -75,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get("LLAVACAM_DEBUG"):
             raise
         print(
-            f"llavacam: unexpected error: {type(exc).__name__}: {exc} (set LLAVACAM_DEBUG=1 for details)",
+            f"llavacam: unexpected error: {type(exc).__name__}: {printable(exc)} (set LLAVACAM_DEBUG=1 for details)",
             file=sys.stderr,
         )
         return 1

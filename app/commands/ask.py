@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
 from typing import Any
 
@@ -34,6 +36,22 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="one JSON object per turn on stdout")
     parser.add_argument("--verbose", action="store_true", help="show llama.cpp's own log")
     parser.set_defaults(func=run)
+
+
+MAX_THREADS = 512
+
+
+def check_number(option: str, value: float, low: float, high: float) -> None:
+    """A finite number in [low, high], or one line naming the option (NaN and infinity pass argparse's float)."""
+    if not math.isfinite(value) or not low <= value <= high:
+        raise LlavaCamError(f"{option} {value}: give a number from {low:g} to {high:g}")
+
+
+def check_threads(value: int | None) -> None:
+    """A thread count llama.cpp can start (a few per core at most), or one line saying what fits."""
+    most = min(MAX_THREADS, 4 * (os.cpu_count() or 1))
+    if value is not None and not 1 <= value <= most:
+        raise LlavaCamError(f"--threads {value}: give 1 to {most} (this machine has {os.cpu_count()} cores)")
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,6 +83,9 @@ def run(args: argparse.Namespace) -> int:
     from app.core.inference.sampling import SamplingSettings
     from app.core.inference.templates import DEFAULT_SYSTEM_PROMPT
 
+    check_number("--temperature", args.temperature, 0.0, 100.0)
+    check_number("--top-p", args.top_p, 0.0, 1.0)
+    check_threads(args.threads)
     questions = args.question or (["Describe this image."] if args.image else [])
     if not questions:
         raise LlavaCamError("give a question with -q")

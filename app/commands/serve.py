@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
+import errno
+import socket
+from pathlib import Path
 from typing import Any
 
-from app.commands.ask import add_model_arguments
+from app.commands.ask import add_model_arguments, check_threads
 from app.core.errors import LlavaCamError
 
 
@@ -26,16 +28,43 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--template", default=None, help="chat template family (tinyllama, vicuna, chatml, auto)")
     parser.add_argument("--max-body-mb", type=float, default=20.0)
     parser.add_argument("--max-tokens-limit", type=int, default=4096, help="largest max_tokens a request may ask")
+    parser.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                        help="also accept requests whose Host is NAME (a DNS name pointing here; '*' accepts any)")
+    parser.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
+                        help="let web pages from ORIGIN (e.g. http://localhost:3000) call the API")
+    parser.add_argument("--image-dir", metavar="DIR",
+                        help="accept file:// image URLs for files inside DIR (refused without it)")  # fmt: skip
     parser.set_defaults(func=run)
 
 
 def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
+    from app.server.guard import is_loopback_bind
+
+    return is_loopback_bind(host)
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """Listen on host:port now, so a port in use is one clear line before anything is loaded or printed."""
     try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise LlavaCamError(f"cannot bind to {host}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6 and host in ("::", ""):
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise LlavaCamError(f"port {port} on {host} is already in use (another llavacam serve?): choose another "
+                                "with --port N") from None  # fmt: skip
+        raise LlavaCamError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.set_inheritable(True)
+    return sock
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
     from app.commands.ask import _resolve_model
     from app.core.inference.engine import Engine, EngineConfig
     from app.server.app import create_app
+    from app.server.guard import HostPolicy
     from app.server.messages import Limits
 
     if not is_loopback(args.host) and not args.token:
@@ -51,16 +81,28 @@ def run(args: argparse.Namespace) -> int:
             f"binding to {args.host} exposes the model to the network: give --token TOKEN so requests must "
             "carry 'Authorization: Bearer TOKEN'"
         )
-    text_model, mmproj, family = _resolve_model(args)
-    engine = Engine(
-        text_model, mmproj, EngineConfig(n_ctx=args.n_ctx, n_threads=args.threads, template=args.template or family)
-    )
-    model_id = args.model_id or engine.info.text_path.stem
-    limits = Limits(max_body_bytes=int(args.max_body_mb * 1024 * 1024), max_tokens=args.max_tokens_limit)
-    app = create_app(engine, model_id=model_id, token=args.token, limits=limits)
-    print(f"llavacam: serving {model_id} on http://{args.host}:{args.port}/v1 (Ctrl+C stops)", flush=True)
+    check_threads(args.threads)
+    image_dir = Path(args.image_dir).expanduser() if args.image_dir else None
+    if image_dir is not None and not image_dir.is_dir():
+        raise LlavaCamError(f"--image-dir {image_dir}: no such folder")
+    sock = bind_socket(args.host, args.port)
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+        text_model, mmproj, family = _resolve_model(args)
+        engine = Engine(
+            text_model, mmproj,
+            EngineConfig(n_ctx=args.n_ctx, n_threads=args.threads, template=args.template or family),
+        )  # fmt: skip
+        try:
+            model_id = args.model_id or engine.info.text_path.stem
+            limits = Limits(max_body_bytes=int(args.max_body_mb * 1024 * 1024), max_tokens=args.max_tokens_limit,
+                            image_dir=image_dir)  # fmt: skip
+            policy = HostPolicy(args.host, args.allowed_host, args.cors_origin)
+            app = create_app(engine, model_id=model_id, token=args.token, limits=limits, policy=policy)
+            print(f"llavacam: serving {model_id} on http://{args.host}:{args.port}/v1 (Ctrl+C stops)", flush=True)
+            server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+            server.run(sockets=[sock])
+        finally:
+            engine.close()
     finally:
-        engine.close()
+        sock.close()
     return 0

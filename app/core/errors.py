@@ -2,6 +2,28 @@
 
 from __future__ import annotations
 
+import unicodedata
+
+
+def printable(text: object, *, limit: int = 500) -> str:
+    """`text` safe to print on a terminal or show in a notice: control characters and terminal escapes shown as
+    `\\xNN`, undecodable bytes as `\\xNN`, and at most `limit` characters (a file's raw bytes can fill a screen)."""
+    if isinstance(text, (bytes, bytearray)):
+        text = bytes(text).decode("utf-8", "backslashreplace")
+    out: list[str] = []
+    size = 0
+    for char in str(text):
+        if unicodedata.category(char) in ("Cc", "Cf", "Cs", "Co", "Cn") and char != " ":
+            piece = f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+        else:
+            piece = char
+        size += len(piece)
+        if size > limit:
+            out.append("…")
+            break
+        out.append(piece)
+    return "".join(out)
+
 
 class LlavaCamError(Exception):
     """Base class for every error we expect a user to see."""

@@ -422,7 +422,10 @@ class Engine:
         # Image units free their mtmd chunks when dropped; drop them before the context goes.
         self._segs = []
         self._kv = []
-        self._embeddings.clear()
+        # A load that failed after the native model opened (say, an unknown --template) never set the rest.
+        embeddings = getattr(self, "_embeddings", None)
+        if embeddings is not None:
+            embeddings.clear()
         native.close()
         self._native = None
 
@@ -452,9 +455,14 @@ class Engine:
         native = self._native
         question = turn.question.replace(IMAGE_MARKER, "")  # typed text must not open an image slot
         reserve = min(sampling.max_tokens, native.n_ctx // 4)
-        turns, segs, dropped = self._fit(
-            [*self._turns, _TurnRecord(question, turn.image, None)], reserve, require_question=True
-        )
+        try:
+            turns, segs, dropped = self._fit(
+                [*self._turns, _TurnRecord(question, turn.image, None)], reserve, require_question=True,
+                should_stop=turn._cancel.is_set,
+            )  # fmt: skip
+        except _Cancelled:
+            stats.finish_reason = "cancelled"
+            return
         stats.context_rebuilt = dropped > 0
         stats.dropped_turns = dropped
         self._turns = turns
@@ -556,26 +564,46 @@ class Engine:
         return self._template.render_with_system_fallback(self._system, messages, add_generation_prompt=True)
 
     def _fit(
-        self, turns: list[_TurnRecord], reserve: int, *, require_question: bool
-    ) -> tuple[list[_TurnRecord], list[_Seg], int]:
-        """Plan the prompt for `turns`; drop the oldest turns until it fits with `reserve` tokens to spare.
+        self, turns: list[_TurnRecord], reserve: int, *, require_question: bool,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> tuple[list[_TurnRecord], list[_Seg], int]:  # fmt: skip
+        """Plan the prompt for `turns`; drop the fewest oldest turns so it fits with `reserve` tokens to spare.
 
-        The most recent image stays: if its turn is dropped it moves to the first turn kept.
+        The most recent image stays: if its turn is dropped it moves to the first turn kept. The number to drop
+        is found by bisection, so a long conversation costs a few renders, not one per dropped turn.
         """
         n_ctx = self._native.n_ctx
         latest_image = next((t.image for t in reversed(turns) if t.image is not None), None)
-        for dropped in range(len(turns)):
-            kept = [_TurnRecord(t.question, t.image, t.answer) for t in turns[dropped:]]
-            if latest_image is not None and all(t.image is not latest_image for t in kept):
-                kept[0].image = latest_image
-            text = self._render(kept)
-            segs = self._plan(text, [t.image for t in kept if t.image is not None])
-            needed = sum(self._positions(u) for s in segs for u in s.units)
-            last_chance = dropped == len(turns) - 1
-            if needed + reserve <= n_ctx or (last_chance and needed + 8 <= n_ctx):
-                return kept, segs, dropped
+        plans: dict[int, tuple[list[_TurnRecord], list[_Seg], int]] = {}
+
+        def plan(dropped: int) -> tuple[list[_TurnRecord], list[_Seg], int]:
+            if dropped not in plans:
+                if should_stop():
+                    raise _Cancelled
+                kept = [_TurnRecord(t.question, t.image, t.answer) for t in turns[dropped:]]
+                if latest_image is not None and all(t.image is not latest_image for t in kept):
+                    kept[0].image = latest_image
+                text = self._render(kept)
+                segs = self._plan(text, [t.image for t in kept if t.image is not None])
+                plans[dropped] = kept, segs, sum(self._positions(u) for s in segs for u in s.units)
+            return plans[dropped]
+
+        low, high = 0, len(turns) - 1  # the answer lies in [low, high]; high (the question alone) is the last resort
+        if plan(0)[2] + reserve > n_ctx:
+            low = min(1, high)
+            while low < high:
+                middle = (low + high) // 2
+                if plan(middle)[2] + reserve <= n_ctx:
+                    high = middle
+                else:
+                    low = middle + 1
+        kept, segs, needed = plan(low)
+        last_chance = low == len(turns) - 1
+        if needed + reserve <= n_ctx or (last_chance and needed + 8 <= n_ctx):
+            return kept, segs, low
+        with_image = " with the image" if any(t.image is not None for t in kept) else ""
         raise PromptTooLongError(
-            f"the question needs {needed} tokens with the image, but the model's context holds {n_ctx}: "
+            f"the question needs {needed} tokens{with_image}, but the model's context holds {n_ctx}: "
             "shorten the question (or raise the context size in Settings)"
         )
 

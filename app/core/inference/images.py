@@ -19,6 +19,10 @@ if TYPE_CHECKING:
     import numpy as np
     from PIL import Image as PILImage
 
+# Images are refused above this many pixels before they are decoded: a 140 KB PNG can claim 12000 x 12000 and
+# take 1.7 GB once decoded. 50 MP is more than any phone camera's photo.
+DEFAULT_MAX_PIXELS = 50_000_000
+
 ImageSource = Union[bytes, bytearray, memoryview, str, "os.PathLike[str]", "np.ndarray", "PILImage.Image", "RGBImage"]
 
 
@@ -67,28 +71,67 @@ class RGBImage:
         return buffer.getvalue()
 
 
-def load_image(source: ImageSource, *, max_side: int | None = None) -> RGBImage:
+def load_image(
+    source: ImageSource, *, max_side: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> RGBImage:
     """Read `source` as RGB, apply EXIF orientation, and downscale so the long side is at most `max_side`.
 
-    Images already within `max_side` pass through unchanged (no resampling, so no loss).
-    Raises ImageError with a message naming the problem for empty, missing or non-image input.
+    Images already within `max_side` pass through unchanged (no resampling, so no loss). An encoded image is
+    decoded straight to `max_side` (so only the small copy is kept), and refused from its header alone when it
+    claims more than `max_pixels`. Raises ImageError with a message naming the problem for empty, missing,
+    oversized or non-image input.
     """
-    image = source if isinstance(source, RGBImage) else _to_rgb_image(source)
+    image = source if isinstance(source, RGBImage) else _to_rgb_image(source, max_side, max_pixels)
     if max_side is not None and max(image.width, image.height) > max_side:
         image = _downscale(image, max_side)
     return image
 
 
-def _to_rgb_image(source: Any) -> RGBImage:
+def image_header_size(data: bytes | Path, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
+    """The size an encoded image claims, read from its header only; ImageError when it is not an image or claims
+    more than `max_pixels` (nothing is decoded)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as probe:
+            width, height = probe.size
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"{name}: the image claims more pixels than the limit of {_megapixels(max_pixels)}") from exc
+    except UnidentifiedImageError as exc:
+        raise ImageError(f"{name}: not an image file (or a format Pillow cannot read)") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"{name}: the image is damaged or truncated ({_short(exc)})") from exc
+    _check_pixels(width, height, name, max_pixels)
+    return width, height
+
+
+def _megapixels(pixels: int) -> str:
+    return f"{pixels / 1e6:.3g} megapixels"
+
+
+def _short(exc: BaseException) -> str:
+    from app.core.errors import printable
+
+    return printable(str(exc), limit=120)
+
+
+def _check_pixels(width: int, height: int, name: str, max_pixels: int) -> None:
+    if width * height > max_pixels:
+        raise ImageError(f"{name}: the image is {width}x{height} ({_megapixels(width * height)}); "
+                         f"the limit is {_megapixels(max_pixels)}")  # fmt: skip
+
+
+def _to_rgb_image(source: Any, max_side: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> RGBImage:
     from PIL import Image
 
     if isinstance(source, Image.Image):
-        return _from_pil(source, "image")
+        _check_pixels(source.width, source.height, "image", max_pixels)
+        return _from_pil(source, "image", max_side)
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         if not data:
             raise ImageError("the image is empty (0 bytes)")
-        return _from_encoded(data, "pasted image")
+        return _from_encoded(data, "pasted image", max_side, max_pixels)
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.exists():
@@ -101,39 +144,69 @@ def _to_rgb_image(source: Any) -> RGBImage:
             raise ImageError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
         if not data:
             raise ImageError(f"{path}: the file is empty")
-        return _from_encoded(data, str(path))
+        return _from_encoded(data, str(path), max_side, max_pixels)
     if hasattr(source, "shape") and hasattr(source, "dtype"):
         return _from_array(source)
     raise ImageError(f"cannot use a {type(source).__name__} as an image")
 
 
-def _from_encoded(data: bytes, name: str) -> RGBImage:
+def _from_encoded(data: bytes, name: str, max_side: int | None, max_pixels: int) -> RGBImage:
     from PIL import Image, UnidentifiedImageError
 
+    image_header_size(data, name, max_pixels)
     try:
         with Image.open(io.BytesIO(data)) as opened:
+            if max_side is not None:
+                opened.draft("RGB", (max_side, max_side))  # JPEG: decode at a reduced scale (no-op otherwise)
             opened.load()
-            return _from_pil(opened, name)
+            return _from_pil(opened, name, max_side)
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"{name}: the image claims more pixels than the limit of {_megapixels(max_pixels)}") from exc
     except UnidentifiedImageError as exc:
         raise ImageError(f"{name}: not an image file (or a format Pillow cannot read)") from exc
     except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageError(f"{name}: the image is damaged or truncated ({exc})") from exc
+        raise ImageError(f"{name}: the image is damaged or truncated ({_short(exc)})") from exc
 
 
-def _from_pil(image: PILImage.Image, name: str) -> RGBImage:
-    from PIL import ImageOps
+def _deep_to_8bit(image: PILImage.Image) -> PILImage.Image:
+    """16-bit (and 32-bit) grayscale scaled to 8 bits; Pillow's convert("RGB") would clip it to near white."""
+    import numpy as np
+    from PIL import Image
+
+    values = np.asarray(image)
+    if image.mode.startswith("I;16"):
+        gray = (values.astype(np.uint16) >> 8).astype(np.uint8)
+    else:
+        peak = float(values.max()) if values.size else 0.0
+        if image.mode == "F" and peak <= 1.0:
+            peak = 1.0
+        elif peak <= 255:
+            peak = 255.0
+        elif peak <= 65535:
+            peak = 65535.0
+        gray = (np.clip(values, 0, peak) * (255.0 / peak)).astype(np.uint8)
+    return Image.fromarray(gray, "L")
+
+
+def _from_pil(image: PILImage.Image, name: str, max_side: int | None = None) -> RGBImage:
+    from PIL import Image, ImageOps
 
     oriented = ImageOps.exif_transpose(image) or image
+    if oriented.mode.startswith("I;16") or oriented.mode in ("I", "F"):
+        oriented = _deep_to_8bit(oriented)
     if oriented.mode in ("RGBA", "LA", "PA") or (oriented.mode == "P" and "transparency" in oriented.info):
         # Transparent areas become white, as a viewer shows them, rather than black.
         rgba = oriented.convert("RGBA")
-        from PIL import Image
-
         background = Image.new("RGB", rgba.size, (255, 255, 255))
         background.paste(rgba, mask=rgba.getchannel("A"))
         rgb = background
     else:
         rgb = oriented.convert("RGB")
+    if max_side is not None and max(rgb.size) > max_side:
+        # The same resampling as _downscale, before the full-size pixels are ever copied out.
+        scale = max_side / max(rgb.size)
+        size = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale)))
+        rgb = rgb.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0)
     width, height = rgb.size
     return RGBImage(width, height, rgb.tobytes(), source=name)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -23,6 +24,12 @@ class SamplingSettings:
     ignore_eos: bool = False  # for benchmarks: always generate max_tokens
 
     def __post_init__(self) -> None:
+        for name in ("temperature", "top_p", "min_p", "repeat_penalty"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise SettingsError(f"{name} must be a finite number, not {value!r}")
+        if isinstance(self.max_tokens, bool) or not isinstance(self.max_tokens, int):
+            raise SettingsError(f"max_tokens must be a whole number, not {self.max_tokens!r}")
         if self.temperature < 0:
             raise SettingsError("temperature must be 0 or more")
         if not 0.0 < self.top_p <= 1.0:

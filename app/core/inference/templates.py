@@ -6,10 +6,16 @@ as LLaVA's training preprocessing places it: at the start of the user turn, then
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+import re
+import threading
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
+
+from app.core.errors import LlavaCamError
 
 IMAGE_MARKER = "<__media__>"  # llama.cpp's mtmd default media marker
 
@@ -58,8 +64,16 @@ BUILTIN_TEMPLATES: dict[str, str] = {
 }
 
 
-class TemplateError(ValueError):
-    """The chat template could not be rendered."""
+class TemplateError(LlavaCamError, ValueError):
+    """The chat template could not be rendered (a ValueError too, for callers that catch those)."""
+
+
+# A model's own template is code from the model file: it runs sandboxed and within these limits, so a hostile one
+# (nested `range(100000)` loops, `'A' * 4000000000`, doubling a string in a loop) fails fast instead of hanging or
+# exhausting memory. Real templates use a tiny fraction of each.
+MAX_TEMPLATE_TEXT = 4_000_000  # characters (or items) in any value a template builds, and in its output
+MAX_TEMPLATE_STEPS = 2_000_000  # loop iterations, calls, attribute lookups and operators in one render
+MAX_TEMPLATE_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -94,6 +108,7 @@ class ChatTemplate:
     family: str  # "gguf" for the model's own template, else a built-in family name
     bos_token: str = "<s>"
     eos_token: str = "</s>"
+    model_name: str = ""  # named in errors, so a failing template points at its model
 
     @classmethod
     def for_model(
@@ -106,32 +121,52 @@ class ChatTemplate:
         eos_token: str = "</s>",
     ) -> ChatTemplate:
         """Choose the template: an explicit built-in `family` wins, else the GGUF's own, else a guess."""
+        name = next((n for n in model_names if n), "")
         if family and family != "auto":
             if family not in BUILTIN_TEMPLATES:
                 raise TemplateError(
                     f"unknown template family {family!r}; choose one of: auto, {', '.join(BUILTIN_TEMPLATES)}"
                 )
-            return cls(BUILTIN_TEMPLATES[family], family, bos_token, eos_token)
+            return cls(BUILTIN_TEMPLATES[family], family, bos_token, eos_token, name)
         if gguf_template and gguf_template.strip():
-            return cls(gguf_template, "gguf", bos_token, eos_token)
+            return cls(gguf_template, "gguf", bos_token, eos_token, name)
         guessed = guess_family(*model_names)
-        return cls(BUILTIN_TEMPLATES[guessed], guessed, bos_token, eos_token)
+        return cls(BUILTIN_TEMPLATES[guessed], guessed, bos_token, eos_token, name)
 
     def render(self, messages: Sequence[ChatMessage], *, add_generation_prompt: bool = True) -> str:
         """The prompt text for `messages`, with the BOS token text left to the tokenizer."""
+        owner = f"the chat template of {self.model_name}" if self.model_name else "the model's chat template"
+        budget = _Budget()
+        _active.budget = budget
         try:
             compiled = _compile(self.source)
-            text = compiled.render(
+            pieces: list[str] = []
+            size = 0
+            for piece in compiled.generate(
                 messages=[{"role": m.role, "content": m.content} for m in messages],
                 add_generation_prompt=add_generation_prompt,
                 bos_token=self.bos_token,
                 eos_token=self.eos_token,
-            )
-        except TemplateError:
-            raise
+            ):
+                size += len(piece)
+                if size > MAX_TEMPLATE_TEXT:
+                    raise _LimitExceeded(f"writes more than {MAX_TEMPLATE_TEXT} characters")
+                budget.tick()
+                pieces.append(piece)
+        except _LimitExceeded as exc:
+            raise TemplateError(f"{owner} {exc}: the template is broken or hostile; choose a built-in template "
+                                "(--template, or Template in Settings)") from None  # fmt: skip
+        except TemplateError as exc:
+            raise TemplateError(f"{owner}: {exc}") from exc
+        except MemoryError:
+            raise TemplateError(f"{owner} ran out of memory") from None
+        except RecursionError:
+            raise TemplateError(f"{owner} recursed too deeply") from None
         except Exception as exc:  # jinja2 raises many types; the user needs one message
-            raise TemplateError(f"the model's chat template failed to render: {exc}") from exc
-        return str(text)
+            raise TemplateError(f"{owner} failed to render: {exc}") from exc
+        finally:
+            _active.budget = None
+        return "".join(pieces)
 
     def render_with_system_fallback(
         self, system: str | None, turns: Sequence[ChatMessage], *, add_generation_prompt: bool = True
@@ -157,11 +192,153 @@ def _raise_exception(message: str) -> Any:
     raise TemplateError(message)
 
 
-@lru_cache(maxsize=16)
-def _compile(source: str) -> Any:
+class _LimitExceeded(TemplateError):
+    pass
+
+
+class _Budget:
+    """What one render may still spend (kept per thread: engines render on their own threads)."""
+
+    def __init__(self) -> None:
+        self.steps = 0
+        self.deadline = time.monotonic() + MAX_TEMPLATE_SECONDS
+
+    def tick(self, count: int = 1) -> None:
+        self.steps += count
+        if self.steps > MAX_TEMPLATE_STEPS:
+            raise _LimitExceeded(f"takes more than {MAX_TEMPLATE_STEPS} steps")
+        if self.steps % 256 == 0 and time.monotonic() > self.deadline:
+            raise _LimitExceeded(f"runs longer than {MAX_TEMPLATE_SECONDS:g} s")
+
+
+_active = threading.local()
+
+
+def _tick(count: int = 1) -> None:
+    budget = getattr(_active, "budget", None)
+    if budget is not None:
+        budget.tick(count)
+
+
+_HUGE_FORMAT_WIDTH = re.compile(r"[%{:][^%{}]*?\d{7,}")
+
+
+def _check_arguments(values: Sequence[Any]) -> None:
+    for value in values:
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_TEMPLATE_TEXT:
+            raise _LimitExceeded(f"uses a number above {MAX_TEMPLATE_TEXT} ({str(value)[:20]})")
+        if isinstance(value, str) and len(value) < 10_000 and _HUGE_FORMAT_WIDTH.search(value):
+            raise _LimitExceeded("asks for a formatting width above the limit")
+
+
+def _check_size(value: Any) -> Any:
+    if isinstance(value, (str, list, tuple, dict)) and len(value) > MAX_TEMPLATE_TEXT:
+        raise _LimitExceeded(f"builds a value longer than {MAX_TEMPLATE_TEXT}")
+    return value
+
+
+def _size(value: Any) -> int | None:
+    return len(value) if isinstance(value, (str, list, tuple)) else None
+
+
+def _limited_range(*args: Any) -> Iterator[int]:
+    _check_arguments(args)
+    for number in range(*args):
+        _tick()
+        yield number
+
+
+def _limited_join(values: Sequence[Any]) -> str:
+    from jinja2.runtime import str_join
+
+    total = sum(len(v) for v in values if isinstance(v, str))
+    if total > MAX_TEMPLATE_TEXT:
+        raise _LimitExceeded(f"builds a string longer than {MAX_TEMPLATE_TEXT} characters")
+    _tick()
+    return str(str_join(values))
+
+
+def _limited_filter(function: Any) -> Any:
+    @functools.wraps(function)  # keeps jinja's pass_context/pass_environment marks
+    def limited(*args: Any, **kwargs: Any) -> Any:
+        _tick()
+        _check_arguments([*args[1:], *kwargs.values()])
+        return _check_size(function(*args, **kwargs))
+
+    return limited
+
+
+def _environment() -> Any:
+    import jinja2.compiler
     import jinja2.sandbox
 
-    env = jinja2.sandbox.ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    class LimitedCodeGenerator(jinja2.compiler.CodeGenerator):
+        def visit_Concat(self, node: Any, frame: Any) -> None:  # noqa: N802 (jinja's visitor naming)
+            # `a ~ b` would otherwise join unchecked: a loop doubling a string exhausts memory.
+            self.write("environment.limited_join((")
+            for arg in node.nodes:
+                self.visit(arg, frame)
+                self.write(", ")
+            self.write("))")
+
+    class LimitedSandbox(jinja2.sandbox.ImmutableSandboxedEnvironment):
+        code_generator_class = LimitedCodeGenerator
+        intercepted_binops = frozenset({"*", "**", "+", "%", "//"})
+
+        def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+            _tick()
+            if operator == "**" and isinstance(right, (int, float)) and abs(right) > 64:
+                raise _LimitExceeded("raises a number to a power above 64")
+            if operator == "*":
+                for sized, count in ((_size(left), right), (_size(right), left)):
+                    if sized is not None and isinstance(count, int) and sized * count > MAX_TEMPLATE_TEXT:
+                        raise _LimitExceeded(f"builds a value longer than {MAX_TEMPLATE_TEXT}")
+            if operator == "+":
+                left_size, right_size = _size(left), _size(right)
+                if left_size is not None and right_size is not None and left_size + right_size > MAX_TEMPLATE_TEXT:
+                    raise _LimitExceeded(f"builds a value longer than {MAX_TEMPLATE_TEXT}")
+            if operator == "%" and isinstance(left, str):
+                _check_arguments([left])
+            return _check_size(super().call_binop(context, operator, left, right))
+
+        def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+            _tick()
+            owner = getattr(__obj, "__self__", None)
+            if isinstance(owner, str):
+                _check_arguments([owner[:10_000], *args, *kwargs.values()])
+                if getattr(__obj, "__name__", "") == "replace" and len(args) >= 2:
+                    old, new = str(args[0]), str(args[1])
+                    count = owner.count(old) if old else len(owner) + 1
+                    if len(owner) + count * (len(new) - len(old)) > MAX_TEMPLATE_TEXT:
+                        raise _LimitExceeded(f"builds a value longer than {MAX_TEMPLATE_TEXT}")
+            else:
+                _check_arguments([*args, *kwargs.values()])
+            return _check_size(super().call(__context, __obj, *args, **kwargs))
+
+        def getattr(self, obj: Any, attribute: str) -> Any:
+            _tick()
+            if isinstance(obj, str) and attribute in ("format", "format_map"):
+                _check_arguments([obj[:10_000]])  # the sandbox wraps str.format: check the widths it asks for
+            return super().getattr(obj, attribute)
+
+        def getitem(self, obj: Any, argument: Any) -> Any:
+            _tick()
+            return super().getitem(obj, argument)
+
+    env = LimitedSandbox(trim_blocks=True, lstrip_blocks=True)
+    env.limited_join = _limited_join  # type: ignore[attr-defined]
+    env.filters = {name: _limited_filter(function) for name, function in env.filters.items()}
+    env.globals["range"] = _limited_range
+    return env
+
+
+@lru_cache(maxsize=16)
+def _compile(source: str) -> Any:
+    import jinja2
+
+    if len(source) > MAX_TEMPLATE_TEXT:
+        raise _LimitExceeded(f"is longer than {MAX_TEMPLATE_TEXT} characters")
+    env = _environment()
     env.globals["raise_exception"] = _raise_exception
 
     def strftime_now(fmt: str) -> str:
