@@ -238,7 +238,9 @@ def create_app(engine: Engine, *, model_id: str = "llavacam", token: str | None 
                     405: f"{printable(request.method, limit=20)} is not allowed on {path}"}  # fmt: skip
         message = messages.get(status, str(getattr(exc, "detail", "")) or "HTTP error")
         code = {404: "not_found", 405: "method_not_allowed"}.get(status)
-        headers = {"Allow": exc.headers["allow"]} if getattr(exc, "headers", None) and "allow" in exc.headers else {}
+        given = getattr(exc, "headers", None) or {}
+        allow = next((value for key, value in given.items() if key.lower() == "allow"), None)
+        headers = {"Allow": allow} if allow else {}
         return JSONResponse(RequestError(message, status=status, code=code).body(), status_code=status,
                             headers=headers)  # fmt: skip
 

@@ -90,10 +90,16 @@ def load_image(
 def image_header_size(data: bytes | Path, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
     """The size an encoded image claims, read from its header only; ImageError when it is not an image or claims
     more than `max_pixels` (nothing is decoded)."""
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as probe:
+        with warnings.catch_warnings():
+            # Our own cap (below) decides; Pillow's warning would only print a second, noisier line.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            probe = Image.open(io.BytesIO(data) if isinstance(data, bytes) else data)
+        with probe:
             width, height = probe.size
     except Image.DecompressionBombError as exc:
         raise ImageError(f"{name}: the image claims more pixels than the limit of {_megapixels(max_pixels)}") from exc
