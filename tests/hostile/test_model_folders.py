@@ -195,3 +195,20 @@ def test_catalog_url_that_reads_local_files_is_refused(tmp_path, victim):
         load_catalog(path)
     assert str(info.value).startswith(f"{path}: model 'tiny': [model.text] url must be an http:// or https:// "
                                       "address, not 'file:///")  # fmt: skip
+
+
+def test_planted_symlinks_in_a_model_folder_are_replaced_not_written_through(tmp_path, served, tiny_models, victim):
+    data = tmp_path / "data"
+    store = ModelStore(data, catalog(tmp_path / "c.toml", served.url))
+    folder = store.root / "tiny"
+    folder.mkdir()
+    (folder / "tiny.gguf").symlink_to(victim / "precious.txt")
+    (folder / "mmproj.gguf.part").symlink_to(victim / "precious.txt")
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        model = store.download("tiny")
+    assert model.text.read_bytes() == tiny_models.text.read_bytes()
+    assert model.mmproj is not None
+    assert not model.mmproj.is_symlink()
+    assert model.mmproj.read_bytes() == tiny_models.mmproj.read_bytes()
+    assert (victim / "precious.txt").read_text() == "keep me"

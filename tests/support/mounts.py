@@ -16,6 +16,12 @@ def _run(*command: str) -> None:
     subprocess.run(command, check=True, capture_output=True, text=True)
 
 
+def _unmount(folder: Path) -> None:
+    """Unmount; a mount still busy (a file left open by a failing test) is detached lazily, never left behind."""
+    if subprocess.run(["umount", str(folder)], capture_output=True).returncode != 0:
+        _run("umount", "-l", str(folder))
+
+
 @contextmanager
 def read_only(folder: Path) -> Iterator[Path]:
     """`folder` (and everything in it) read-only for everyone, root included, until the block ends."""
@@ -24,7 +30,7 @@ def read_only(folder: Path) -> Iterator[Path]:
         _run("mount", "-o", "remount,ro,bind", str(folder), str(folder))
         yield folder
     finally:
-        _run("umount", str(folder))
+        _unmount(folder)
 
 
 @contextmanager
@@ -35,7 +41,7 @@ def small_disk(folder: Path, size: str = "1m") -> Iterator[Path]:
     try:
         yield folder
     finally:
-        _run("umount", str(folder))
+        _unmount(folder)
 
 
 def fill(folder: Path) -> None:

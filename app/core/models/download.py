@@ -87,6 +87,8 @@ def download(
     except OSError as exc:
         raise DownloadError(f"cannot create {dest.parent}: {exc.strerror or exc}") from exc
     part = part_path(dest)
+    if part.is_symlink():  # appending through a planted link would write wherever it points
+        part.unlink()
     attempts = 0
     while True:
         try:

@@ -241,7 +241,7 @@ class ModelStore:
         cancel: threading.Event | None,
         options: dict[str, Any],
     ) -> Path:
-        dest = self._inside(folder / source.filename, "a model file")
+        dest = folder / source.filename  # folder is resolved and inside models/, the name is plain (catalog.py)
         if dest.parent != folder:
             raise UnsafeModelPathError(f"refusing to write {dest}: it is not a file of {folder}")
         if dest.is_symlink() or dest.exists():
