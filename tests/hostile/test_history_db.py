@@ -308,3 +308,17 @@ def test_crafted_json_columns_do_not_break_reading_a_chat(tmp_path):
         assert store.export(1, tmp_path / "out", "json").exists()
     finally:
         store.close()
+
+
+def test_planted_symlink_for_a_frame_is_replaced_not_written_through(tmp_path, victim):
+    data = tmp_path / "data"
+    store = HistoryStore(data)
+    try:
+        picture = frame((1, 2, 3))
+        (store.images_dir / f"{picture.digest}.jpg").symlink_to(victim)
+        record = store.save_image(picture)
+        assert not record.path.is_symlink()
+        assert record.path.read_bytes()[:2] == b"\xff\xd8"  # a JPEG of ours
+    finally:
+        store.close()
+    assert victim.read_bytes() == b"not yours"

@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import sqlite3
+import tempfile
 import threading
 import time
 import warnings
@@ -405,14 +406,20 @@ class HistoryStore:
 
     def save_image(self, image: RGBImage, *, source: str = "", captured_at: float | None = None) -> ImageRecord:
         """Store a frame once per picture (by pixel digest). Encodes JPEG: call it off the GUI thread."""
+        if self.read_only:
+            raise HistoryWriteError(f"the chat history is read-only here ({self.read_only_reason})")
         file = self.images_dir / f"{image.digest}.jpg"
-        if not file.exists():
-            temporary = file.with_suffix(".tmp")
+        if file.is_symlink() or not file.is_file():  # a planted link is replaced, never written through
+            temporary: Path | None = None
             try:
-                temporary.write_bytes(image.to_jpeg(quality=90))
+                handle, name = tempfile.mkstemp(dir=self.images_dir, prefix=f".{image.digest}.", suffix=".tmp")
+                temporary = Path(name)
+                with os.fdopen(handle, "wb") as out:
+                    out.write(image.to_jpeg(quality=90))
                 os.replace(temporary, file)
             except OSError as exc:
-                temporary.unlink(missing_ok=True)
+                if temporary is not None:
+                    temporary.unlink(missing_ok=True)
                 raise HistoryWriteError(f"the frame could not be saved: {exc.strerror or exc}") from exc
         record = ImageRecord(image.digest, file, image.width, image.height, captured_at or time.time(), source)
         with self._write() as conn:
