@@ -34,6 +34,14 @@ def _debug_stall_watchdog(app: QApplication) -> QTimer:
 
 
 def run_window(args: argparse.Namespace) -> int:
+    from app.desktop.platform_check import check_platform
+
+    if QApplication.instance() is None:
+        advice = check_platform()  # before Qt aborts with "could not load the Qt platform plugin"
+        if advice:
+            print(advice, file=sys.stderr)
+            return 2
+
     from app.desktop.settings import load_settings
     from app.desktop.window import MainWindow
 
