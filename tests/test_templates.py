@@ -118,3 +118,63 @@ def test_invalid_bytes_become_replacement_characters_not_errors():
     text.feed(b"a\xff")
     assert text.close(stopped=False) == ""
     assert text.shown == "a\ufffd"
+
+
+# SmolVLM2's template as published (transformers' processing_smolvlm.py DEFAULT_CHAT_TEMPLATE, the same text as
+# HuggingFaceTB/SmolVLM2-500M-Video-Instruct's chat_template.json): it walks `content` as a list of parts.
+SMOLVLM2_TEMPLATE = (
+    "<|im_start|>{% for message in messages %}{{message['role'] | capitalize}}"
+    "{% if message['content'][0]['type'] == 'image' %}{{':'}}{% else %}{{': '}}{% endif %}"
+    "{% for line in message['content'] %}{% if line['type'] == 'text' %}{{line['text']}}"
+    "{% elif line['type'] == 'image' %}{{ '<image>' }}{% elif line['type'] == 'video' %}{{ '<video>' }}{% endif %}"
+    "{% endfor %}<end_of_utterance>\n{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
+)
+
+
+def test_parts_template_gets_lists_of_parts_and_the_marker_where_it_puts_the_image():
+    template = ChatTemplate.for_model(SMOLVLM2_TEMPLATE)
+    assert template.uses_parts
+    assert template.image_text == "<image>"
+    text = template.render_with_system_fallback(
+        "Be brief.", [ChatMessage("user", "What is this?", image=True), ChatMessage("assistant", "A cup.")]
+    )
+    assert text == (
+        "<|im_start|>System: Be brief.<end_of_utterance>\n"
+        f"User:{IMAGE_MARKER}What is this?<end_of_utterance>\n"
+        "Assistant: A cup.<end_of_utterance>\nAssistant:"
+    )
+
+
+def test_string_templates_are_not_given_parts():
+    for family in ("tinyllama", "vicuna", "chatml"):
+        template = ChatTemplate.for_model(None, family=family)
+        assert not template.uses_parts
+        rendered = template.render([ChatMessage("user", "What is this?", image=True)])
+        assert f"{IMAGE_MARKER}\nWhat is this?" in rendered
+        assert "'type'" not in rendered
+
+
+def test_typed_image_text_does_not_open_an_image_slot():
+    template = ChatTemplate.for_model(SMOLVLM2_TEMPLATE)
+    text = template.render([ChatMessage("user", "what is <image> here?", image=False)])
+    assert IMAGE_MARKER not in text
+    assert "<image>" not in text
+
+
+def test_parts_template_that_drops_image_parts_gets_the_marker_as_text():
+    text_only = (
+        "{% for m in messages %}[{{ m['role'] }}]{% for p in m['content'] %}"
+        "{% if p['type'] == 'text' %}{{ p['text'] }}{% endif %}{% endfor %}{% endfor %}"
+    )
+    template = ChatTemplate.for_model(text_only)
+    assert template.uses_parts
+    assert template.image_text == ""
+    assert template.render([ChatMessage("user", "Q", image=True)]) == f"[user]{IMAGE_MARKER}Q"
+
+
+def test_one_list_of_template_families():
+    from app.core.inference.templates import BUILTIN_TEMPLATES, TEMPLATE_FAMILIES
+    from app.core.models import catalog
+
+    assert ("auto", *BUILTIN_TEMPLATES) == TEMPLATE_FAMILIES
+    assert catalog.TEMPLATE_FAMILIES is TEMPLATE_FAMILIES

@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 from app.core.errors import LlavaCamError
+from app.core.inference.templates import TEMPLATE_FAMILIES
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
@@ -32,7 +33,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=None, metavar="S")
     parser.add_argument("--n-ctx", type=int, default=4096, metavar="N", help="context size in tokens")
     parser.add_argument("--threads", type=int, default=None, metavar="N")
-    parser.add_argument("--template", default=None, help="chat template family (tinyllama, vicuna, chatml, auto)")
+    parser.add_argument("--template", default=None, help=f"chat template family ({', '.join(TEMPLATE_FAMILIES)})")
     parser.add_argument("--json", action="store_true", help="one JSON object per turn on stdout")
     parser.add_argument("--verbose", action="store_true", help="show llama.cpp's own log")
     parser.set_defaults(func=run)

@@ -8,6 +8,7 @@ import threading
 import warnings
 from typing import Any
 
+from app.core.inference.templates import TEMPLATE_FAMILIES
 from app.core.models.download import Progress
 
 
@@ -26,7 +27,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     add.add_argument("--mmproj", metavar="MMPROJ.gguf")
     add.add_argument("--id", dest="model_id")
     add.add_argument("--name")
-    add.add_argument("--template", choices=["auto", "tinyllama", "vicuna", "chatml"])
+    add.add_argument("--template", choices=TEMPLATE_FAMILIES)
     parser.set_defaults(func=run)
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from app.commands.ask import add_model_arguments, check_threads
 from app.core.errors import LlavaCamError
+from app.core.inference.templates import TEMPLATE_FAMILIES
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
@@ -25,7 +26,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--token", help="require 'Authorization: Bearer TOKEN' (needed to bind beyond loopback)")
     parser.add_argument("--n-ctx", type=int, default=4096)
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--template", default=None, help="chat template family (tinyllama, vicuna, chatml, auto)")
+    parser.add_argument("--template", default=None, help=f"chat template family ({', '.join(TEMPLATE_FAMILIES)})")
     parser.add_argument("--max-body-mb", type=float, default=20.0)
     parser.add_argument("--max-tokens-limit", type=int, default=4096, help="largest max_tokens a request may ask")
     parser.add_argument("--allowed-host", action="append", default=[], metavar="NAME",

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.core.inference.templates import TEMPLATE_FAMILIES
 from app.desktop.settings import Settings
 
 
@@ -34,7 +35,7 @@ class SettingsDialog(QDialog):
         self.template_box = QComboBox()
         self.template_box.setObjectName("templateBox")
         self.template_box.setAccessibleName("Chat template")
-        self.template_box.addItems(["auto", "tinyllama", "vicuna", "chatml"])
+        self.template_box.addItems(list(TEMPLATE_FAMILIES))
         self.template_box.setCurrentText(settings.template)
         form.addRow("Chat template", self.template_box)
         self.system_edit = QPlainTextEdit(settings.system_prompt)

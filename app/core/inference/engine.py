@@ -29,7 +29,7 @@ from app.core.errors import EngineError, LlavaCamError, PromptTooLongError
 from app.core.inference.images import ImageSource, RGBImage, load_image
 from app.core.inference.sampling import SamplingSettings
 from app.core.inference.stops import AnswerText
-from app.core.inference.templates import DEFAULT_SYSTEM_PROMPT, IMAGE_MARKER, ChatMessage, ChatTemplate, user_content
+from app.core.inference.templates import DEFAULT_SYSTEM_PROMPT, IMAGE_MARKER, ChatMessage, ChatTemplate
 
 T = TypeVar("T")
 
@@ -558,7 +558,7 @@ class Engine:
     def _render(self, turns: Sequence[_TurnRecord]) -> str:
         messages: list[ChatMessage] = []
         for t in turns:
-            messages.append(ChatMessage("user", user_content(t.question, t.image is not None)))
+            messages.append(ChatMessage("user", t.question, image=t.image is not None))
             if t.answer is not None:
                 messages.append(ChatMessage("assistant", t.answer))
         return self._template.render_with_system_fallback(self._system, messages, add_generation_prompt=True)

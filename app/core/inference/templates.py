@@ -1,7 +1,16 @@
 """Chat templates: the model's own `tokenizer.chat_template`, or a built-in one chosen by model family.
 
-Rendering follows Hugging Face semantics (sandboxed Jinja, `trim_blocks`, `lstrip_blocks`). The image is placed
-as LLaVA's training preprocessing places it: at the start of the user turn, then a newline, then the question.
+Rendering follows Hugging Face semantics (sandboxed Jinja, `trim_blocks`, `lstrip_blocks`). Two kinds of template:
+
+- Plain-string templates (TinyLlama's Zephyr, Vicuna, ChatML) concatenate `message['content']`: the image goes as
+  LLaVA's training preprocessing placed it, at the start of the user turn, then a newline, then the question.
+- Templates of modern vision models (SmolVLM, Qwen-VL, Gemma, LFM2, ...) iterate `content` as a list of
+  `{type: image|text}` parts and write their own image placeholder (`<image>`, `<start_of_image>`,
+  `<|vision_start|><|image_pad|><|vision_end|>`). Those get lists of parts, and whatever the template writes for
+  the image part is replaced by llama.cpp's media marker, so the image lands exactly where the template puts it
+  (mtmd then adds the model's own wrapper tokens around the image embeddings).
+
+Which kind a template is, and what it writes for an image, is found by rendering a probe conversation once.
 """
 
 from __future__ import annotations
@@ -63,6 +72,9 @@ BUILTIN_TEMPLATES: dict[str, str] = {
     "chatml": CHATML_TEMPLATE,
 }
 
+# The one list of template choices every front end offers ("auto": the model's own template, else a guess).
+TEMPLATE_FAMILIES: tuple[str, ...] = ("auto", *BUILTIN_TEMPLATES)
+
 
 class TemplateError(LlavaCamError, ValueError):
     """The chat template could not be rendered (a ValueError too, for callers that catch those)."""
@@ -78,8 +90,11 @@ MAX_TEMPLATE_SECONDS = 5.0
 
 @dataclass(frozen=True)
 class ChatMessage:
+    """One message. With `image`, `content` is the question alone and the template decides where the image goes."""
+
     role: str  # "system" | "user" | "assistant"
     content: str
+    image: bool = False
 
 
 def guess_family(*names: str | None) -> str:
@@ -135,38 +150,18 @@ class ChatTemplate:
 
     def render(self, messages: Sequence[ChatMessage], *, add_generation_prompt: bool = True) -> str:
         """The prompt text for `messages`, with the BOS token text left to the tokenizer."""
-        owner = f"the chat template of {self.model_name}" if self.model_name else "the model's chat template"
-        budget = _Budget()
-        _active.budget = budget
-        try:
-            compiled = _compile(self.source)
-            pieces: list[str] = []
-            size = 0
-            for piece in compiled.generate(
-                messages=[{"role": m.role, "content": m.content} for m in messages],
-                add_generation_prompt=add_generation_prompt,
-                bos_token=self.bos_token,
-                eos_token=self.eos_token,
-            ):
-                size += len(piece)
-                if size > MAX_TEMPLATE_TEXT:
-                    raise _LimitExceeded(f"writes more than {MAX_TEMPLATE_TEXT} characters")
-                budget.tick()
-                pieces.append(piece)
-        except _LimitExceeded as exc:
-            raise TemplateError(f"{owner} {exc}: the template is broken or hostile; choose a built-in template "
-                                "(--template, or Template in Settings)") from None  # fmt: skip
-        except TemplateError as exc:
-            raise TemplateError(f"{owner}: {exc}") from exc
-        except MemoryError:
-            raise TemplateError(f"{owner} ran out of memory") from None
-        except RecursionError:
-            raise TemplateError(f"{owner} recursed too deeply") from None
-        except Exception as exc:  # jinja2 raises many types; the user needs one message
-            raise TemplateError(f"{owner} failed to render: {exc}") from exc
-        finally:
-            _active.budget = None
-        return "".join(pieces)
+        parts, image_text = _probe(self.source, self.bos_token, self.eos_token)
+        if not parts:
+            rendered = [{"role": m.role, "content": user_content(m.content, m.image)} for m in messages]
+            return self._render(rendered, add_generation_prompt)
+        # A typed-in copy of the template's own image text must not open an image slot.
+        clean = [ChatMessage(m.role, m.content.replace(image_text, ""), m.image) for m in messages]
+        # A template that drops image parts gets the marker as a text part where the image was (as llama.cpp's
+        # server does).
+        image_part = None if image_text else {"type": "text", "text": IMAGE_MARKER}
+        rendered = [_as_parts(m, image_part) for m in clean]
+        text = self._render(rendered, add_generation_prompt)
+        return text.replace(image_text, IMAGE_MARKER) if image_text else text
 
     def render_with_system_fallback(
         self, system: str | None, turns: Sequence[ChatMessage], *, add_generation_prompt: bool = True
@@ -179,13 +174,111 @@ class ChatTemplate:
         except TemplateError:
             if not turns or turns[0].role != "user":
                 raise
-            first = ChatMessage("user", f"{system}\n\n{turns[0].content}")
+            first = ChatMessage("user", f"{system}\n\n{turns[0].content}", turns[0].image)
             return self.render([first, *turns[1:]], add_generation_prompt=add_generation_prompt)
+
+    def _render(self, messages: list[dict[str, Any]], add_generation_prompt: bool) -> str:
+        owner = f"the chat template of {self.model_name}" if self.model_name else "the model's chat template"
+        return _render(self.source, messages, add_generation_prompt, self.bos_token, self.eos_token, owner)
+
+    @property
+    def uses_parts(self) -> bool:
+        """Whether the template iterates `content` as a list of `{type: image|text}` parts."""
+        return _probe(self.source, self.bos_token, self.eos_token)[0]
+
+    @property
+    def image_text(self) -> str:
+        """What the template writes for an image part (replaced by the media marker); "" for string templates."""
+        return _probe(self.source, self.bos_token, self.eos_token)[1]
 
     @property
     def starts_with_bos_text(self) -> bool:
         """Whether the template writes the BOS itself (then the tokenizer must not add another)."""
         return "bos_token" in self.source
+
+
+def _as_parts(message: ChatMessage, image_part: dict[str, str] | None = None) -> dict[str, Any]:
+    parts: list[dict[str, str]] = [image_part or {"type": "image"}] if message.image else []
+    parts.append({"type": "text", "text": message.content})
+    return {"role": message.role, "content": parts}
+
+
+def _render(
+    source: str,
+    messages: list[dict[str, Any]],
+    add_generation_prompt: bool,
+    bos_token: str,
+    eos_token: str,
+    owner: str = "the model's chat template",
+) -> str:
+    """Render within the limits (MAX_TEMPLATE_*): a hostile template fails fast with one clear TemplateError."""
+    budget = _Budget()
+    _active.budget = budget
+    try:
+        compiled = _compile(source)
+        pieces: list[str] = []
+        size = 0
+        for piece in compiled.generate(
+            messages=messages, add_generation_prompt=add_generation_prompt, bos_token=bos_token, eos_token=eos_token
+        ):
+            size += len(piece)
+            if size > MAX_TEMPLATE_TEXT:
+                raise _LimitExceeded(f"writes more than {MAX_TEMPLATE_TEXT} characters")
+            budget.tick()
+            pieces.append(piece)
+    except _LimitExceeded as exc:
+        raise _TemplateTooCostly(f"{owner} {exc}: the template is broken or hostile; choose a built-in template "
+                            "(--template, or Template in Settings)") from None  # fmt: skip
+    except TemplateError as exc:
+        raise TemplateError(f"{owner}: {exc}") from exc
+    except MemoryError:
+        raise TemplateError(f"{owner} ran out of memory") from None
+    except RecursionError:
+        raise TemplateError(f"{owner} recursed too deeply") from None
+    except Exception as exc:  # jinja2 raises many types; the user needs one message
+        raise TemplateError(f"{owner} failed to render: {exc}") from exc
+    finally:
+        _active.budget = None
+    return "".join(pieces)
+
+
+_PROBE_TEXT = "\x00probe question\x00"
+
+
+@lru_cache(maxsize=16)
+def _probe(source: str, bos_token: str, eos_token: str) -> tuple[bool, str]:
+    """(whether the template takes lists of parts, what it writes for an image part).
+
+    A string template fails on a list (`'...' + content`) or writes the list's repr; a parts template writes the
+    text part once. The image text is the difference between a user turn with and without an image part.
+    """
+
+    def render(image: bool) -> str:
+        message = _as_parts(ChatMessage("user", _PROBE_TEXT, image))
+        return _render(source, [message], False, bos_token, eos_token)
+
+    try:
+        without = render(False)
+        with_image = render(True)
+    except _TemplateTooCostly:
+        raise
+    except TemplateError:
+        return False, ""
+    if without.count(_PROBE_TEXT) != 1 or "'type'" in without:
+        return False, ""
+    # The image text is what differs between the two renders (a template may also change what surrounds it,
+    # as SmolVLM's "User:" for "User: "); nothing differing means the template ignores image parts.
+    prefix = 0
+    limit = min(len(without), len(with_image))
+    while prefix < limit and without[prefix] == with_image[prefix]:
+        prefix += 1
+    suffix = 0
+    while suffix < limit - prefix and without[-1 - suffix] == with_image[-1 - suffix]:
+        suffix += 1
+    added = with_image[prefix : len(with_image) - suffix].strip()
+    if not added or _PROBE_TEXT in added:
+        return True, ""
+    return True, added
 
 
 def _raise_exception(message: str) -> Any:
@@ -194,6 +287,10 @@ def _raise_exception(message: str) -> Any:
 
 class _LimitExceeded(TemplateError):
     pass
+
+
+class _TemplateTooCostly(TemplateError):
+    """A render stopped by the limits: the probe passes it on rather than spend them again."""
 
 
 class _Budget:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, TypeGuard
 
 from app.core.errors import CatalogError
+from app.core.inference.templates import TEMPLATE_FAMILIES
 from app.core.resources import resource_path
 
 if sys.version_info >= (3, 11):
@@ -18,7 +19,6 @@ else:  # Python 3.10 (Pyto)
     import tomli as tomllib
 
 CATALOG_ENV = "LLAVACAM_CATALOG"
-TEMPLATE_FAMILIES = ("auto", "tinyllama", "vicuna", "chatml")
 # A model id names a folder under models/: a plain name, never a path ("../x", "/abs", "a/b" are refused).
 MODEL_ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]*")
 MODEL_ID_MAX = 100
