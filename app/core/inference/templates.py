@@ -150,7 +150,7 @@ class ChatTemplate:
 
     def render(self, messages: Sequence[ChatMessage], *, add_generation_prompt: bool = True) -> str:
         """The prompt text for `messages`, with the BOS token text left to the tokenizer."""
-        parts, image_text = _probe(self.source, self.bos_token, self.eos_token)
+        parts, image_text = _probe(self.source, self.bos_token, self.eos_token, self._owner)
         if not parts:
             rendered = [{"role": m.role, "content": user_content(m.content, m.image)} for m in messages]
             return self._render(rendered, add_generation_prompt)
@@ -177,19 +177,22 @@ class ChatTemplate:
             first = ChatMessage("user", f"{system}\n\n{turns[0].content}", turns[0].image)
             return self.render([first, *turns[1:]], add_generation_prompt=add_generation_prompt)
 
+    @property
+    def _owner(self) -> str:
+        return f"the chat template of {self.model_name}" if self.model_name else "the model's chat template"
+
     def _render(self, messages: list[dict[str, Any]], add_generation_prompt: bool) -> str:
-        owner = f"the chat template of {self.model_name}" if self.model_name else "the model's chat template"
-        return _render(self.source, messages, add_generation_prompt, self.bos_token, self.eos_token, owner)
+        return _render(self.source, messages, add_generation_prompt, self.bos_token, self.eos_token, self._owner)
 
     @property
     def uses_parts(self) -> bool:
         """Whether the template iterates `content` as a list of `{type: image|text}` parts."""
-        return _probe(self.source, self.bos_token, self.eos_token)[0]
+        return _probe(self.source, self.bos_token, self.eos_token, self._owner)[0]
 
     @property
     def image_text(self) -> str:
         """What the template writes for an image part (replaced by the media marker); "" for string templates."""
-        return _probe(self.source, self.bos_token, self.eos_token)[1]
+        return _probe(self.source, self.bos_token, self.eos_token, self._owner)[1]
 
     @property
     def starts_with_bos_text(self) -> bool:
@@ -246,7 +249,7 @@ _PROBE_TEXT = "\x00probe question\x00"
 
 
 @lru_cache(maxsize=16)
-def _probe(source: str, bos_token: str, eos_token: str) -> tuple[bool, str]:
+def _probe(source: str, bos_token: str, eos_token: str, owner: str = "the model's chat template") -> tuple[bool, str]:
     """(whether the template takes lists of parts, what it writes for an image part).
 
     A string template fails on a list (`'...' + content`) or writes the list's repr; a parts template writes the
@@ -255,7 +258,7 @@ def _probe(source: str, bos_token: str, eos_token: str) -> tuple[bool, str]:
 
     def render(image: bool) -> str:
         message = _as_parts(ChatMessage("user", _PROBE_TEXT, image))
-        return _render(source, [message], False, bos_token, eos_token)
+        return _render(source, [message], False, bos_token, eos_token, owner)
 
     try:
         without = render(False)
