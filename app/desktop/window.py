@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
 from app.core.errors import ImageError, LlavaCamError
 from app.core.history.store import HistoryStore
 from app.core.inference.engine import PastTurn
-from app.core.inference.images import RGBImage, load_image
+from app.core.inference.images import RGBImage, check_pixels, load_image
 from app.desktop.camera import CameraSource, list_cameras, parse_source
 from app.desktop.chat_view import Bubble, ChatView
 from app.desktop.history_panel import HistoryPanel
@@ -449,7 +449,13 @@ class MainWindow(QMainWindow):
         if mime is None:
             return False
         if mime.hasImage():
-            qimage = QImage(mime.imageData()).convertToFormat(QImage.Format.Format_RGB888)
+            pasted = QImage(mime.imageData())
+            try:  # the same pixel cap as opened files, the CLI and the server
+                check_pixels(pasted.width(), pasted.height(), f"the {source}'s image")
+            except ImageError as exc:
+                self.show_notice(str(exc))
+                return True
+            qimage = pasted.convertToFormat(QImage.Format.Format_RGB888)
             if not qimage.isNull():
                 self.pin(_rgb_from_qimage(qimage))
                 return True

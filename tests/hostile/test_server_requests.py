@@ -285,3 +285,27 @@ def test_port_in_use_is_one_clear_line_before_serving(served, tiny_models):
         "another with --port N"
     ]
     assert served.alive()
+
+
+def test_machine_names_and_local_addresses_are_accepted_only_beyond_loopback():
+    """The phone and a remote window reach a 0.0.0.0 server by this machine's name or address; a loopback-only
+    server accepts neither, and no server accepts an address this machine does not own."""
+    import socket
+
+    from app.server.guard import HostPolicy
+
+    hostname = socket.gethostname().lower()
+    wide, loopback, one_address = HostPolicy("0.0.0.0"), HostPolicy("127.0.0.1"), HostPolicy("10.99.99.99")
+    assert wide.host_allowed(hostname)
+    assert wide.host_allowed(f"{hostname.split('.')[0]}.local")
+    assert not loopback.host_allowed(hostname)
+    assert not wide.host_allowed("8.8.8.8")
+    assert not wide.host_allowed("evil.example")
+    assert one_address.host_allowed("10.99.99.99")
+    assert not one_address.host_allowed("10.99.99.98")
+    assert wide.host_allowed("127.0.0.1")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect(("192.0.2.1", 9))  # no packet is sent: this only asks which local address would be used
+        own = probe.getsockname()[0]
+    assert wide.host_allowed(own)
+    assert not loopback.host_allowed(own)

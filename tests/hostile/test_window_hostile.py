@@ -100,3 +100,19 @@ def test_settings_nan_temperature_is_reset(tmp_path):
     assert (settings.temperature, settings.top_p) == (0.2, 0.95)
     assert warning is not None
     assert "temperature (not a finite number)" in warning
+
+
+def test_pasted_image_over_the_pixel_cap_is_a_notice(qtbot, make_window, settings):
+    from PySide6.QtCore import QMimeData
+    from PySide6.QtGui import QImage
+
+    window = make_window(settings, wait_model=False)
+    huge = QImage(8000, 8000, QImage.Format.Format_Mono)  # 8 MB here, 192 MB once converted to RGB
+    huge.fill(0)
+    mime = QMimeData()
+    mime.setImageData(huge)
+    assert window.accept_mime(mime, source="clipboard")
+    assert window.notice.isVisible()
+    assert window.notice.text() == ("the clipboard's image: the image is 8000x8000 (64 megapixels); the limit is 50 "
+                                    "megapixels")  # fmt: skip
+    assert window.pinned is None

@@ -107,7 +107,7 @@ def image_header_size(data: bytes | Path, name: str, max_pixels: int = DEFAULT_M
         raise ImageError(f"{name}: not an image file (or a format Pillow cannot read)") from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"{name}: the image is damaged or truncated ({_short(exc)})") from exc
-    _check_pixels(width, height, name, max_pixels)
+    check_pixels(width, height, name, max_pixels)
     return width, height
 
 
@@ -121,7 +121,8 @@ def _short(exc: BaseException) -> str:
     return printable(str(exc), limit=120)
 
 
-def _check_pixels(width: int, height: int, name: str, max_pixels: int) -> None:
+def check_pixels(width: int, height: int, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    """ImageError when an image of width x height (already decoded elsewhere, e.g. by Qt) is over the cap."""
     if width * height > max_pixels:
         raise ImageError(f"{name}: the image is {width}x{height} ({_megapixels(width * height)}); "
                          f"the limit is {_megapixels(max_pixels)}")  # fmt: skip
@@ -131,7 +132,7 @@ def _to_rgb_image(source: Any, max_side: int | None = None, max_pixels: int = DE
     from PIL import Image
 
     if isinstance(source, Image.Image):
-        _check_pixels(source.width, source.height, "image", max_pixels)
+        check_pixels(source.width, source.height, "image", max_pixels)
         return _from_pil(source, "image", max_side)
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
