@@ -21,11 +21,12 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from app.core.errors import EngineError, LlavaCamError, PromptTooLongError
+from app.core.inference.answerer import Answerer, PastTurn, TurnStats
 from app.core.inference.images import ImageSource, RGBImage, load_image
 from app.core.inference.sampling import SamplingSettings
 from app.core.inference.stops import AnswerText
@@ -60,34 +61,6 @@ class ModelInfo:
     n_ctx: int
     has_vision: bool
     image_size: int | None
-
-
-@dataclass
-class TurnStats:
-    """Wall-clock timings of one turn (llama.cpp's own counters fold the image encode into prompt eval)."""
-
-    image_encode_ms: float = 0.0
-    image_cached: bool = False
-    prompt_tokens: int = 0  # positions evaluated for this turn (text tokens + image embeddings)
-    prefill_ms: float = 0.0  # evaluating those positions, not counting the image encode
-    ttft_ms: float = 0.0  # from ask() to the first generated token
-    decode_tokens: int = 0
-    decode_tok_s: float = 0.0
-    context_rebuilt: bool = False
-    dropped_turns: int = 0
-    finish_reason: str = ""  # "stop" | "length" | "context" | "cancelled"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class PastTurn:
-    """One question and its answer, as a UI or a stored chat knows them."""
-
-    question: str
-    answer: str
-    image: RGBImage | None = None
 
 
 @dataclass
@@ -149,10 +122,6 @@ class Turn:
         self._cancel.set()
 
     @property
-    def cancel_requested(self) -> bool:
-        return self._cancel.is_set()
-
-    @property
     def text(self) -> str:
         """The answer received so far (all of it once the turn has finished)."""
         return "".join(self._pieces)
@@ -194,7 +163,9 @@ class Turn:
 
 
 class Engine:
-    """A text GGUF + optional mmproj GGUF, answering questions about images, one conversation at a time.
+    """An `Answerer` (app.core.inference.answerer) running llama.cpp locally.
+
+    A text GGUF + optional mmproj GGUF, answering questions about images, one conversation at a time.
 
     The constructor loads the model (blocking; validates both files first and raises ModelFileError
     naming the file and the problem). All other methods return at once.
@@ -740,3 +711,7 @@ __all__ = [
     "Turn",
     "TurnStats",
 ]
+
+
+def _conforms(engine: Engine) -> Answerer:
+    return engine  # mypy proves here that the local engine satisfies the Answerer protocol

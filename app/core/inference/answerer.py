@@ -1,0 +1,111 @@
+"""What a conversation needs from whatever answers it: the `Answerer` protocol and the data it exchanges.
+
+Two things satisfy it: the local `Engine` (llama.cpp on its own inference thread) and a remote client (an
+OpenAI-compatible server, used by the iPhone build where llama.cpp cannot run). `ChatSession` talks only to this
+protocol, so it never imports the native engine and the Pyto bundle can ship it.
+
+The contract, small on purpose:
+- `set_history(turns)` replaces the conversation the answerer continues (a stored chat, a new chat, or the
+  conversation minus its last turn before a regenerate). It returns a future; the next `ask` is ordered after it.
+- `ask(question, image, sampling)` starts one answer and returns an `AnswerStream` at once. Iterating the stream
+  blocks for the next text piece (so consume it on a worker thread, or through `app.core.inference.streaming`'s
+  async adapter); `wait()` returns the `TurnStats`; a failure is raised from the iteration.
+- `cancel()` (any thread) stops the answer being generated between two tokens; the stream then ends normally with
+  `finish_reason == "cancelled"`.
+
+This module is standard library only (it ships to the phone).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from app.core.inference.images import RGBImage
+from app.core.inference.sampling import SamplingSettings
+
+
+@dataclass(frozen=True)
+class PastTurn:
+    """One question and its answer, as a UI or a stored chat knows them."""
+
+    question: str
+    answer: str
+    image: RGBImage | None = None
+
+
+@dataclass
+class TurnStats:
+    """Wall-clock timings of one turn (llama.cpp's own counters fold the image encode into prompt eval).
+
+    A remote answerer fills what it knows (the server's timings) and leaves the rest at zero.
+    """
+
+    image_encode_ms: float = 0.0
+    image_cached: bool = False
+    prompt_tokens: int = 0  # positions evaluated for this turn (text tokens + image embeddings)
+    prefill_ms: float = 0.0  # evaluating those positions, not counting the image encode
+    ttft_ms: float = 0.0  # from ask() to the first generated token
+    decode_tokens: int = 0
+    decode_tok_s: float = 0.0
+    context_rebuilt: bool = False
+    dropped_turns: int = 0
+    finish_reason: str = ""  # "stop" | "length" | "context" | "cancelled"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@runtime_checkable
+class AnswerStream(Protocol):
+    """One answer being produced: iterate it for text pieces (blocking); `cancel()` from any thread."""
+
+    question: str
+    image: RGBImage | None
+
+    @property
+    def text(self) -> str:
+        """The answer received so far (all of it once the stream has ended)."""
+        ...
+
+    @property
+    def finished(self) -> bool: ...
+
+    def cancel(self) -> None: ...
+
+    def __iter__(self) -> Iterator[str]: ...
+
+    def wait(self) -> TurnStats:
+        """Consume the rest of the answer and return its stats (raises what the answer raised)."""
+        ...
+
+
+@runtime_checkable
+class Answerer(Protocol):
+    """Something that continues a conversation: the local `Engine`, or a client of a remote server."""
+
+    def ask(
+        self, question: str, image: RGBImage | None = None, sampling: SamplingSettings | None = None
+    ) -> AnswerStream:
+        """Answer `question` about `image` (None: about the conversation so far), after the history."""
+        ...
+
+    def set_history(self, turns: Sequence[PastTurn], system_prompt: str | None = None) -> Future[None]:
+        """Replace the conversation the next `ask` continues."""
+        ...
+
+    def cancel(self) -> None:
+        """Stop the answer in progress between two tokens (and any preparation)."""
+        ...
+
+
+def completed(value: Any = None) -> Future[Any]:
+    """A future that is already done: for answerers whose `set_history` has nothing to wait for."""
+    future: Future[Any] = Future()
+    future.set_result(value)
+    return future
+
+
+__all__ = ["AnswerStream", "Answerer", "PastTurn", "TurnStats", "completed"]
