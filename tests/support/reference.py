@@ -23,6 +23,7 @@ def greedy_from_scratch(
     n_tokens: int,
     *,
     n_ctx: int = 4096,
+    n_batch: int = 512,
 ) -> list[int]:
     """Evaluate `history` (token ids and "image:<digest>") in a fresh context; greedy-generate `n_tokens`.
 
@@ -35,8 +36,8 @@ def greedy_from_scratch(
     model = llama_cpp.llama_model_load_from_file(str(text_model).encode(), llama_cpp.llama_model_default_params())
     params = llama_cpp.llama_context_default_params()
     params.n_ctx = n_ctx
-    params.n_batch = 512
-    params.n_ubatch = 512
+    params.n_batch = n_batch
+    params.n_ubatch = n_batch
     ctx = llama_cpp.llama_init_from_model(model, params)
     vocab = llama_cpp.llama_model_get_vocab(model)
     n_vocab = llama_cpp.llama_vocab_n_tokens(vocab)
@@ -56,32 +57,48 @@ def greedy_from_scratch(
         assert llama_cpp.llama_decode(ctx, batch) == 0
         n_past += len(tokens)
 
-    def eval_image(image: Image.Image) -> None:
+    # An image can be several mtmd chunks (idefics3, LFM2 and MiniCPM-V tile a large frame, with wrapper tokens
+    # between the tiles): the history then holds one "image:<digest>" per chunk, and its wrapper tokens as ids.
+    # mtmd tokenizes each image once here; its image chunks are evaluated in order as their units come.
+    image_chunks: dict[str, tuple[object, list[object]]] = {}
+    next_chunk: dict[str, int] = {}
+
+    def chunks_of(digest: str) -> list[object]:
+        if digest not in image_chunks:
+            rgb = images[digest].convert("RGB")
+            data = rgb.tobytes()
+            pixels = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
+            bitmap = mtmd.mtmd_bitmap_init(rgb.width, rgb.height, pixels)
+            chunks = mtmd.mtmd_input_chunks_init()
+            marker = mtmd.mtmd_default_marker()
+            text = mtmd.mtmd_input_text()
+            text.text = marker
+            text.text_len = len(marker)
+            text.add_special = False
+            text.parse_special = True
+            bitmaps = (mtmd.mtmd_bitmap_p_ctypes * 1)(bitmap)
+            assert mtmd.mtmd_tokenize(mctx, chunks, ctypes.byref(text), bitmaps, 1) == 0
+            mtmd.mtmd_bitmap_free(bitmap)
+            found = []
+            for i in range(mtmd.mtmd_input_chunks_size(chunks)):
+                chunk = mtmd.mtmd_input_chunks_get(chunks, i)
+                if mtmd.mtmd_input_chunk_get_type(chunk) == mtmd.MTMD_INPUT_CHUNK_TYPE_IMAGE:
+                    found.append(chunk)
+            image_chunks[digest] = (chunks, found)
+            next_chunk[digest] = 0
+        return image_chunks[digest][1]
+
+    def eval_image(digest: str) -> None:
         nonlocal n_past
-        rgb = image.convert("RGB")
-        data = rgb.tobytes()
-        pixels = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
-        bitmap = mtmd.mtmd_bitmap_init(rgb.width, rgb.height, pixels)
-        chunks = mtmd.mtmd_input_chunks_init()
-        marker = mtmd.mtmd_default_marker()
-        text = mtmd.mtmd_input_text()
-        text.text = marker
-        text.text_len = len(marker)
-        text.add_special = False
-        text.parse_special = True
-        bitmaps = (mtmd.mtmd_bitmap_p_ctypes * 1)(bitmap)
-        assert mtmd.mtmd_tokenize(mctx, chunks, ctypes.byref(text), bitmaps, 1) == 0
-        for i in range(mtmd.mtmd_input_chunks_size(chunks)):
-            chunk = mtmd.mtmd_input_chunks_get(chunks, i)
-            assert mtmd.mtmd_input_chunk_get_type(chunk) == mtmd.MTMD_INPUT_CHUNK_TYPE_IMAGE
-            new_n_past = llama_cpp.llama_pos(0)
-            assert (
-                mtmd.mtmd_helper_eval_chunk_single(mctx, ctx, chunk, n_past, 0, 512, False, ctypes.byref(new_n_past))
-                == 0
-            )
-            n_past = new_n_past.value
-        mtmd.mtmd_input_chunks_free(chunks)
-        mtmd.mtmd_bitmap_free(bitmap)
+        found = chunks_of(digest)
+        chunk = found[next_chunk[digest] % len(found)]
+        next_chunk[digest] += 1
+        new_n_past = llama_cpp.llama_pos(0)
+        assert (
+            mtmd.mtmd_helper_eval_chunk_single(mctx, ctx, chunk, n_past, 0, n_batch, False, ctypes.byref(new_n_past))
+            == 0
+        )
+        n_past = new_n_past.value
 
     try:
         run: list[int] = []
@@ -92,7 +109,7 @@ def greedy_from_scratch(
             if run:
                 decode(run)
                 run = []
-            eval_image(images[unit.removeprefix("image:")])
+            eval_image(unit.removeprefix("image:"))
         if run:
             decode(run)
         generated: list[int] = []
@@ -107,6 +124,8 @@ def greedy_from_scratch(
                 decode([token])
         return generated
     finally:
+        for chunks, _found in image_chunks.values():
+            mtmd.mtmd_input_chunks_free(chunks)
         if mctx is not None:
             mtmd.mtmd_free(mctx)
         llama_cpp.llama_free(ctx)

@@ -71,12 +71,17 @@ class _TurnRecord:
 
 
 class _ImageUnit:
-    """An image in the token stream: compared by pixel hash; owns its mtmd chunk."""
+    """An image chunk in the token stream: compared by pixel hash and part; owns its mtmd chunk.
 
-    __slots__ = ("digest", "chunk", "_free")
+    An image is one chunk for most projectors; tiling ones (idefics3, LFM2, MiniCPM-V) give a large image several
+    (tiles and an overview, with wrapper tokens between them): `part` numbers them in mtmd's order.
+    """
 
-    def __init__(self, digest: str, chunk: Any, free: Callable[[Any], None]) -> None:
+    __slots__ = ("digest", "part", "chunk", "_free")
+
+    def __init__(self, digest: str, chunk: Any, free: Callable[[Any], None], part: int = 0) -> None:
         self.digest = digest
+        self.part = part
         self.chunk = chunk
         self._free = free
 
@@ -179,7 +184,7 @@ class Engine:
     _segs: list[_Seg]
     _kv: list[_Unit]
     _kv_pos: list[int]
-    _embeddings: OrderedDict[str, Any]
+    _embeddings: OrderedDict[str, dict[int, Any]]  # by image digest, then chunk part
     _max_image_side: int
 
     def __init__(
@@ -585,16 +590,25 @@ class Engine:
         image_index = 0
         for seg in self._segs:
             if seg.is_answer:
-                # A UI or a stored chat may hold the answer trimmed; the tokens stay the model's own.
+                # A UI or a stored chat may hold the answer trimmed, and a template may write a space before it
+                # that its generation prompt lacks (SmolVLM's "Assistant:" then "Assistant: " + answer): the
+                # tokens stay the model's own, generated right after the generation prompt.
+                gap = len(text) - pos - len(text[pos:].lstrip())
                 matched = next(
-                    (c for c in (seg.text, seg.text.lstrip(), seg.text.strip()) if text.startswith(c, pos)), None
+                    (
+                        start + len(c)
+                        for start in dict.fromkeys((pos, pos + gap))
+                        for c in (seg.text, seg.text.lstrip(), seg.text.strip())
+                        if c and text.startswith(c, start)
+                    ),
+                    None,
                 )
                 if matched is None:
                     break
-                pos += len(matched)
+                pos = matched
                 segs.append(seg)
                 continue
-            seg_images = [u for u in seg.units if isinstance(u, _ImageUnit)]
+            seg_images = [u for u in seg.units if isinstance(u, _ImageUnit) and u.part == 0]
             if not text.startswith(seg.text, pos):
                 break
             wanted = images[image_index : image_index + len(seg_images)]
@@ -618,8 +632,13 @@ class Engine:
             if add_bos and native.add_bos:
                 units.append(native.bos)
             add_bos = False
+            n_parts = 0
             for unit in native.image_chunks(part + IMAGE_MARKER, image):
-                units.append(unit if isinstance(unit, int) else _ImageUnit(image.digest, unit, native.free_chunk))
+                if isinstance(unit, int):
+                    units.append(unit)
+                else:
+                    units.append(_ImageUnit(image.digest, unit, native.free_chunk, n_parts))
+                    n_parts += 1
             segs.append(_Seg(part + IMAGE_MARKER, units))
         if parts[-1] or add_bos:
             segs.append(_Seg(parts[-1], native.tokenize(parts[-1], add_bos=add_bos)))
@@ -673,16 +692,16 @@ class Engine:
                 i = j
                 continue
             saw_image = True
-            embedding = self._embeddings.get(unit.digest)
+            parts = self._embeddings.get(unit.digest)
+            embedding = parts.get(unit.part) if parts is not None else None
             if embedding is None:
                 t0 = time.perf_counter()
                 embedding = native.encode_image(unit.chunk)
                 encode_seconds += time.perf_counter() - t0
-                self._embeddings[unit.digest] = embedding
+                self._embeddings.setdefault(unit.digest, {})[unit.part] = embedding
                 while len(self._embeddings) > self.config.image_cache_size:
                     self._embeddings.popitem(last=False)
-            else:
-                self._embeddings.move_to_end(unit.digest)
+            self._embeddings.move_to_end(unit.digest)
             new_n_past = native.decode_image(unit.chunk, embedding, n_past)
             self._kv.append(unit)
             self._kv_pos.append(new_n_past - n_past)
@@ -700,7 +719,7 @@ class Engine:
 def _same_unit(a: _Unit, b: _Unit) -> bool:
     if isinstance(a, int) or isinstance(b, int):
         return a == b
-    return bool(a.digest == b.digest)
+    return bool(a.digest == b.digest and a.part == b.part)
 
 
 __all__ = [

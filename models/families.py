@@ -1,0 +1,232 @@
+"""Random-weight pairs for today's small vision-model families, as llama.cpp 0.3.36's libmtmd loads them.
+
+    python -m models.families --out DIR [--family idefics3|lfm2|...]
+
+Each family writes a text GGUF of the family's text architecture and an mmproj of its projector type, with the
+tensors, shapes and `clip.*` keys that llama.cpp's tools/mtmd/clip.cpp reads for that type, and the family's real
+chat template (its source named next to it). Shapes are tiny (a few hundred kB) so the suite runs every family.
+
+The vocabulary is the tiny test vocabulary (byte-fallback SentencePiece) plus each family's special tokens: the
+real models use byte-level BPE vocabularies, but the tokenizer is not what these pairs test: the projector, the
+image's wrapper tokens, the text architecture's cache and the template are.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.make_test_models import ModelPair, _atomic_target, _finish, _weights, vocabulary
+
+# SmolVLM2's chat template, as published: transformers src/transformers/models/smolvlm/processing_smolvlm.py
+# (DEFAULT_CHAT_TEMPLATE), the same text as HuggingFaceTB/SmolVLM2-500M-Video-Instruct's chat_template.json.
+SMOLVLM2_TEMPLATE = (
+    "<|im_start|>{% for message in messages %}{{message['role'] | capitalize}}"
+    "{% if message['content'][0]['type'] == 'image' %}{{':'}}{% else %}{{': '}}{% endif %}"
+    "{% for line in message['content'] %}{% if line['type'] == 'text' %}{{line['text']}}"
+    "{% elif line['type'] == 'image' %}{{ '<image>' }}{% elif line['type'] == 'video' %}{{ '<video>' }}{% endif %}"
+    "{% endfor %}<end_of_utterance>\n{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
+)
+
+
+@dataclass(frozen=True)
+class Family:
+    """A model family this generator writes: what llama.cpp calls its text architecture and projector."""
+
+    name: str  # our id, e.g. "smolvlm2"
+    projector: str  # clip.projector_type
+    text_arch: str  # general.architecture of the text model
+    write: Callable[[Path, int], ModelPair]
+    note: str = ""  # why the family cannot run here, when it cannot
+    engine_config: dict[str, Any] = field(default_factory=dict)  # EngineConfig fields the family needs
+
+
+def _special_vocabulary(specials: Sequence[str]) -> tuple[list[str], list[float], list[int]]:
+    import gguf
+
+    tokens, scores, types = vocabulary()
+    for special in specials:
+        tokens.append(special)
+        scores.append(0.0)
+        types.append(int(gguf.TokenType.CONTROL))
+    return tokens, scores, types
+
+
+@dataclass(frozen=True)
+class _Text:
+    n_embd: int = 64
+    n_layer: int = 2
+    n_head: int = 4
+    n_head_kv: int = 2
+    n_ff: int = 128
+    n_ctx_train: int = 4096
+
+
+def _llama_text(
+    path: Path, *, name: str, template: str, specials: Sequence[str], eos: str, seed: int, shape: _Text = _Text()
+) -> Path:
+    """A llama-architecture text model (SmolVLM2's SmolLM2 is one) with `specials` as control tokens."""
+    import gguf
+
+    rng = np.random.default_rng(seed)
+    tokens, scores, types = _special_vocabulary(specials)
+    temporary = _atomic_target(path)
+    writer = gguf.GGUFWriter(str(temporary), "llama")
+    writer.add_name(name)
+    writer.add_context_length(shape.n_ctx_train)
+    writer.add_embedding_length(shape.n_embd)
+    writer.add_block_count(shape.n_layer)
+    writer.add_feed_forward_length(shape.n_ff)
+    writer.add_head_count(shape.n_head)
+    writer.add_head_count_kv(shape.n_head_kv)
+    writer.add_rope_dimension_count(shape.n_embd // shape.n_head)
+    writer.add_layer_norm_rms_eps(1e-5)
+    writer.add_file_type(gguf.LlamaFileType.ALL_F32)
+    _add_tokenizer(writer, tokens, scores, types, eos=tokens.index(eos), add_bos=False)
+    writer.add_chat_template(template)
+    n_vocab, n_embd, head_dim = len(tokens), shape.n_embd, shape.n_embd // shape.n_head
+    writer.add_tensor("token_embd.weight", _weights(rng, n_vocab, n_embd))
+    writer.add_tensor("output_norm.weight", np.ones(n_embd, dtype=np.float32))
+    writer.add_tensor("output.weight", _weights(rng, n_vocab, n_embd))
+    for i in range(shape.n_layer):
+        writer.add_tensor(f"blk.{i}.attn_norm.weight", np.ones(n_embd, dtype=np.float32))
+        writer.add_tensor(f"blk.{i}.attn_q.weight", _weights(rng, n_embd, n_embd))
+        writer.add_tensor(f"blk.{i}.attn_k.weight", _weights(rng, head_dim * shape.n_head_kv, n_embd))
+        writer.add_tensor(f"blk.{i}.attn_v.weight", _weights(rng, head_dim * shape.n_head_kv, n_embd))
+        writer.add_tensor(f"blk.{i}.attn_output.weight", _weights(rng, n_embd, n_embd))
+        writer.add_tensor(f"blk.{i}.ffn_norm.weight", np.ones(n_embd, dtype=np.float32))
+        writer.add_tensor(f"blk.{i}.ffn_gate.weight", _weights(rng, shape.n_ff, n_embd))
+        writer.add_tensor(f"blk.{i}.ffn_up.weight", _weights(rng, shape.n_ff, n_embd))
+        writer.add_tensor(f"blk.{i}.ffn_down.weight", _weights(rng, n_embd, shape.n_ff))
+    return _finish(writer, temporary, path)
+
+
+def _add_tokenizer(
+    writer: Any, tokens: list[str], scores: list[float], types: list[int], *, eos: int, add_bos: bool
+) -> None:
+    writer.add_tokenizer_model("llama")
+    writer.add_token_list(tokens)
+    writer.add_token_scores(scores)
+    writer.add_token_types(types)
+    writer.add_bos_token_id(1)
+    writer.add_eos_token_id(eos)
+    writer.add_unk_token_id(0)
+    writer.add_add_bos_token(add_bos)
+    writer.add_add_eos_token(False)
+
+
+@dataclass(frozen=True)
+class _Vision:
+    image_size: int = 32
+    patch_size: int = 4
+    n_embd: int = 32
+    n_ff: int = 64
+    n_layer: int = 1
+    n_head: int = 2
+
+
+SIGLIP_MEAN = (0.5, 0.5, 0.5)
+SIGLIP_STD = (0.5, 0.5, 0.5)
+
+
+def _clip_header(writer: Any, projector: str, vision: _Vision, projection_dim: int, *, name: str) -> None:
+    writer.add_name(name)
+    writer.add_bool("clip.has_vision_encoder", True)
+    writer.add_bool("clip.has_text_encoder", False)
+    writer.add_string("clip.projector_type", projector)
+    writer.add_bool("clip.use_gelu", True)
+    for key, value in (
+        ("image_size", vision.image_size),
+        ("patch_size", vision.patch_size),
+        ("embedding_length", vision.n_embd),
+        ("feed_forward_length", vision.n_ff),
+        ("block_count", vision.n_layer),
+        ("projection_dim", projection_dim),
+        ("attention.head_count", vision.n_head),
+    ):
+        writer.add_uint32(f"clip.vision.{key}", value)
+    writer.add_float32("clip.vision.attention.layer_norm_epsilon", 1e-6)
+    writer.add_array("clip.vision.image_mean", list(SIGLIP_MEAN))
+    writer.add_array("clip.vision.image_std", list(SIGLIP_STD))
+
+
+def _vit_tensors(writer: Any, rng: np.random.Generator, vision: _Vision, n_positions: int) -> None:
+    """SigLIP's encoder as clip.cpp names it: patch embedding with bias, learned positions, pre-norm blocks."""
+    embd, p = vision.n_embd, vision.patch_size
+    fan_in = 3 * p * p
+    patch = rng.standard_normal((embd, 3, p, p), dtype=np.float32) / np.float32(np.sqrt(fan_in))
+    writer.add_tensor("v.patch_embd.weight", patch)
+    writer.add_tensor("v.patch_embd.bias", np.zeros(embd, dtype=np.float32))
+    writer.add_tensor("v.position_embd.weight", _weights(rng, n_positions, embd))
+    for i in range(vision.n_layer):
+        for part in ("q", "k", "v"):
+            writer.add_tensor(f"v.blk.{i}.attn_{part}.weight", _weights(rng, embd, embd))
+            writer.add_tensor(f"v.blk.{i}.attn_{part}.bias", np.zeros(embd, dtype=np.float32))
+        writer.add_tensor(f"v.blk.{i}.attn_out.weight", _weights(rng, embd, embd))
+        writer.add_tensor(f"v.blk.{i}.attn_out.bias", np.zeros(embd, dtype=np.float32))
+        for norm in ("ln1", "ln2"):
+            writer.add_tensor(f"v.blk.{i}.{norm}.weight", np.ones(embd, dtype=np.float32))
+            writer.add_tensor(f"v.blk.{i}.{norm}.bias", np.zeros(embd, dtype=np.float32))
+        writer.add_tensor(f"v.blk.{i}.ffn_up.weight", _weights(rng, vision.n_ff, embd))
+        writer.add_tensor(f"v.blk.{i}.ffn_up.bias", np.zeros(vision.n_ff, dtype=np.float32))
+        writer.add_tensor(f"v.blk.{i}.ffn_down.weight", _weights(rng, embd, vision.n_ff))
+        writer.add_tensor(f"v.blk.{i}.ffn_down.bias", np.zeros(embd, dtype=np.float32))
+    writer.add_tensor("v.post_ln.weight", np.ones(embd, dtype=np.float32))
+    writer.add_tensor("v.post_ln.bias", np.zeros(embd, dtype=np.float32))
+
+
+# --- SmolVLM2 (idefics3) ---------------------------------------------------------------------------------------
+
+SMOLVLM2_SPECIALS = ("<|im_start|>", "<end_of_utterance>", "<image>", "<fake_token_around_image>", "<global-img>",
+                     *(f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)))  # fmt: skip
+SMOLVLM2_SCALE = 2  # pixel-shuffle factor (SmolVLM2-500M: 4 on 512 px tiles of 16 px patches)
+
+
+def write_smolvlm2(directory: Path, seed: int = 0) -> ModelPair:
+    """SmolVLM2: a llama text model and an idefics3 (SigLIP + pixel shuffle + one linear layer) projector."""
+    import gguf
+
+    directory = Path(directory)
+    text_shape = _Text()
+    text = _llama_text(
+        directory / "smolvlm2-tiny.gguf", name="SmolVLM2 tiny test model", template=SMOLVLM2_TEMPLATE,
+        specials=SMOLVLM2_SPECIALS, eos="<end_of_utterance>", seed=seed, shape=text_shape,
+    )  # fmt: skip
+    vision = _Vision()
+    rng = np.random.default_rng(seed + 1)
+    path = directory / "mmproj-smolvlm2-tiny.gguf"
+    temporary = _atomic_target(path)
+    writer = gguf.GGUFWriter(str(temporary), "clip")
+    _clip_header(writer, "idefics3", vision, text_shape.n_embd, name="SmolVLM2 tiny test mmproj")
+    writer.add_uint32("clip.vision.projector.scale_factor", SMOLVLM2_SCALE)
+    side = vision.image_size // vision.patch_size
+    _vit_tensors(writer, rng, vision, side * side)
+    merged = vision.n_embd * SMOLVLM2_SCALE * SMOLVLM2_SCALE
+    writer.add_tensor("mm.model.fc.weight", _weights(rng, text_shape.n_embd, merged))
+    return ModelPair(text, _finish(writer, temporary, path))
+
+
+FAMILIES: dict[str, Family] = {
+    "smolvlm2": Family("smolvlm2", "idefics3", "llama", write_smolvlm2),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True, help="folder to write the pairs into")
+    parser.add_argument("--family", choices=sorted(FAMILIES), action="append", help="default: all")
+    args = parser.parse_args(argv)
+    for name in args.family or sorted(FAMILIES):
+        pair = FAMILIES[name].write(args.out / name, 0)
+        print(pair.text)
+        print(pair.mmproj)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

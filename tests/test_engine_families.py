@@ -1,0 +1,130 @@
+"""Every model family's generated pair through the engine, each turn token-identical to llama.cpp from scratch.
+
+One pair and one engine per family for the whole module (the pairs are a few hundred kB; loading is the cost).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from app.core.inference.engine import Engine, EngineConfig
+from app.core.inference.images import load_image
+from app.core.inference.sampling import GREEDY, SamplingSettings
+from app.core.inference.templates import IMAGE_MARKER
+from models.families import FAMILIES
+from tests.support.reference import greedy_from_scratch
+
+RUNNABLE = [name for name, family in FAMILIES.items() if not family.note]
+
+
+def gradient(width: int, height: int) -> Image.Image:
+    image = Image.new("RGB", (width, height))
+    image.putdata([(x * 255 // width, y * 255 // height, 128) for y in range(height) for x in range(width)])
+    return image
+
+
+def stripes(width: int, height: int) -> Image.Image:
+    image = Image.new("RGB", (width, height))
+    image.putdata([(250, 240, 10) if (x // 4) % 2 else (10, 20, 200) for y in range(height) for x in range(width)])
+    return image
+
+
+RED = gradient(48, 40)
+BLUE = stripes(40, 48)
+
+
+@pytest.fixture(scope="module", params=RUNNABLE)
+def family(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """(family, pair, engine): loaded once per family."""
+    spec = FAMILIES[request.param]
+    pair = spec.write(tmp_path_factory.mktemp(spec.name), 0)
+    config = EngineConfig(n_ctx=2048, n_threads=2, **spec.engine_config)
+    with Engine(pair.text, pair.mmproj, config) as engine:
+        yield spec, pair, engine
+
+
+def greedy(max_tokens: int = 16) -> SamplingSettings:
+    return GREEDY.with_(max_tokens=max_tokens, ignore_eos=True)
+
+
+def reference_for(family, turn, images: list[Image.Image]) -> list[int]:
+    spec, pair, engine = family
+    history = engine.evaluated_units()[: turn.prompt_units]
+    by_digest = {load_image(img).digest: img for img in images}
+    return greedy_from_scratch(
+        Path(pair.text), Path(pair.mmproj), history, by_digest, len(turn.tokens), n_ctx=2048,
+        n_batch=engine.config.n_batch,
+    )  # fmt: skip
+
+
+def test_loads_with_its_own_template_and_projector(family):
+    spec, pair, engine = family
+    engine.new_chat().result()
+    assert engine.info.has_vision
+    assert engine.info.template_family == "gguf"
+    template = engine._call(lambda: engine._template)
+    assert template.uses_parts, f"{spec.name}'s template walks lists of parts"
+    assert IMAGE_MARKER not in template.image_text
+
+
+def test_first_turn_streams_and_matches_from_scratch(family):
+    _spec, _pair, engine = family
+    engine.new_chat().result()
+    turn = engine.ask("What is this?", RED, greedy())
+    pieces = list(turn)
+    stats = turn.stats
+    assert stats is not None
+    assert len(turn.tokens) == 16
+    assert "".join(pieces) == turn.text
+    assert stats.image_encode_ms > 0
+    assert not stats.image_cached
+    history = engine.evaluated_units()[: turn.prompt_units]
+    assert any(isinstance(u, str) and u.startswith("image:") for u in history)
+    assert turn.tokens == reference_for(family, turn, [RED])
+
+
+def test_follow_up_evaluates_only_its_new_tokens_and_matches_from_scratch(family):
+    _spec, _pair, engine = family
+    engine.new_chat().result()
+    engine.ask("What is this?", RED, greedy()).wait()
+    kv_after_first = engine.evaluated_units()
+    follow = engine.ask("What colour is it?", None, greedy())
+    stats = follow.wait()
+    assert stats.image_cached
+    assert stats.image_encode_ms == 0
+    assert engine.evaluated_units()[: len(kv_after_first)] == kv_after_first
+    assert stats.prompt_tokens == follow.prompt_units - len(kv_after_first)
+    assert 0 < stats.prompt_tokens < len(kv_after_first) // 2
+    assert follow.tokens == reference_for(family, follow, [RED])
+
+
+def test_new_image_in_a_later_turn_matches_from_scratch(family):
+    _spec, _pair, engine = family
+    engine.new_chat().result()
+    engine.ask("What is this?", RED, greedy()).wait()
+    before = engine.evaluated_units()
+    second = engine.ask("And this one?", BLUE, greedy())
+    second.wait()
+    assert engine.evaluated_units()[: len(before)] == before
+    assert second.tokens == reference_for(family, second, [RED, BLUE])
+
+
+def test_regenerate_and_an_edited_question_are_still_right(family):
+    _spec, _pair, engine = family
+    engine.new_chat().result()
+    first = engine.ask("What is this?", RED, greedy())
+    first.wait()
+    again = engine.regenerate(greedy())
+    stats = again.wait()
+    assert stats.image_encode_ms == 0, "regenerating does not encode the image again"
+    assert again.tokens == first.tokens
+    assert again.tokens == reference_for(family, again, [RED])
+    # An edit: the conversation replaced by one with another question about the same image.
+    engine.set_history([]).result()
+    edited = engine.ask("Describe the colours?", RED, greedy())
+    edited_stats = edited.wait()
+    assert edited_stats.image_encode_ms == 0, "the image's embeddings are reused"
+    assert edited.tokens == reference_for(family, edited, [RED])
