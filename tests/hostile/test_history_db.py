@@ -322,3 +322,32 @@ def test_planted_symlink_for_a_frame_is_replaced_not_written_through(tmp_path, v
     finally:
         store.close()
     assert victim.read_bytes() == b"not yours"
+
+
+def test_bad_page_salvage_keeps_rows_of_tables_later_migrations_add(tmp_path, monkeypatch):
+    from app.core.history import store as history_store
+
+    monkeypatch.setattr(history_store, "MIGRATIONS", [*history_store.MIGRATIONS, """
+        CREATE TABLE notes (id INTEGER PRIMARY KEY,
+                            message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE, text TEXT);"""])
+    data = tmp_path / "data"
+    fill_history(data, chats=60, text="x" * 1500)
+    store = HistoryStore(data)
+    with store.conn:
+        store.conn.execute("INSERT INTO notes (message_id, text) SELECT id, 'note' FROM messages")
+    store.close()
+    path = data / "history.sqlite3"
+    raw = bytearray(path.read_bytes())
+    middle = len(raw) // 2 // 4096 * 4096
+    raw[middle:middle + 4096] = b"\xff" * 4096
+    path.write_bytes(bytes(raw))
+    store = HistoryStore(data)
+    try:
+        assert store.moved_to is not None
+        notes = store.conn.execute("SELECT count(*) FROM notes").fetchone()[0]
+        messages = store.conn.execute("SELECT count(*) FROM messages").fetchone()[0]
+        assert notes == messages > 100
+        assert store.conn.execute("SELECT count(*) FROM notes WHERE message_id NOT IN (SELECT id FROM messages)"
+                                  ).fetchone()[0] == 0  # fmt: skip
+    finally:
+        store.close()

@@ -688,12 +688,7 @@ def _kind_of(exc: sqlite3.DatabaseError) -> str:
     return "other"
 
 
-_COLUMNS = {
-    "chats": ("id", "title", "model_id", "created_at", "updated_at", "deleted_at"),
-    "images": ("hash", "file", "width", "height", "captured_at", "source"),
-    "messages": ("id", "chat_id", "role", "text", "image_hash", "model_id", "sampling", "timings", "status",
-                 "created_at", "updated_at"),
-}  # fmt: skip
+_CHAT_TABLES = ("chats", "images", "messages")  # copied chat by chat; any other table row by row afterwards
 
 
 def _salvage(old: Path, new: sqlite3.Connection) -> tuple[int, int]:
@@ -730,9 +725,36 @@ def _salvage(old: Path, new: sqlite3.Connection) -> tuple[int, int]:
                 recovered += 1
             except sqlite3.DatabaseError:
                 continue
+        _copy_other_tables(src, new)
         return recovered, len(ids)
     finally:
         src.close()
+
+
+def _copy_other_tables(src: sqlite3.Connection, new: sqlite3.Connection) -> None:
+    """Rows of the tables later migrations add (answer versions, records...): each row that can still be read and
+    still fits (its chat or message was recovered) is copied; the rest are skipped."""
+    tables = [row[0] for row in new.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE "
+                                            "'sqlite_%'")]  # fmt: skip
+    for table in tables:
+        if table in _CHAT_TABLES:
+            continue
+        try:
+            rows = src.execute(f'SELECT * FROM "{table}"')
+        except sqlite3.DatabaseError:
+            continue
+        while True:
+            try:
+                row = rows.fetchone()
+            except sqlite3.DatabaseError:  # a bad page: keep what came before it
+                break
+            if row is None:
+                break
+            try:
+                with new:
+                    _copy_row(new, table, row, "INSERT OR IGNORE")
+            except sqlite3.DatabaseError:
+                continue
 
 
 def _chat_ids(src: sqlite3.Connection) -> list[int]:
@@ -755,9 +777,11 @@ def _chat_ids(src: sqlite3.Connection) -> list[int]:
 
 
 def _copy_row(conn: sqlite3.Connection, table: str, row: sqlite3.Row, verb: str = "INSERT") -> None:
-    columns = [c for c in _COLUMNS[table] if c in row.keys()]  # noqa: SIM118 (`in row` tests values)
-    conn.execute(f"{verb} INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
-                 [row[c] for c in columns])  # fmt: skip
+    wanted = [info[1] for info in conn.execute(f'PRAGMA table_info("{table}")')]
+    columns = [c for c in wanted if c in row.keys()]  # noqa: SIM118 (`in row` tests values)
+    names = ", ".join('"' + c + '"' for c in columns)
+    marks = ", ".join("?" * len(columns))
+    conn.execute(f'{verb} INTO "{table}" ({names}) VALUES ({marks})', [row[c] for c in columns])
 
 
 def open_history(base: str | os.PathLike[str] | None = None) -> HistoryStore:
