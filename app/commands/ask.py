@@ -48,6 +48,20 @@ def check_number(option: str, value: float, low: float, high: float) -> None:
         raise LlavaCamError(f"{option} {value}: give a number from {low:g} to {high:g}")
 
 
+def check_text(option: str, text: str | None) -> None:
+    """Text from the command line must be valid UTF-8: undecodable bytes arrive as lone surrogates, which the
+    tokenizer cannot take."""
+    if text is None:
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        byte = ord(text[exc.start]) - 0xDC00 if 0xDC80 <= ord(text[exc.start]) <= 0xDCFF else None
+        detail = f"byte 0x{byte:02x}" if byte is not None else f"character \\u{ord(text[exc.start]):04x}"
+        raise LlavaCamError(f"{option} is not valid UTF-8 text ({detail} at position {exc.start}): check the "
+                            "terminal's encoding") from None  # fmt: skip
+
+
 def check_threads(value: int | None) -> None:
     """A thread count llama.cpp can start (a few per core at most), or one line saying what fits."""
     most = min(MAX_THREADS, 4 * (os.cpu_count() or 1))
@@ -87,6 +101,9 @@ def run(args: argparse.Namespace) -> int:
     check_number("--temperature", args.temperature, 0.0, 100.0)
     check_number("--top-p", args.top_p, 0.0, 1.0)
     check_threads(args.threads)
+    for question in args.question:
+        check_text("-q", question)
+    check_text("--system", args.system)
     questions = args.question or (["Describe this image."] if args.image else [])
     if not questions:
         raise LlavaCamError("give a question with -q")

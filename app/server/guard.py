@@ -69,8 +69,8 @@ def split_host(value: str) -> tuple[str, str | None]:
         return host, rest[1:] if rest.startswith(":") else None
     if value.count(":") == 1:
         host, _, port = value.partition(":")
-        return host, port
-    return value, None
+        return host.rstrip("."), port  # "localhost." is the same name, fully qualified
+    return value.rstrip(".") if value.count(":") == 0 else value, None
 
 
 class HostPolicy:

@@ -44,6 +44,15 @@ def test_non_finite_sampling_option_is_one_line(tiny_models, option, value):
     assert line.startswith(f"llavacam: error: {option} ")
 
 
+@pytest.mark.parametrize("option", ["-q", "--system"])
+def test_command_line_text_that_is_not_utf8_is_one_line(tiny_models, option):
+    """Undecodable argv bytes reach Python as lone surrogates ("caf\\udcff" is sent as the byte 0xff)."""
+    extra = ["-q", "hi"] if option == "--system" else []
+    line = one_error_line(run_cli("ask", "--model", str(tiny_models.text), *extra, option, "caf\udcff"))
+    assert line == (f"llavacam: error: {option} is not valid UTF-8 text (byte 0xff at position 3): check the "
+                    "terminal's encoding")
+
+
 def test_absurd_thread_count_is_one_line(tiny_models):
     line = one_error_line(run_cli("ask", "--model", str(tiny_models.text), "-q", "hi", "--threads", "10000"))
     assert line.startswith("llavacam: error: --threads 10000: give 1 to ")

@@ -80,7 +80,8 @@ def test_dns_rebinding_get_of_models_is_refused(served):
     assert error_of(response, 403)["code"] == "host_not_allowed"
 
 
-@pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "LOCALHOST", "[::1]", "127.0.0.2", "app.localhost"])
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "LOCALHOST", "[::1]", "127.0.0.2", "app.localhost",
+                                  "localhost."])
 def test_localhost_forms_are_accepted(served, host):
     response = httpx.get(served.url + "/health", headers={"host": f"{host}:{served.port}"})
     assert response.status_code == 200

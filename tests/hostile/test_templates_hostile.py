@@ -7,29 +7,34 @@ import pytest
 from app.core.errors import LlavaCamError
 from app.core.inference.templates import ChatMessage, ChatTemplate, TemplateError
 
+# case -> (template, what the error says it did)
 HOSTILE_TEMPLATES = {
-    "nested-range-100000": "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
-    "string-times-4-billion": "{{ 'A' * 4000000000 }}",
-    "string-doubled-in-a-loop": "{% set ns = namespace(s='AAAA') %}{% for i in range(60) %}{% set ns.s = ns.s ~ ns.s %}"
-                                "{% endfor %}{{ ns.s }}",
-    "list-times-a-million": "{{ ([1] * 1000000) * 1000 }}",
-    "center-filter-4-billion": "{{ 'x' | center(4000000000) }}",
-    "str-ljust-4-billion": "{{ 'x'.ljust(4000000000) }}",
-    "format-width-4-billion": "{{ '{:>4000000000}'.format('x') }}",
-    "percent-width-4-billion": "{{ '%4000000000s' % 'x' }}",
-    "replace-empty-with-itself": "{% set s = 'A' * 100000 %}{{ s.replace('', s) }}",
-    "power-of-a-hundred-million": "{{ 10 ** 100000000 }}",
-    "endless-recursion": "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}",
-    "huge-output": "{% for i in range(90000) %}{{ 'A' * 100 }}{% endfor %}",
+    "nested-range-100000": ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+                            "takes more than 2000000 steps"),
+    "string-times-4-billion": ("{{ 'A' * 4000000000 }}", "builds a value longer than 4000000"),
+    "string-doubled-in-a-loop": ("{% set ns = namespace(s='AAAA') %}{% for i in range(60) %}"
+                                 "{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}",
+                                 "builds a string longer than 4000000 characters"),
+    "list-times-a-million": ("{{ ([1] * 1000000) * 1000 }}", "builds a value longer than 4000000"),
+    "center-filter-4-billion": ("{{ 'x' | center(4000000000) }}", "uses a number above 4000000"),
+    "str-ljust-4-billion": ("{{ 'x'.ljust(4000000000) }}", "uses a number above 4000000"),
+    "format-width-4-billion": ("{{ '{:>4000000000}'.format('x') }}", "asks for a formatting width above the limit"),
+    "percent-width-4-billion": ("{{ '%4000000000s' % 'x' }}", "asks for a formatting width above the limit"),
+    "replace-empty-with-itself": ("{% set s = 'A' * 100000 %}{{ s.replace('', s) }}",
+                                  "builds a value longer than 4000000"),
+    "power-of-a-hundred-million": ("{{ 10 ** 100000000 }}", "raises a number to a power above 64"),
+    "endless-recursion": ("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", "recursed too deeply"),
+    "huge-output": ("{% for i in range(90000) %}{{ 'A' * 100 }}{% endfor %}", "writes more than 4000000 characters"),
 }
 
 
 @pytest.mark.parametrize("case", list(HOSTILE_TEMPLATES))
 def test_hostile_chat_template_fails_with_an_error_naming_the_model(case):
-    template = ChatTemplate(HOSTILE_TEMPLATES[case], "gguf", model_name="evil-model.gguf")
+    source, said = HOSTILE_TEMPLATES[case]
+    template = ChatTemplate(source, "gguf", model_name="evil-model.gguf")
     with pytest.raises(TemplateError) as info:
         template.render([ChatMessage("user", "hi")])
-    assert str(info.value).startswith("the chat template of evil-model.gguf ")
+    assert str(info.value).startswith(f"the chat template of evil-model.gguf {said}")
     assert isinstance(info.value, LlavaCamError)  # the CLI and the window show it as one clear line
 
 
