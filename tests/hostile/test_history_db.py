@@ -351,3 +351,26 @@ def test_bad_page_salvage_keeps_rows_of_tables_later_migrations_add(tmp_path, mo
                                   ).fetchone()[0] == 0  # fmt: skip
     finally:
         store.close()
+
+
+def test_disk_filling_up_while_writing_is_a_write_error_nothing_moved(tmp_path):
+    disk = tmp_path / "disk"
+    with small_disk(disk, "2m"):
+        data = disk / "data"
+        titles = fill_history(data)
+        store = HistoryStore(data)
+        try:
+            assert not store.read_only
+            fill(disk)
+            chat = store.list_chats()[0].id
+            def write_until_full() -> None:
+                for _ in range(50):  # until the WAL needs a page the disk does not have
+                    store.add_user_message(chat, "z" * 20_000)
+
+            with pytest.raises(HistoryWriteError, match="the disk is full: the chat could not be saved"):
+                write_until_full()
+        finally:
+            store.close()
+        (disk / "filler").unlink()
+        assert not list(data.glob("*.corrupt-*"))
+        assert titles_in(data) == titles

@@ -212,3 +212,11 @@ def test_planted_symlinks_in_a_model_folder_are_replaced_not_written_through(tmp
     assert not model.mmproj.is_symlink()
     assert model.mmproj.read_bytes() == tiny_models.mmproj.read_bytes()
     assert (victim / "precious.txt").read_text() == "keep me"
+
+
+def test_catalog_pair_sharing_one_filename_is_refused(tmp_path):
+    path = catalog(tmp_path / "c.toml", "http://127.0.0.1:9", text_name="mmproj.gguf")
+    with pytest.raises(CatalogError) as info:
+        load_catalog(path)
+    assert str(info.value) == (f"{path}: model 'tiny': the text model and the mmproj need different filenames, not "
+                               "both 'mmproj.gguf'")  # fmt: skip

@@ -130,14 +130,18 @@ def _entry(path: Path, index: int, raw: Any) -> CatalogEntry:
     template = raw.get("template", "auto")
     if template not in TEMPLATE_FAMILIES:
         raise CatalogError(f"{where}: template must be one of {', '.join(TEMPLATE_FAMILIES)}, not {template!r}")
+    text, mmproj = _source(where, "text", raw.get("text")), _source(where, "mmproj", raw.get("mmproj"))
+    if text.filename.lower() == mmproj.filename.lower():  # one file would overwrite the other in the folder
+        raise CatalogError(f"{where}: the text model and the mmproj need different filenames, not both "
+                           f"{text.filename!r}")  # fmt: skip
     return CatalogEntry(
         id=model_id,
         name=str(raw.get("name", model_id)),
         template=template,
         licence=str(raw.get("licence", "")),
         notes=str(raw.get("notes", "")),
-        text=_source(where, "text", raw.get("text")),
-        mmproj=_source(where, "mmproj", raw.get("mmproj")),
+        text=text,
+        mmproj=mmproj,
     )
 
 
