@@ -107,13 +107,13 @@ def _llama_text(
 
 
 def _add_tokenizer(
-    writer: Any, tokens: list[str], scores: list[float], types: list[int], *, eos: int, add_bos: bool
+    writer: Any, tokens: list[str], scores: list[float], types: list[int], *, eos: int, add_bos: bool, bos: int = 1
 ) -> None:
     writer.add_tokenizer_model("llama")
     writer.add_token_list(tokens)
     writer.add_token_scores(scores)
     writer.add_token_types(types)
-    writer.add_bos_token_id(1)
+    writer.add_bos_token_id(bos)
     writer.add_eos_token_id(eos)
     writer.add_unk_token_id(0)
     writer.add_add_bos_token(add_bos)
@@ -211,8 +211,104 @@ def write_smolvlm2(directory: Path, seed: int = 0) -> ModelPair:
     return ModelPair(text, _finish(writer, temporary, path))
 
 
+# --- LFM2-VL / LFM2.5-VL (lfm2) ----------------------------------------------------------------------------------
+
+# LFM2-VL's chat template, as published in LiquidAI/LFM2-VL-450M's chat_template.jinja (a public copy:
+# github.com/varun00391/local-finetuned-model, "LiquidAI:LFM2-VL-450M/lfm2-450m/chat_template.jinja").
+LFM2_VL_TEMPLATE = (
+    "{{bos_token}}{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n'}}"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' %}{{ '<image>' }}{% elif content['type'] == 'text' %}{{ content['text'] }}"
+    "{% endif %}{% endfor %}{% endif %}{{'<|im_end|>\n'}}{% endfor %}"
+    "{% if add_generation_prompt %}{{'<|im_start|>assistant\n' }}{% endif %}"
+)
+LFM2_SPECIALS = (
+    "<|startoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<|image_start|>", "<|image_end|>",
+    "<|img_thumbnail|>", *(f"<|img_row_{r}_col_{c}|>" for r in range(1, 5) for c in range(1, 5)),
+)  # fmt: skip
+LFM2_LAYERS = ("conv", "attention", "conv")  # LFM2-350M: 10 short-convolution and 6 attention blocks
+LFM2_L_CACHE = 3  # the short convolution's kernel length (conv_L_cache)
+
+
+def _lfm2_text(path: Path, *, seed: int, shape: _Text = _Text()) -> Path:
+    """An `lfm2` hybrid text model: short-convolution blocks (recurrent state) and attention blocks (KV cache)."""
+    import gguf
+
+    rng = np.random.default_rng(seed)
+    tokens, scores, types = _special_vocabulary(LFM2_SPECIALS)
+    temporary = _atomic_target(path)
+    writer = gguf.GGUFWriter(str(temporary), "lfm2")
+    writer.add_name("LFM2-VL tiny test model")
+    writer.add_context_length(shape.n_ctx_train)
+    writer.add_embedding_length(shape.n_embd)
+    writer.add_block_count(len(LFM2_LAYERS))
+    writer.add_feed_forward_length(shape.n_ff)
+    writer.add_head_count(shape.n_head)
+    writer.add_head_count_kv([shape.n_head_kv if kind == "attention" else 0 for kind in LFM2_LAYERS])
+    writer.add_rope_freq_base(1_000_000.0)
+    writer.add_layer_norm_rms_eps(1e-5)
+    writer.add_uint32("lfm2.shortconv.l_cache", LFM2_L_CACHE)
+    writer.add_vocab_size(len(tokens))
+    writer.add_file_type(gguf.LlamaFileType.ALL_F32)
+    bos = tokens.index("<|startoftext|>")
+    _add_tokenizer(writer, tokens, scores, types, eos=tokens.index("<|im_end|>"), add_bos=False, bos=bos)
+    writer.add_chat_template(LFM2_VL_TEMPLATE)
+    n_vocab, n_embd, head_dim = len(tokens), shape.n_embd, shape.n_embd // shape.n_head
+    writer.add_tensor("token_embd.weight", _weights(rng, n_vocab, n_embd))
+    writer.add_tensor("token_embd_norm.weight", np.ones(n_embd, dtype=np.float32))  # LFM2's final norm
+    for i, kind in enumerate(LFM2_LAYERS):
+        writer.add_tensor(f"blk.{i}.attn_norm.weight", np.ones(n_embd, dtype=np.float32))
+        writer.add_tensor(f"blk.{i}.ffn_norm.weight", np.ones(n_embd, dtype=np.float32))
+        writer.add_tensor(f"blk.{i}.ffn_gate.weight", _weights(rng, shape.n_ff, n_embd))
+        writer.add_tensor(f"blk.{i}.ffn_up.weight", _weights(rng, shape.n_ff, n_embd))
+        writer.add_tensor(f"blk.{i}.ffn_down.weight", _weights(rng, n_embd, shape.n_ff))
+        if kind == "conv":
+            writer.add_tensor(f"blk.{i}.shortconv.conv.weight", _weights(rng, n_embd, LFM2_L_CACHE))
+            writer.add_tensor(f"blk.{i}.shortconv.in_proj.weight", _weights(rng, 3 * n_embd, n_embd))
+            writer.add_tensor(f"blk.{i}.shortconv.out_proj.weight", _weights(rng, n_embd, n_embd))
+        else:
+            writer.add_tensor(f"blk.{i}.attn_q.weight", _weights(rng, n_embd, n_embd))
+            writer.add_tensor(f"blk.{i}.attn_k.weight", _weights(rng, head_dim * shape.n_head_kv, n_embd))
+            writer.add_tensor(f"blk.{i}.attn_v.weight", _weights(rng, head_dim * shape.n_head_kv, n_embd))
+            writer.add_tensor(f"blk.{i}.attn_output.weight", _weights(rng, n_embd, n_embd))
+            writer.add_tensor(f"blk.{i}.attn_q_norm.weight", np.ones(head_dim, dtype=np.float32))
+            writer.add_tensor(f"blk.{i}.attn_k_norm.weight", np.ones(head_dim, dtype=np.float32))
+    return _finish(writer, temporary, path)
+
+
+LFM2_SCALE = 2  # downsample_factor (pixel unshuffle)
+LFM2_PROJECTOR_HIDDEN = 96  # projector_hidden_size (2560 in LFM2-VL-450M)
+
+
+def write_lfm2(directory: Path, seed: int = 0) -> ModelPair:
+    """LFM2-VL: an lfm2 hybrid text model and an lfm2 (SigLIP2 NaFlex + pixel unshuffle + 2-layer MLP) projector."""
+    import gguf
+
+    directory = Path(directory)
+    text_shape = _Text()
+    text = _lfm2_text(directory / "lfm2-vl-tiny.gguf", seed=seed, shape=text_shape)
+    vision = _Vision()
+    rng = np.random.default_rng(seed + 1)
+    path = directory / "mmproj-lfm2-vl-tiny.gguf"
+    temporary = _atomic_target(path)
+    writer = gguf.GGUFWriter(str(temporary), "clip")
+    _clip_header(writer, "lfm2", vision, text_shape.n_embd, name="LFM2-VL tiny test mmproj")
+    writer.add_uint32("clip.vision.projector.scale_factor", LFM2_SCALE)
+    side = vision.image_size // vision.patch_size
+    _vit_tensors(writer, rng, vision, side * side)
+    merged = vision.n_embd * LFM2_SCALE * LFM2_SCALE
+    writer.add_tensor("mm.input_norm.weight", np.ones(merged, dtype=np.float32))
+    writer.add_tensor("mm.input_norm.bias", np.zeros(merged, dtype=np.float32))
+    writer.add_tensor("mm.1.weight", _weights(rng, LFM2_PROJECTOR_HIDDEN, merged))
+    writer.add_tensor("mm.1.bias", np.zeros(LFM2_PROJECTOR_HIDDEN, dtype=np.float32))
+    writer.add_tensor("mm.2.weight", _weights(rng, text_shape.n_embd, LFM2_PROJECTOR_HIDDEN))
+    writer.add_tensor("mm.2.bias", np.zeros(text_shape.n_embd, dtype=np.float32))
+    return ModelPair(text, _finish(writer, temporary, path))
+
+
 FAMILIES: dict[str, Family] = {
     "smolvlm2": Family("smolvlm2", "idefics3", "llama", write_smolvlm2),
+    "lfm2": Family("lfm2", "lfm2", "lfm2", write_lfm2),
 }
 
 

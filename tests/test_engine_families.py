@@ -117,9 +117,13 @@ def test_regenerate_and_an_edited_question_are_still_right(family):
     engine.new_chat().result()
     first = engine.ask("What is this?", RED, greedy())
     first.wait()
+    units = engine.evaluated_units()
+    through_image = max(i for i, u in enumerate(units) if isinstance(u, str)) + 1
+    restores = engine._call(lambda: engine._checkpoints.restores)
     again = engine.regenerate(greedy())
     stats = again.wait()
     assert stats.image_encode_ms == 0, "regenerating does not encode the image again"
+    assert stats.prompt_tokens <= again.prompt_units - through_image, "nothing up to the image is evaluated again"
     assert again.tokens == first.tokens
     assert again.tokens == reference_for(family, again, [RED])
     # An edit: the conversation replaced by one with another question about the same image.
@@ -127,4 +131,8 @@ def test_regenerate_and_an_edited_question_are_still_right(family):
     edited = engine.ask("Describe the colours?", RED, greedy())
     edited_stats = edited.wait()
     assert edited_stats.image_encode_ms == 0, "the image's embeddings are reused"
+    assert edited_stats.prompt_tokens <= edited.prompt_units - through_image
     assert edited.tokens == reference_for(family, edited, [RED])
+    checkpoints = engine._call(lambda: engine._checkpoints)
+    if checkpoints.enabled:  # a hybrid model: its cache cannot be cut back, the checkpoint after the image served
+        assert checkpoints.restores == restores + 2

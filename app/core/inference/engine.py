@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 from app.core.errors import EngineError, LlavaCamError, PromptTooLongError
 from app.core.inference.answerer import Answerer, PastTurn, TurnStats
+from app.core.inference.checkpoints import ImageCheckpoints
 from app.core.inference.images import ImageSource, RGBImage, load_image
 from app.core.inference.sampling import SamplingSettings
 from app.core.inference.stops import AnswerText
@@ -186,6 +187,7 @@ class Engine:
     _kv_pos: list[int]
     _embeddings: OrderedDict[str, dict[int, Any]]  # by image digest, then chunk part
     _max_image_side: int
+    _checkpoints: ImageCheckpoints
 
     def __init__(
         self,
@@ -379,6 +381,7 @@ class Engine:
         self._kv = []
         self._kv_pos = []  # positions each unit of _kv occupies
         self._embeddings = OrderedDict()
+        self._checkpoints = ImageCheckpoints(native)
         image_size = mmproj_info.image_size if mmproj_info else None
         self._max_image_side = config.max_image_side or (2 * image_size if image_size else 1344)
         return ModelInfo(
@@ -664,9 +667,12 @@ class Engine:
         if need_logits and common == len(target) and common > 0:
             common -= 1  # the logits of the last token are gone: evaluate it again
         if common < len(self._kv):
-            if not native.truncate(sum(self._kv_pos[:common])):
-                native.clear()
-                common = 0
+            if not native.can_truncate or not native.truncate(sum(self._kv_pos[:common])):
+                restored = self._checkpoints.restore(common)
+                if restored is None:
+                    native.clear()
+                common = restored or 0
+            self._checkpoints.forget_beyond(common)
             del self._kv[common:]
             del self._kv_pos[common:]
 
@@ -708,12 +714,23 @@ class Engine:
             evaluated += new_n_past - n_past
             n_past = new_n_past
             i += 1
+            if _last_chunk_of_image(target, i - 1):
+                self._checkpoints.after_image(len(self._kv))
         elapsed = time.perf_counter() - started
         stats.image_encode_ms += encode_seconds * 1000
         stats.prefill_ms += (elapsed - encode_seconds) * 1000
         stats.prompt_tokens += evaluated
         has_image = saw_image or any(not isinstance(u, int) for u in target)
         stats.image_cached = has_image and stats.image_encode_ms == 0.0
+
+
+def _last_chunk_of_image(units: Sequence[_Unit], index: int) -> bool:
+    """Whether units[index], an image chunk, is its image's last (tiles come with wrapper tokens between them)."""
+    image = units[index]
+    for unit in units[index + 1 :]:
+        if isinstance(unit, _ImageUnit):
+            return not (unit.digest == image.digest and unit.part > image.part)
+    return True
 
 
 def _same_unit(a: _Unit, b: _Unit) -> bool:

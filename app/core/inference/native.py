@@ -296,6 +296,28 @@ class NativeModel:
     def clear(self) -> None:
         self._ll.llama_memory_clear(self.memory, True)
 
+    @property
+    def can_truncate(self) -> bool:
+        """Whether the cache can be cut back to any position: not for recurrent or hybrid models (LFM2, Qwen3.5),
+        whose recurrent state holds only the latest position (a partial llama_memory_seq_rm fails)."""
+        ll = self._ll
+        return not (ll.llama_model_is_recurrent(self.model) or ll.llama_model_is_hybrid(self.model))
+
+    def save_state(self) -> bytes:
+        """The sequence's whole state (KV cells and recurrent state), to restore with `load_state`."""
+        size = self._ll.llama_state_seq_get_size(self.ctx, 0)
+        buffer = (ctypes.c_uint8 * size)()
+        written = self._ll.llama_state_seq_get_data(self.ctx, buffer, size, 0)
+        if written == 0:
+            raise EngineError("llama.cpp could not save the conversation's state")
+        return bytes(buffer)[:written]
+
+    def load_state(self, state: bytes) -> bool:
+        """Replace the sequence's state with one from `save_state`; False when llama.cpp refuses it."""
+        self.clear()
+        buffer = (ctypes.c_uint8 * len(state)).from_buffer_copy(state)
+        return bool(self._ll.llama_state_seq_set_data(self.ctx, buffer, len(state), 0))
+
     # --- sampling -----------------------------------------------------------------------------------------------
 
     def make_sampler(
