@@ -133,3 +133,16 @@ def test_deleted_chat_is_not_shown_or_exported(tmp_path):
     exported = cli("history", "export", "1", "--out", str(tmp_path / "out"), "--data-dir", str(data))
     assert exported.returncode == 2
     assert not (tmp_path / "out").exists()
+
+
+def test_damaged_history_in_a_read_only_folder_is_left_alone_and_said(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    garbage = b"\0garbage" * 512
+    (data / "history.sqlite3").write_bytes(garbage)
+    with read_only(data):
+        result = cli("history", "list", "--data-dir", str(data))
+    assert result.returncode == 2
+    assert last_line(result) == (f"llavacam: error: the chat history {data / 'history.sqlite3'} cannot be read (file "
+                                 "is not a database)")  # fmt: skip
+    assert (data / "history.sqlite3").read_bytes() == garbage

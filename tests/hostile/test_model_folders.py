@@ -220,3 +220,10 @@ def test_catalog_pair_sharing_one_filename_is_refused(tmp_path):
         load_catalog(path)
     assert str(info.value) == (f"{path}: model 'tiny': the text model and the mmproj need different filenames, not "
                                "both 'mmproj.gguf'")  # fmt: skip
+
+
+def test_local_pair_id_that_is_a_path_is_refused(tmp_path, tiny_models):
+    store = ModelStore(tmp_path / "data")
+    with pytest.raises(CatalogError, match="model id '../escape' is not a plain name"):
+        store.add_local(tiny_models.text, tiny_models.mmproj, model_id="../escape")
+    assert [m.id for m in store.installed() if m.origin != "checkout"] == []
