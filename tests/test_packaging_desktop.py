@@ -52,6 +52,24 @@ def test_bundled_ask_answers_on_the_tiny_model(bundle, tiny_models, tmp_path):
     assert answer["image_encode_ms"] > 0
 
 
+def test_bundled_app_is_its_own_probe_child(bundle, tiny_models, tmp_path):
+    """In the bundle sys.executable is the app: with --llavacam-probe first it loads, encodes and evaluates a pair
+    (app/core/models/probe.py), and a crafted file crashes only that child."""
+    from tests.hostile.crafted import DROP, rewrite
+
+    good = subprocess.run([str(bundle / "LlavaCam"), "--llavacam-probe", str(tiny_models.text),
+                           str(tiny_models.mmproj)], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert good.returncode == 0, good.stderr
+    assert good.stdout.splitlines()[-1] == '{"ok": true}'
+    bad = rewrite(tiny_models.mmproj, tmp_path / "no-bias.gguf", tensors={"mm.0.bias": DROP})
+    refused = subprocess.run([str(bundle / "LlavaCam"), "ask", "--model", str(tiny_models.text), "--mmproj",
+                              str(bad), "-q", "Hi", "--data-dir", str(tmp_path / "data")],
+                             capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == (f"llavacam: error: {bad}: the vision projector is malformed: "
+                                      "it has no mm.0.bias tensor")  # fmt: skip
+
+
 def test_bundled_window_starts_offscreen_and_closes_cleanly(bundle, tiny_models, tmp_path):
     ready = tmp_path / "ready"
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "LLAVACAM_READY_FILE": str(ready)}

@@ -122,6 +122,10 @@ def run(args: argparse.Namespace) -> int:
         system_prompt=args.system if args.system is not None else DEFAULT_SYSTEM_PROMPT,
         verbose=args.verbose,
     )
+    from app.core.models.probe import ensure_pair_safe
+
+    # A pair not yet known good is first loaded in a child process: a crash there is one line, not ours.
+    ensure_pair_safe(text_model, mmproj, data_dir=getattr(args, "data_dir", None))
     with Engine(text_model, mmproj, config) as engine:
         for index, question in enumerate(questions, start=1):
             turn = engine.ask(question, image if index == 1 else None, sampling)

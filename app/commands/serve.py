@@ -88,7 +88,11 @@ def run(args: argparse.Namespace) -> int:
         raise LlavaCamError(f"--image-dir {image_dir}: no such folder")
     sock = bind_socket(args.host, args.port)
     try:
+        from app.core.models.probe import ensure_pair_safe
+
         text_model, mmproj, family = _resolve_model(args)
+        # A pair not yet known good is first loaded in a child process: a crash there is one line, not ours.
+        ensure_pair_safe(text_model, mmproj, data_dir=getattr(args, "data_dir", None))
         engine = Engine(
             text_model, mmproj,
             EngineConfig(n_ctx=args.n_ctx, n_threads=args.threads, template=args.template or family),

@@ -321,6 +321,7 @@ class MainWindow(QMainWindow):
             "gpu_layers": s.gpu_layers,
             "template": "" if s.template == "auto" else s.template,
             "system_prompt": s.system_prompt,
+            "data_dir": str(self.data_dir),  # where the probe remembers pairs known good
         }
         self.set_status("Loading the model…")
         self.load_requested.emit(s.model_path, s.mmproj_path, options)

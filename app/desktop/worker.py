@@ -15,6 +15,7 @@ from app.core.errors import LlavaCamError
 from app.core.inference.engine import Engine, EngineConfig
 from app.core.inference.images import RGBImage
 from app.core.inference.sampling import SamplingSettings
+from app.core.models.switch import switch_engine
 
 
 class InferenceWorker(QObject):
@@ -45,8 +46,10 @@ class InferenceWorker(QObject):
 
     @Slot(str, str, object)
     def load_model(self, text_path: str, mmproj_path: str, options: dict) -> None:
-        self._close_engine()
+        """Load a pair, or switch to it: core's switch_engine checks and probes it first, keeps the old model
+        if it is refused, and reloads the old one if the new one fails to load."""
         if not text_path:
+            self._close_engine()
             self.model_failed.emit("No model configured: choose the model files in Settings (Ctrl+,).")
             return
         name = text_path.rsplit("/", 1)[-1]
@@ -66,17 +69,27 @@ class InferenceWorker(QObject):
             template=options.get("template") or None,
             system_prompt=options.get("system_prompt") or EngineConfig().system_prompt,
         )
+        with self._engine_lock:
+            current = self._engine
         try:
-            engine = Engine(text_path, mmproj_path or None, config, load_progress=progress)
-        except LlavaCamError as exc:
-            self.model_failed.emit(str(exc))
-            return
-        except Exception as exc:  # a bug or an unexpected native failure: say it, keep the window alive
+            result = switch_engine(current, text_path, mmproj_path or None, config,
+                                   data_dir=options.get("data_dir"), load_progress=progress)  # fmt: skip
+        except Exception as exc:  # a bug: say it, keep the window alive
+            self._close_engine()
             self.model_failed.emit(f"The model could not be loaded: {exc}")
             return
         with self._engine_lock:
-            self._engine = engine
+            self._engine = result.engine
+        engine = result.engine
+        if engine is None:
+            self.model_failed.emit(result.error or "The model could not be loaded.")
+            return
         info = engine.info
+        self._emit_loaded(info)
+        if result.error is not None:  # the new pair was refused; the previous one is still (or again) loaded
+            self.status.emit(f"Kept {info.name}: {result.error}")
+
+    def _emit_loaded(self, info: Any) -> None:
         self.model_loaded.emit(
             {
                 "name": info.name,

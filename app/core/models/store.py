@@ -22,6 +22,7 @@ from app.core.errors import CatalogError, LlavaCamError, ModelFileError
 from app.core.models.catalog import CatalogEntry, Source, check_model_id, find_entry, is_plain_id, load_catalog
 from app.core.models.download import Progress, download
 from app.core.models.modelfile import check_pair, inspect_mmproj, inspect_text_model
+from app.core.models.probe import ensure_pair_safe
 from app.core.paths import data_dir, models_dir, source_checkout_models_dir
 
 MANIFEST = "installed.json"
@@ -227,7 +228,7 @@ class ModelStore:
         text = self._fetch(entry, "text", entry.text, folder, inspect_text_model, progress, cancel, download_options)
         mmproj = self._fetch(entry, "mmproj", entry.mmproj, folder, inspect_mmproj, progress, cancel,
                              download_options)  # fmt: skip
-        check_pair(text, mmproj)
+        ensure_pair_safe(text, mmproj, data_dir=self.base)
         return self._record(entry.id, entry.name, text, mmproj, entry.template, "catalog")
 
     def _fetch(
@@ -291,6 +292,7 @@ class ModelStore:
     ) -> InstalledModel:
         """Register a pair of files already on disk (checked first; the files stay where they are)."""
         text_info, _ = check_pair(text, mmproj)
+        ensure_pair_safe(text, mmproj, data_dir=self.base)  # loads it once in a child process
         text_path = Path(text).resolve()
         chosen = check_model_id(model_id or "local-" + re.sub(r"[^a-z0-9._-]+", "-", text_path.stem.lower()))
         return self._record(chosen, name or text_info.name or text_path.stem, text_path,
@@ -322,7 +324,8 @@ class ModelStore:
             shutil.rmtree(folder, ignore_errors=True)
 
     def verify(self, model_id: str) -> InstalledModel:
-        """Check the files again: present, complete, a matching pair, and the catalog's hash where it has one."""
+        """Check the files again: present, complete, a matching pair, the catalog's hash where it has one, and a
+        fresh test load in a child process."""
         model = self.get(model_id)
         check_pair(model.text, model.mmproj)
         if model.origin == "catalog":
@@ -332,6 +335,7 @@ class ModelStore:
             for source, path in ((entry.text, model.text), (entry.mmproj, model.mmproj)):
                 if source.sha256 and path is not None and _sha256(path) != source.sha256:
                     raise ModelFileError(path, "its SHA-256 does not match the catalog: download it again")
+        ensure_pair_safe(model.text, model.mmproj, data_dir=self.base, force=True)
         return model
 
     def catalog_entries(self) -> list[CatalogEntry]:
