@@ -62,7 +62,8 @@ def test_switch_to_a_good_pair_replaces_the_old_one(tiny_models, tiny_models_no_
     try:
         assert result.switched is True
         assert result.error is None
-        assert result.engine is not None and result.engine is not old
+        assert result.engine is not None
+        assert result.engine is not old
         assert result.engine.info.text_path == tiny_models_no_template.text
         assert old._closed is True  # the old one was unloaded before the new one loaded
     finally:
@@ -80,8 +81,10 @@ def test_switch_reloads_the_old_pair_when_the_new_one_fails_to_load(tiny_models,
     try:
         assert result.switched is False
         assert result.old_restored is True
-        assert result.error is not None and result.error.endswith("it has no mm.0.bias tensor")
-        assert result.engine is not None and result.engine.info.mmproj_path == tiny_models.mmproj
+        assert result.error is not None
+        assert result.error.endswith("it has no mm.0.bias tensor")
+        assert result.engine is not None
+        assert result.engine.info.mmproj_path == tiny_models.mmproj
         assert answer(result.engine) == "answered"
     finally:
         if result.engine is not None:

@@ -16,9 +16,10 @@ from __future__ import annotations
 import math
 import os
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from app.core.errors import ModelFileError
 
@@ -424,17 +425,23 @@ def _kind_problem(fields: _Fields, key: str, expected: int, *, item_min: int = 0
     if array_of:
         value = fields.get(key)
         if kind != _ARRAY or not isinstance(value, _ArrayLength):
-            return f"{key} is stored as {_KIND_NAMES.get(kind, kind)}, but llama.cpp reads an array of " \
-                   f"{_KIND_NAMES[expected]}"
+            return (
+                f"{key} is stored as {_KIND_NAMES.get(kind, kind)}, but llama.cpp reads an array of "
+                f"{_KIND_NAMES[expected]}"
+            )
         if value.item_kind != expected:
-            return f"{key} is an array of {_KIND_NAMES.get(value.item_kind, value.item_kind)}, but llama.cpp " \
-                   f"reads {_KIND_NAMES[expected]}"
+            return (
+                f"{key} is an array of {_KIND_NAMES.get(value.item_kind, value.item_kind)}, but llama.cpp "
+                f"reads {_KIND_NAMES[expected]}"
+            )
         if int(value) < item_min:
             return f"{key} has {int(value)} values, llama.cpp reads {item_min}"
         return None
     if kind != expected:
-        return f"{key} is stored as {_KIND_NAMES.get(kind, kind)}, but llama.cpp reads it as " \
-               f"{_KIND_NAMES[expected]} (it would abort)"
+        return (
+            f"{key} is stored as {_KIND_NAMES.get(kind, kind)}, but llama.cpp reads it as "
+            f"{_KIND_NAMES[expected]} (it would abort)"
+        )
     return None
 
 
@@ -450,7 +457,7 @@ def _finite_positive(fields: _Fields, key: str) -> str | None:
 def _check_vision(file: Path, fields: _Fields, tensors: dict[str, list[int]], projector: str | None) -> None:
     """Keys, values and (for the projectors we know) tensors, as clip.cpp reads them."""
 
-    def refuse(problem: str) -> None:
+    def refuse(problem: str) -> NoReturn:
         raise ModelFileError(file, f"the vision projector is malformed: {problem}")
 
     for key, kind in _CLIP_KEY_KINDS.items():
@@ -506,7 +513,7 @@ def _check_llava_tensors(
     n_layer: int,
     image: int,
     patch: int,
-    refuse: Any,
+    refuse: Callable[[str], NoReturn],
 ) -> None:
     """clip.cpp's LLaVA graph uses these without a null check; a wrong shape fails a ggml assert (an abort)."""
 
@@ -514,8 +521,7 @@ def _check_llava_tensors(
         dims = tensors.get(name)
         if dims is None:
             refuse(f"it has no {name} tensor")
-        assert dims is not None
-        if expected is not None and [d for d in dims] != expected:
+        if expected is not None and dims != expected:
             refuse(f"{name} has shape {dims}, llama.cpp needs {expected}")
         return dims
 
@@ -547,7 +553,7 @@ def _check_llava_tensors(
 def _check_text(file: Path, architecture: str, fields: _Fields, tensors: dict[str, list[int]]) -> None:
     """Keys, values and the vocabulary, as llama-model.cpp and llama-vocab.cpp read them."""
 
-    def refuse(problem: str) -> None:
+    def refuse(problem: str) -> NoReturn:
         raise ModelFileError(file, f"the text model is malformed: {problem}")
 
     if architecture in _ENCODER_ARCHITECTURES:

@@ -133,8 +133,11 @@ def _run_probe(text: Path, mmproj: Path | None, timeout_s: float) -> None:
     what = {"text": "loading this model", "mmproj": "loading this vision projector",
             "image": "encoding an image with this vision projector", "decode": "evaluating tokens with this model",
             }.get(stage, "loading this model")  # fmt: skip
-    raise ProbeFailedError(blamed, f"llama.cpp crashed ({_exit_reason(child.returncode)}) {what}: the file is "
-                                   "malformed or not supported by this version; the app was not affected")
+    raise ProbeFailedError(
+        blamed,
+        f"llama.cpp crashed ({_exit_reason(child.returncode)}) {what}: the file is "
+        "malformed or not supported by this version; the app was not affected",
+    )
 
 
 def _exit_reason(code: int) -> str:

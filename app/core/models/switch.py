@@ -49,7 +49,7 @@ def switch_engine(
         old = (current.info.text_path, current.info.mmproj_path, current.config)
         current.close()
     try:
-        engine = Engine(text, mmproj, config, load_progress=load_progress)
+        engine = Engine(Path(text), Path(mmproj) if mmproj else None, config, load_progress=load_progress)
     except Exception as exc:  # an unexpected native failure is still a reason to show, not a dead app
         reason = str(exc) if isinstance(exc, LlavaCamError) else f"the model could not be loaded: {exc}"
         if old is None:
