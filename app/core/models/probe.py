@@ -13,6 +13,7 @@ the frozen app) the app itself with PROBE_FLAG as its first argument (packaging/
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -187,8 +188,9 @@ def _write_verdicts(path: Path, verdicts: dict[str, Any]) -> None:
     try:
         temporary.write_text(json.dumps(verdicts, indent=1, sort_keys=True), encoding="utf-8")
         os.replace(temporary, path)
-    except OSError:
-        temporary.unlink(missing_ok=True)  # not remembering only costs another probe next time
+    except OSError:  # a read-only or full data dir: not remembering only costs another probe next time
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
 
 
 # --- the child --------------------------------------------------------------------------------------------------
