@@ -204,6 +204,7 @@ class Engine:
         self._prepare_generation = 0
         self._preparing_digest: str | None = None
         self._current_turn: Turn | None = None
+        self._aside_turn: Turn | None = None  # a one-off question (watch) that any chat request pre-empts
         self._history: list[PastTurn] = []
         self._closed = False
         self._thread = threading.Thread(target=self._serve_jobs, name="llavacam-inference", daemon=True)
@@ -228,6 +229,7 @@ class Engine:
         if picture is not None and not self.info.has_vision:
             raise EngineError("this model has no vision projector (mmproj): give one to ask about images")
         turn = Turn(question, picture)
+        self._preempt_aside()
         with self._lock:
             if picture is None or picture.digest != self._preparing_digest:
                 self._prepare_generation += 1  # a preparation for another image is now useless
@@ -242,6 +244,7 @@ class Engine:
             raise LlavaCamError("there is no answer to regenerate yet")
         last = self._history[-1]
         turn = Turn(last.question, last.image)
+        self._preempt_aside()
         with self._lock:
             self._current_turn = turn
         self._jobs.put(lambda: self._answer(turn, sampling or SamplingSettings(), regenerate=True))
@@ -257,11 +260,41 @@ class Engine:
         picture = self.load_image(image)
         if not self.info.has_vision:
             raise EngineError("this model has no vision projector (mmproj): give one to ask about images")
+        self._preempt_aside()
         with self._lock:
             self._prepare_generation += 1
             generation = self._prepare_generation
             self._preparing_digest = picture.digest
         return self._submit(lambda: self._prepare(picture, generation))
+
+    def ask_aside(
+        self, question: str, image: ImageSource | None = None, sampling: SamplingSettings | None = None
+    ) -> Turn:
+        """A one-turn question outside the conversation (watch mode, extraction): returns a streaming Turn.
+
+        The conversation is untouched: its turns stay, and its KV cache is kept in a second sequence while this
+        question borrows the first (shared cells, nothing copied), then put back, so the chat's next follow-up is
+        as instant as before. Only the system prompt is shared. Policy: the chat comes first. Any `ask`,
+        `regenerate` or `prepare` cancels a running or queued aside question within one token (its Turn ends with
+        finish_reason "cancelled"); the caller asks again later. When the chat and this question do not fit in
+        the context together, the question runs without the stash and the chat's next turn re-evaluates its
+        prompt (image embeddings stay cached).
+        """
+        self._check_open()
+        picture = self.load_image(image) if image is not None else None
+        if picture is not None and not self.info.has_vision:
+            raise EngineError("this model has no vision projector (mmproj): give one to ask about images")
+        turn = Turn(question, picture)
+        with self._lock:
+            self._aside_turn = turn
+        self._jobs.put(lambda: self._answer_aside(turn, sampling or SamplingSettings()))
+        return turn
+
+    def _preempt_aside(self) -> None:
+        with self._lock:
+            aside, self._aside_turn = self._aside_turn, None
+        if aside is not None:
+            aside.cancel()
 
     def cancel(self) -> None:
         """Stop the answer being generated (within one token) and any preparation."""
@@ -430,6 +463,57 @@ class Engine:
                 if self._current_turn is turn:
                     self._current_turn = None
 
+    def _answer_aside(self, turn: Turn, sampling: SamplingSettings) -> None:
+        stats = TurnStats()
+        native = self._native
+        chat = (self._turns, self._segs, list(self._kv), list(self._kv_pos))
+        stashed = False
+        saved_state: bytes | None = None
+        saved_checkpoint = None
+        try:
+            if turn._cancel.is_set():
+                raise _Cancelled
+            record = _TurnRecord(turn.question.replace(IMAGE_MARKER, ""), turn.image, None)
+            images = [turn.image] if turn.image is not None else []
+            segs = self._plan(self._render([record]), images)
+            units = [u for s in segs for u in s.units]
+            shared = 0
+            while shared < min(len(units), len(self._kv)) and _same_unit(units[shared], self._kv[shared]):
+                shared += 1
+            needed = sum(self._positions(u) for u in units[shared:]) + min(sampling.max_tokens, native.n_ctx // 4)
+            if not native.can_truncate:
+                # A recurrent/hybrid cache cannot share cells between sequences: save the chat's whole state
+                # (llama_state_seq_*) and its image checkpoint, and load them back afterwards.
+                saved_state = native.save_state() if self._kv else None
+                saved_checkpoint = self._checkpoints._latest
+            elif sum(self._kv_pos) + needed <= native.n_ctx:
+                native.stash()
+                stashed = True
+            self._turns, self._segs = [], segs  # planned once: _generate reuses these segments
+            self._generate(turn, sampling, stats)
+            turn._finish(stats)
+        except _Cancelled:
+            stats.finish_reason = "cancelled"
+            turn._finish(stats)
+        except BaseException as exc:
+            turn._fail(exc)
+        finally:
+            self._turns, self._segs = chat[0], chat[1]
+            if stashed:
+                native.unstash()
+                self._kv, self._kv_pos = chat[2], chat[3]
+            elif saved_state is not None:
+                if native.load_state(saved_state):
+                    self._kv, self._kv_pos = chat[2], chat[3]
+                    self._checkpoints._latest = saved_checkpoint
+                else:  # the cache is then what the aside left, or empty: say so, never pretend
+                    native.clear()
+                    self._kv, self._kv_pos = [], []
+                    self._checkpoints._latest = None
+            with self._lock:
+                if self._aside_turn is turn:
+                    self._aside_turn = None
+
     def _generate(self, turn: Turn, sampling: SamplingSettings, stats: TurnStats) -> None:
         native = self._native
         question = turn.question.replace(IMAGE_MARKER, "")  # typed text must not open an image slot
@@ -463,6 +547,7 @@ class Engine:
             repeat_penalty=sampling.repeat_penalty,
             seed=sampling.seed,
             ignore_eos=sampling.ignore_eos,
+            grammar=sampling.grammar,
         )
         answer = AnswerText(sampling.stop)
         n_past = sum(self._kv_pos)

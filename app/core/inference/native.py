@@ -103,7 +103,11 @@ class NativeModel:
         ctx_params.n_ctx = n_ctx
         ctx_params.n_batch = n_batch
         ctx_params.n_ubatch = n_batch
-        ctx_params.n_seq_max = 1
+        # Sequence 0 is the conversation; sequence 1 only ever holds a stash of it while a one-off question
+        # (a watch) borrows sequence 0 (`stash`/`unstash`). One unified cache: copying a sequence between the two
+        # is bookkeeping on shared cells, and the conversation keeps the whole n_ctx.
+        ctx_params.n_seq_max = 2
+        ctx_params.kv_unified = True
         ctx_params.n_threads = n_threads
         ctx_params.n_threads_batch = n_threads
         if flash_attn is None:
@@ -318,6 +322,17 @@ class NativeModel:
         buffer = (ctypes.c_uint8 * len(state)).from_buffer_copy(state)
         return bool(self._ll.llama_state_seq_set_data(self.ctx, buffer, len(state), 0))
 
+    def stash(self) -> None:
+        """Keep what sequence 0 holds in sequence 1 (shared cells, no copy) so sequence 0 can be used and put back."""
+        self._ll.llama_memory_seq_rm(self.memory, 1, -1, -1)
+        self._ll.llama_memory_seq_cp(self.memory, 0, 1, -1, -1)
+
+    def unstash(self) -> None:
+        """Sequence 0 holds again exactly what it held at `stash`; the stash is dropped."""
+        self._ll.llama_memory_seq_rm(self.memory, 0, -1, -1)
+        self._ll.llama_memory_seq_cp(self.memory, 1, 0, -1, -1)
+        self._ll.llama_memory_seq_rm(self.memory, 1, -1, -1)
+
     # --- sampling -----------------------------------------------------------------------------------------------
 
     def make_sampler(
@@ -330,9 +345,17 @@ class NativeModel:
         repeat_penalty: float,
         seed: int | None,
         ignore_eos: bool = False,
+        grammar: str | None = None,
     ) -> Any:
         ll = self._ll
         chain = ll.llama_sampler_chain_init(ll.llama_sampler_chain_default_params())
+        if grammar is not None:
+            # GBNF: only tokens that keep the text inside the grammar can be chosen; once it is complete, only EOS.
+            constraint = ll.llama_sampler_init_grammar(self.vocab, grammar.encode(), b"root")
+            if not constraint:
+                ll.llama_sampler_free(chain)
+                raise EngineError("the answer's grammar could not be parsed")
+            ll.llama_sampler_chain_add(chain, constraint)
         if ignore_eos:
             banned = self._end_of_generation_tokens()
             biases = (ll.llama_logit_bias * len(banned))()

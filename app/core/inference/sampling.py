@@ -22,6 +22,7 @@ class SamplingSettings:
     max_tokens: int = 512
     stop: tuple[str, ...] = field(default_factory=tuple)
     ignore_eos: bool = False  # for benchmarks: always generate max_tokens
+    grammar: str | None = None  # GBNF (root rule `root`): the answer is constrained to it (watch, extract)
 
     def __post_init__(self) -> None:
         for name in ("temperature", "top_p", "min_p", "repeat_penalty"):
