@@ -16,16 +16,9 @@ import cv2
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+from app.capture import IMAGE_SUFFIXES, CaptureError, parse_source, read_still, to_rgb
 
-
-def parse_source(text: str | int | None) -> int | str:
-    """ "0" -> camera index 0; anything else is a file path."""
-    if text is None or text == "":
-        return 0
-    if isinstance(text, int):
-        return text
-    return int(text) if text.strip().isdigit() else text
+__all__ = ["IMAGE_SUFFIXES", "CameraSource", "list_cameras", "parse_source"]
 
 
 def list_cameras(max_index: int = 4) -> list[int]:
@@ -159,7 +152,12 @@ class CameraSource(QObject):
                     ok, bgr = capture.read()  # a video file loops
                 if not ok:
                     return
-            self._publish(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+            try:
+                rgb = to_rgb(bgr)  # the same conversion and checks as the command line's frames
+            except CaptureError as exc:
+                self.failed.emit(f"{exc}.")
+                return
+            self._publish(rgb)
             if period:  # files play at their own frame rate; a live camera paces itself
                 next_at += period
                 delay = next_at - time.perf_counter()
@@ -169,8 +167,9 @@ class CameraSource(QObject):
                     next_at = time.perf_counter()
 
     def _run_still(self, path: Path) -> None:
-        bgr = cv2.imread(str(path))
-        if bgr is None:
-            self.failed.emit(f"Cannot read {path} as an image.")
+        try:
+            rgb = read_still(path)
+        except CaptureError as exc:
+            self.failed.emit(str(exc))
             return
-        self._publish(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        self._publish(rgb)

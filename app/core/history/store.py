@@ -490,6 +490,27 @@ class HistoryStore:
                 path.unlink(missing_ok=True)
         return purged
 
+    def forget_frames(self, chat_id: int, keep_last: int) -> int:
+        """Keep only the newest `keep_last` frames of a chat (a watch's retention cap): older messages keep their
+        text and lose their frame; frame files no chat uses any more are deleted. Returns how many were dropped."""
+        if self.read_only:
+            return 0
+        with self._write() as conn:
+            rows = conn.execute(
+                "SELECT id FROM messages WHERE chat_id = ? AND image_hash IS NOT NULL ORDER BY id DESC LIMIT -1 "
+                "OFFSET ?", (chat_id, max(0, keep_last))).fetchall()  # fmt: skip
+            conn.executemany("UPDATE messages SET image_hash = NULL WHERE id = ?", [(row["id"],) for row in rows])
+            orphans = conn.execute(
+                "SELECT hash, file FROM images WHERE hash NOT IN "
+                "(SELECT image_hash FROM messages WHERE image_hash IS NOT NULL)"
+            ).fetchall()
+            conn.executemany("DELETE FROM images WHERE hash = ?", [(row["hash"],) for row in orphans])
+        for row in orphans:
+            path = self.frame_path(row["file"])
+            if path is not None:
+                path.unlink(missing_ok=True)
+        return len(rows)
+
     # --- reading ------------------------------------------------------------------------------------------------
 
     def list_chats(self) -> list[Chat]:

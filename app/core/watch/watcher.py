@@ -193,21 +193,24 @@ class Watcher:
         """Watch until stopped, matched, timed out or the source ends; returns why it ended."""
         started = self._clock()
         reason = "stopped"
-        while not self._stop.is_set():
-            if self.time_limit is not None and self._clock() - started >= self.time_limit:
-                reason = "time limit"
-                break
-            frame = source.next_frame()
-            if frame is None:
-                reason = "source ended"
-                break
-            if self._stop.is_set():
-                break
-            if self._paused.is_set():
-                continue
-            if self.step(frame):
-                reason = "matched"
-                break
+        try:
+            while not self._stop.is_set():
+                if self.time_limit is not None and self._clock() - started >= self.time_limit:
+                    reason = "time limit"
+                    break
+                frame = source.next_frame()
+                if frame is None:
+                    reason = "source ended"
+                    break
+                if self._stop.is_set():
+                    break
+                if self._paused.is_set():
+                    continue
+                if self.step(frame):
+                    reason = "matched"
+                    break
+        except KeyboardInterrupt:  # Ctrl+C in a terminal: the question in flight was cancelled by the answerer
+            reason = "interrupted"
         self.end_reason = reason
         last = self.timeline.entries[-1] if self.timeline.entries else None
         self._emit(WatchEvent("end", reason, last.last_frame_index if last else -1, datetime.now(timezone.utc)))
@@ -279,7 +282,11 @@ class EngineAnswerer:
 
     def __call__(self, question: str, frame: Frame, grammar: str | None) -> str | None:
         turn = self.engine.ask_aside(question, frame.rgb, self.sampling.with_(grammar=grammar))  # type: ignore[attr-defined]
-        stats = turn.wait()
+        try:
+            stats = turn.wait()
+        except BaseException:
+            turn.cancel()  # Ctrl+C, or the engine failed: nothing is left running for this watch
+            raise
         if stats.finish_reason == "cancelled":
             return None
         return str(turn.text).strip()

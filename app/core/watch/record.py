@@ -1,0 +1,55 @@
+"""A watch kept in the history: a chat whose turns are the timeline's entries, each with its timestamped frame.
+
+Each new timeline entry is one user message (the question, with the frame captured at that moment) and one
+answer; a folded repeat adds nothing. `max_frames` caps the frames a watch keeps (older entries keep their text),
+and `store_frames=False` keeps no frames at all. The chat exports like any other (`llavacam history export`).
+"""
+
+from __future__ import annotations
+
+from app.core.history.store import HistoryStore
+from app.core.inference.images import load_image
+from app.core.watch.watcher import Frame, WatchEvent
+
+DEFAULT_MAX_FRAMES = 200
+FRAME_SIDE = 1024  # stored frames are at most this long a side
+
+
+class WatchRecorder:
+    def __init__(
+        self,
+        store: HistoryStore,
+        title: str,
+        *,
+        source: str = "",
+        model_id: str | None = None,
+        store_frames: bool = True,
+        max_frames: int = DEFAULT_MAX_FRAMES,
+    ) -> None:
+        self.store = store
+        self.source = source
+        self.model_id = model_id
+        self.store_frames = store_frames
+        self.max_frames = max_frames
+        self.chat_id = store.create_chat(title, model_id)
+        self._frames_kept = 0
+
+    def record(self, event: WatchEvent, frame: Frame | None) -> None:
+        """Store an "answer" event (with its frame) or a "match" (a note in the chat); others are not stored."""
+        if event.kind == "answer":
+            image = None
+            if self.store_frames and frame is not None:
+                picture = load_image(frame.rgb, max_side=FRAME_SIDE)
+                image = self.store.save_image(picture, source=self.source, captured_at=frame.captured_at.timestamp())
+            self.store.add_user_message(self.chat_id, f"[{event.at.isoformat(timespec='seconds')}] {event.question}",
+                                        image)  # fmt: skip
+            writer = self.store.begin_answer(self.chat_id, self.model_id)
+            writer.append(event.text)
+            writer.finish("complete")
+            if image is not None:
+                self._frames_kept += 1
+                if self._frames_kept > self.max_frames:
+                    self._frames_kept -= self.store.forget_frames(self.chat_id, self.max_frames)
+        elif event.kind == "match":
+            self.store.add_user_message(self.chat_id, f"[{event.at.isoformat(timespec='seconds')}] "
+                                        f"Matched: {event.text}")  # fmt: skip
