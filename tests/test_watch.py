@@ -232,7 +232,7 @@ def test_the_yes_no_grammar_holds_even_for_a_random_weight_model(engine):
     assert answers
 
 
-def test_a_watch_question_keeps_the_chats_cache(engine):
+def _check_the_chat_cache_is_kept(engine):
     def chat(with_watch: bool):
         engine.new_chat().result()
         engine.ask("What is this?", scene("red"), GREEDY.with_(max_tokens=6)).wait()
@@ -252,6 +252,19 @@ def test_a_watch_question_keeps_the_chats_cache(engine):
     assert after_watch.image_encode_ms == 0.0
     assert after_watch_tokens == alone_tokens
     assert [t.question for t in engine.history] == ["What is this?", "And its colour?"]
+
+
+def test_a_watch_question_keeps_the_chats_cache(engine):
+    _check_the_chat_cache_is_kept(engine)
+
+
+def test_a_watch_question_keeps_a_hybrid_models_state(tmp_path_factory):
+    # LFM2's short-convolution state cannot share cells between sequences: its state is saved and loaded back
+    from models.families import write_lfm2
+
+    pair = write_lfm2(tmp_path_factory.mktemp("lfm2"))
+    with Engine(pair.text, pair.mmproj, EngineConfig(n_ctx=2048, n_threads=2)) as hybrid:
+        _check_the_chat_cache_is_kept(hybrid)
 
 
 def test_a_chat_question_pre_empts_a_running_watch_question(engine):
