@@ -306,9 +306,155 @@ def write_lfm2(directory: Path, seed: int = 0) -> ModelPair:
     return ModelPair(text, _finish(writer, temporary, path))
 
 
+# --- Qwen3-VL (qwen3vl text model, qwen3vl_merger projector) ------------------------------------------------------
+
+# Qwen3-VL's chat template, as published in Qwen/Qwen3-VL-2B-Instruct's chat_template.json, without its tool-call
+# branches (this app sends no tools); the image, video and text parts are handled exactly as there.
+QWEN3_VL_TEMPLATE = (
+    "{%- set image_count = namespace(value=0) -%}{%- set video_count = namespace(value=0) -%}"
+    "{%- if messages[0].role == 'system' -%}{{- '<|im_start|>system\n' -}}"
+    "{%- if messages[0].content is string -%}{{- messages[0].content -}}"
+    "{%- else -%}{%- for content in messages[0].content -%}{%- if 'text' in content -%}{{- content.text -}}"
+    "{%- endif -%}{%- endfor -%}{%- endif -%}{{- '<|im_end|>\n' -}}{%- endif -%}"
+    "{%- for message in messages -%}"
+    "{%- if message.role == 'user' or (message.role == 'system' and not loop.first) -%}"
+    "{{- '<|im_start|>' + message.role + '\n' -}}"
+    "{%- if message.content is string -%}{{- message.content -}}{%- else -%}{%- for content in message.content -%}"
+    "{%- if content.type == 'image' or 'image' in content or 'image_url' in content -%}"
+    "{%- set image_count.value = image_count.value + 1 -%}"
+    "{%- if add_vision_id -%}Picture {{ image_count.value }}: {% endif -%}"
+    "<|vision_start|><|image_pad|><|vision_end|>"
+    "{%- elif content.type == 'video' or 'video' in content -%}{%- set video_count.value = video_count.value + 1 -%}"
+    "{%- if add_vision_id -%}Video {{ video_count.value }}: {% endif -%}<|vision_start|><|video_pad|><|vision_end|>"
+    "{%- elif 'text' in content -%}{{- content.text -}}{%- endif -%}{%- endfor -%}{%- endif -%}"
+    "{{- '<|im_end|>\n' -}}"
+    "{%- elif message.role == 'assistant' -%}{{- '<|im_start|>' + message.role + '\n' -}}"
+    "{%- if message.content is string -%}{{- message.content -}}{%- else -%}{%- for content_item in message.content -%}"
+    "{%- if 'text' in content_item -%}{{- content_item.text -}}{%- endif -%}{%- endfor -%}{%- endif -%}"
+    "{{- '<|im_end|>\n' -}}{%- endif -%}{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\n' -}}{%- endif -%}"
+)
+QWEN_VL_SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
+                    "<|image_pad|>", "<|video_pad|>")  # fmt: skip
+QWEN3_VL_DEEPSTACK = (True, False)  # which vision blocks feed a deepstack merger (Qwen3-VL-2B: 3 of 24)
+QWEN3_VL_SECTIONS = (2, 3, 3, 0)  # M-RoPE sections (t, h, w, -) in rotary pairs: half the head size in all
+
+
+def _qwen3_text(
+    path: Path, arch: str, *, name: str, template: str, seed: int, shape: _Text = _Text(), deepstack: int = 0
+) -> Path:
+    """A qwen3-family text model (q/k norms, no biases); `qwen3vl` adds M-RoPE sections and deepstack inputs."""
+    import gguf
+
+    rng = np.random.default_rng(seed)
+    tokens, scores, types = _special_vocabulary(QWEN_VL_SPECIALS)
+    temporary = _atomic_target(path)
+    writer = gguf.GGUFWriter(str(temporary), arch)
+    writer.add_name(name)
+    writer.add_context_length(shape.n_ctx_train)
+    writer.add_embedding_length(shape.n_embd)
+    writer.add_block_count(shape.n_layer)
+    writer.add_feed_forward_length(shape.n_ff)
+    writer.add_head_count(shape.n_head)
+    writer.add_head_count_kv(shape.n_head_kv)
+    head_dim = shape.n_embd // shape.n_head
+    writer.add_key_length(head_dim)
+    writer.add_value_length(head_dim)
+    writer.add_rope_freq_base(5_000_000.0)
+    writer.add_layer_norm_rms_eps(1e-6)
+    if arch == "qwen3vl":
+        writer.add_rope_dimension_sections(list(QWEN3_VL_SECTIONS))
+        writer.add_uint32(f"{arch}.n_deepstack_layers", deepstack)
+    writer.add_file_type(gguf.LlamaFileType.ALL_F32)
+    _add_tokenizer(writer, tokens, scores, types, eos=tokens.index("<|im_end|>"), add_bos=False)
+    writer.add_chat_template(template)
+    n_vocab, n_embd = len(tokens), shape.n_embd
+    writer.add_tensor("token_embd.weight", _weights(rng, n_vocab, n_embd))
+    writer.add_tensor("output_norm.weight", np.ones(n_embd, dtype=np.float32))
+    writer.add_tensor("output.weight", _weights(rng, n_vocab, n_embd))
+    for i in range(shape.n_layer):
+        writer.add_tensor(f"blk.{i}.attn_norm.weight", np.ones(n_embd, dtype=np.float32))
+        writer.add_tensor(f"blk.{i}.attn_q.weight", _weights(rng, head_dim * shape.n_head, n_embd))
+        writer.add_tensor(f"blk.{i}.attn_k.weight", _weights(rng, head_dim * shape.n_head_kv, n_embd))
+        writer.add_tensor(f"blk.{i}.attn_v.weight", _weights(rng, head_dim * shape.n_head_kv, n_embd))
+        writer.add_tensor(f"blk.{i}.attn_output.weight", _weights(rng, n_embd, head_dim * shape.n_head))
+        writer.add_tensor(f"blk.{i}.attn_q_norm.weight", np.ones(head_dim, dtype=np.float32))
+        writer.add_tensor(f"blk.{i}.attn_k_norm.weight", np.ones(head_dim, dtype=np.float32))
+        writer.add_tensor(f"blk.{i}.ffn_norm.weight", np.ones(n_embd, dtype=np.float32))
+        writer.add_tensor(f"blk.{i}.ffn_gate.weight", _weights(rng, shape.n_ff, n_embd))
+        writer.add_tensor(f"blk.{i}.ffn_up.weight", _weights(rng, shape.n_ff, n_embd))
+        writer.add_tensor(f"blk.{i}.ffn_down.weight", _weights(rng, n_embd, shape.n_ff))
+    return _finish(writer, temporary, path)
+
+
+def _qwen3vl_mmproj(path: Path, *, name: str, text_n_embd: int, seed: int, vision: _Vision) -> Path:
+    """A qwen3vl_merger projector: two patch convolutions, fused-QKV blocks with M-RoPE, a 2x2 merger MLP and a
+    deepstack merger for each block flagged in QWEN3_VL_DEEPSTACK (their outputs are concatenated)."""
+    import gguf
+
+    rng = np.random.default_rng(seed)
+    temporary = _atomic_target(path)
+    writer = gguf.GGUFWriter(str(temporary), "clip")
+    _clip_header(writer, "qwen3vl_merger", vision, text_n_embd, name=name)
+    writer.add_uint32("clip.vision.spatial_merge_size", 2)
+    writer.add_array("clip.vision.is_deepstack_layers", list(QWEN3_VL_DEEPSTACK[: vision.n_layer]))
+    embd, p = vision.n_embd, vision.patch_size
+    for suffix in ("", ".1"):
+        kernel = rng.standard_normal((embd, 3, p, p), dtype=np.float32) / np.float32(np.sqrt(3 * p * p))
+        writer.add_tensor(f"v.patch_embd.weight{suffix}", kernel)
+    writer.add_tensor("v.patch_embd.bias", np.zeros(embd, dtype=np.float32))
+    side = vision.image_size // p
+    writer.add_tensor("v.position_embd.weight", _weights(rng, side * side, embd))
+    merged = 4 * embd
+    for i in range(vision.n_layer):
+        writer.add_tensor(f"v.blk.{i}.attn_qkv.weight", _weights(rng, 3 * embd, embd))
+        writer.add_tensor(f"v.blk.{i}.attn_qkv.bias", np.zeros(3 * embd, dtype=np.float32))
+        writer.add_tensor(f"v.blk.{i}.attn_out.weight", _weights(rng, embd, embd))
+        writer.add_tensor(f"v.blk.{i}.attn_out.bias", np.zeros(embd, dtype=np.float32))
+        for norm in ("ln1", "ln2"):
+            writer.add_tensor(f"v.blk.{i}.{norm}.weight", np.ones(embd, dtype=np.float32))
+            writer.add_tensor(f"v.blk.{i}.{norm}.bias", np.zeros(embd, dtype=np.float32))
+        writer.add_tensor(f"v.blk.{i}.ffn_up.weight", _weights(rng, vision.n_ff, embd))
+        writer.add_tensor(f"v.blk.{i}.ffn_up.bias", np.zeros(vision.n_ff, dtype=np.float32))
+        writer.add_tensor(f"v.blk.{i}.ffn_down.weight", _weights(rng, embd, vision.n_ff))
+        writer.add_tensor(f"v.blk.{i}.ffn_down.bias", np.zeros(embd, dtype=np.float32))
+        if i < len(QWEN3_VL_DEEPSTACK) and QWEN3_VL_DEEPSTACK[i]:
+            writer.add_tensor(f"v.deepstack.{i}.norm.weight", np.ones(merged, dtype=np.float32))
+            writer.add_tensor(f"v.deepstack.{i}.norm.bias", np.zeros(merged, dtype=np.float32))
+            writer.add_tensor(f"v.deepstack.{i}.fc1.weight", _weights(rng, merged, merged))
+            writer.add_tensor(f"v.deepstack.{i}.fc1.bias", np.zeros(merged, dtype=np.float32))
+            writer.add_tensor(f"v.deepstack.{i}.fc2.weight", _weights(rng, text_n_embd, merged))
+            writer.add_tensor(f"v.deepstack.{i}.fc2.bias", np.zeros(text_n_embd, dtype=np.float32))
+    writer.add_tensor("v.post_ln.weight", np.ones(embd, dtype=np.float32))
+    writer.add_tensor("v.post_ln.bias", np.zeros(embd, dtype=np.float32))
+    writer.add_tensor("mm.0.weight", _weights(rng, merged, merged))
+    writer.add_tensor("mm.0.bias", np.zeros(merged, dtype=np.float32))
+    writer.add_tensor("mm.2.weight", _weights(rng, text_n_embd, merged))
+    writer.add_tensor("mm.2.bias", np.zeros(text_n_embd, dtype=np.float32))
+    return _finish(writer, temporary, path)
+
+
+def write_qwen3vl(directory: Path, seed: int = 0) -> ModelPair:
+    """Qwen3-VL: a qwen3vl text model (M-RoPE, deepstack inputs) and a qwen3vl_merger projector."""
+    directory = Path(directory)
+    shape = _Text()
+    vision = _Vision(n_layer=2)
+    deepstack = sum(QWEN3_VL_DEEPSTACK[: vision.n_layer])
+    text = _qwen3_text(
+        directory / "qwen3-vl-tiny.gguf", "qwen3vl", name="Qwen3-VL tiny test model", template=QWEN3_VL_TEMPLATE,
+        seed=seed, shape=shape, deepstack=deepstack,
+    )  # fmt: skip
+    mmproj = _qwen3vl_mmproj(
+        directory / "mmproj-qwen3-vl-tiny.gguf", name="Qwen3-VL tiny test mmproj", text_n_embd=shape.n_embd,
+        seed=seed + 1, vision=vision,
+    )  # fmt: skip
+    return ModelPair(text, mmproj)
+
+
 FAMILIES: dict[str, Family] = {
     "smolvlm2": Family("smolvlm2", "idefics3", "llama", write_smolvlm2),
     "lfm2": Family("lfm2", "lfm2", "lfm2", write_lfm2),
+    "qwen3vl": Family("qwen3vl", "qwen3vl_merger", "qwen3vl", write_qwen3vl),
 }
 
 

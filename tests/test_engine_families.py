@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from app.core.inference.engine import Engine, EngineConfig
+from app.core.inference.families import needs_for
 from app.core.inference.images import load_image
 from app.core.inference.sampling import GREEDY, SamplingSettings
 from app.core.inference.templates import IMAGE_MARKER
@@ -56,7 +57,8 @@ def reference_for(family, turn, images: list[Image.Image]) -> list[int]:
     by_digest = {load_image(img).digest: img for img in images}
     return greedy_from_scratch(
         Path(pair.text), Path(pair.mmproj), history, by_digest, len(turn.tokens), n_ctx=2048,
-        n_batch=engine.config.n_batch,
+        n_batch=engine._call(lambda: engine._native.n_batch),
+        image_max_tokens=engine._call(lambda: engine._image_max_tokens),
     )  # fmt: skip
 
 
@@ -136,3 +138,29 @@ def test_regenerate_and_an_edited_question_are_still_right(family):
     checkpoints = engine._call(lambda: engine._checkpoints)
     if checkpoints.enabled:  # a hybrid model: its cache cannot be cut back, the checkpoint after the image served
         assert checkpoints.restores == restores + 2
+
+
+def image_chunks(engine: Engine) -> list[tuple[int, int]]:
+    """(token count, positions) of each image chunk in the cache."""
+    return engine._call(lambda: [(u.chunk.n_tokens, u.chunk.n_pos) for u in engine._kv if not isinstance(u, int)])
+
+
+@pytest.mark.parametrize("name", [n for n in RUNNABLE if needs_for(FAMILIES[n].projector).mrope])
+def test_mrope_image_takes_fewer_positions_than_tokens_and_caps_its_token_count(name, tmp_path):
+    spec = FAMILIES[name]
+    pair = spec.write(tmp_path, 0)
+    wide = gradient(64, 32)
+    config = EngineConfig(n_ctx=1024, n_threads=2, image_max_tokens=16)
+    with Engine(pair.text, pair.mmproj, config) as engine:
+        turn = engine.ask("What is this?", wide, greedy(8))
+        turn.wait()
+        [(n_tokens, n_pos)] = image_chunks(engine)
+        assert n_tokens <= 16, "the image-token cap holds"
+        assert n_pos < n_tokens, "an M-RoPE image advances positions by its grid's larger side"
+        # The engine's position count follows n_pos: the answer is still llama.cpp's own.
+        history = engine.evaluated_units()[: turn.prompt_units]
+        reference = greedy_from_scratch(
+            pair.text, pair.mmproj, history, {load_image(wide).digest: wide}, len(turn.tokens), n_ctx=1024,
+            image_max_tokens=16,
+        )  # fmt: skip
+        assert turn.tokens == reference

@@ -1,6 +1,6 @@
 """An independent from-scratch evaluation of a token history, written straight against llama.cpp.
 
-It shares no code with app.core.inference.engine: token runs go through llama_batch_get_one, each image through
+It shares no code with app.core.inference.engine: token runs go through their own batches, each image chunk through
 llama.cpp's own `mtmd_helper_eval_chunk_single` (encode + decode in one call), and the next token is the
 argmax of the logits computed with numpy. Tests compare the engine's incremental, cache-reusing turns with it.
 """
@@ -24,6 +24,7 @@ def greedy_from_scratch(
     *,
     n_ctx: int = 4096,
     n_batch: int = 512,
+    image_max_tokens: int | None = None,
 ) -> list[int]:
     """Evaluate `history` (token ids and "image:<digest>") in a fresh context; greedy-generate `n_tokens`.
 
@@ -45,17 +46,31 @@ def greedy_from_scratch(
     if mmproj is not None:
         mparams = mtmd.mtmd_context_params_default()
         mparams.print_timings = False
+        if image_max_tokens:
+            mparams.image_max_tokens = image_max_tokens  # as the engine was told (a different cap, other tokens)
         mctx = mtmd.mtmd_init_from_file(str(mmproj).encode(), model, mparams)
     n_past = 0
-    keep_alive: list[object] = []
 
     def decode(tokens: list[int]) -> None:
+        # Positions are given, not left to llama.cpp: after an M-RoPE image (Qwen-VL) the next text position is
+        # mtmd's n_past (the image advances it by its grid's larger side, not by its token count), while the
+        # cache's own "last position + 1" would follow the image's temporal position only.
         nonlocal n_past
-        array = (llama_cpp.llama_token * len(tokens))(*tokens)
-        keep_alive.append(array)
-        batch = llama_cpp.llama_batch_get_one(array, len(tokens))
-        assert llama_cpp.llama_decode(ctx, batch) == 0
-        n_past += len(tokens)
+        for start in range(0, len(tokens), n_batch):
+            part = tokens[start : start + n_batch]
+            batch = llama_cpp.llama_batch_init(len(part), 0, 1)
+            try:
+                batch.n_tokens = len(part)
+                for i, token in enumerate(part):
+                    batch.token[i] = token
+                    batch.pos[i] = n_past + i
+                    batch.n_seq_id[i] = 1
+                    batch.seq_id[i][0] = 0
+                    batch.logits[i] = i == len(part) - 1
+                assert llama_cpp.llama_decode(ctx, batch) == 0
+            finally:
+                llama_cpp.llama_batch_free(batch)
+            n_past += len(part)
 
     # An image can be several mtmd chunks (idefics3, LFM2 and MiniCPM-V tile a large frame, with wrapper tokens
     # between the tiles): the history then holds one "image:<digest>" per chunk, and its wrapper tokens as ids.

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 from app.core.errors import EngineError, LlavaCamError, PromptTooLongError
 from app.core.inference.answerer import Answerer, PastTurn, TurnStats
 from app.core.inference.checkpoints import ImageCheckpoints
+from app.core.inference.families import needs_for
 from app.core.inference.images import ImageSource, RGBImage, load_image
 from app.core.inference.sampling import SamplingSettings
 from app.core.inference.stops import AnswerText
@@ -49,6 +50,7 @@ class EngineConfig:
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     image_cache_size: int = 8
     max_image_side: int | None = None  # None: twice the encoder's input size
+    image_max_tokens: int | None = None  # None: the family's cap (families.py) for dynamic-resolution projectors
     flash_attn: bool | None = None  # None: on with a GPU, off on a CPU (where it decodes slower)
     verbose: bool = False
 
@@ -389,11 +391,18 @@ class Engine:
 
         text_info, mmproj_info = check_pair(text_path, mmproj_path)
         config = self.config
+        needs = needs_for(mmproj_info.projector_type if mmproj_info else None)
+        image_max_tokens = config.image_max_tokens or needs.image_max_tokens
+        self._image_max_tokens = image_max_tokens
+        n_batch = config.n_batch
+        if needs.image_in_one_ubatch and image_max_tokens:
+            n_batch = max(n_batch, image_max_tokens)  # one micro-batch holds a whole image
         self._native = NativeModel(
             text_path,
             mmproj_path,
             n_ctx=config.n_ctx,
-            n_batch=config.n_batch,
+            n_batch=n_batch,
+            image_max_tokens=image_max_tokens,
             n_threads=config.n_threads or default_threads(),
             n_gpu_layers=config.n_gpu_layers,
             flash_attn=config.flash_attn,

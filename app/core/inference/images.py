@@ -71,9 +71,7 @@ class RGBImage:
         return buffer.getvalue()
 
 
-def load_image(
-    source: ImageSource, *, max_side: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
-) -> RGBImage:
+def load_image(source: ImageSource, *, max_side: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> RGBImage:
     """Read `source` as RGB, apply EXIF orientation, and downscale so the long side is at most `max_side`.
 
     Images already within `max_side` pass through unchanged (no resampling, so no loss). An encoded image is

@@ -67,6 +67,7 @@ class NativeModel:
         n_ctx: int,
         n_batch: int,
         n_threads: int,
+        image_max_tokens: int | None = None,
         n_gpu_layers: int,
         flash_attn: bool | None = None,
         verbose: bool = False,
@@ -133,6 +134,8 @@ class NativeModel:
             params.use_gpu = n_gpu_layers != 0
             params.n_threads = n_threads
             params.print_timings = False
+            if image_max_tokens:
+                params.image_max_tokens = image_max_tokens  # dynamic-resolution projectors (families.py)
             self.mctx = mtmd.mtmd_init_from_file(str(mmproj_path).encode(), self.model, params)
             if not self.mctx:
                 self.close()
