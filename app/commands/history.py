@@ -59,6 +59,8 @@ def _run(store: HistoryStore, args: argparse.Namespace) -> int:
         print(f"# {chat.title}")
         for message in chat.messages:
             status = "" if message.status == "complete" else f" ({message.status})"
+            if not message.chosen:
+                status += " (other version, not in the conversation)"
             frame = f" [frame {message.image.path.name}]" if message.image else ""
             print(f"\n{'You' if message.role == 'user' else 'LlavaCam'}{status}{frame}:\n{message.text}")
     elif args.action == "search":

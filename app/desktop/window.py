@@ -554,7 +554,7 @@ class MainWindow(QMainWindow):
             if not regenerate:
                 frame = store.save_image(image, source=self.camera_name(image)) if image is not None else None
                 store.add_user_message(chat["id"], question, frame)
-            answer["writer"] = store.begin_answer(chat["id"], model, sampling)
+            answer["writer"] = store.begin_answer(chat["id"], model, sampling, new_version=regenerate)
 
         self._history_job(record)
 
@@ -593,6 +593,8 @@ class MainWindow(QMainWindow):
         chat = self.history.get_chat(chat_id)
         self.chat_view.clear()
         for message in chat.messages:
+            if not message.chosen:
+                continue  # a regenerated-away version (the session model will offer ‹ 1/2 ›)
             if message.role == "user":
                 picture = None
                 if message.image is not None and message.image.path.exists():

@@ -22,7 +22,7 @@ HERE = Path(__file__).resolve().parent
 # Paths under app/core, without ".py".
 CORE_MODULES = ("__init__", "errors", "paths", "remote", "resources", "history/__init__", "history/store",
                 "inference/__init__", "inference/answerer", "inference/images", "inference/sampling", "inference/stops",
-                "inference/templates")  # fmt: skip
+                "inference/templates", "session")  # fmt: skip
 LEFT_OUT = {
     "inference/engine": "runs llama.cpp, which iOS does not let Pyto load: the computer answers instead",
     "inference/native": "the llama.cpp bindings (same reason)",

@@ -7,8 +7,11 @@ llama.cpp on the phone; see README_PYTO.md.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +20,13 @@ import photos
 import pyto_ui as ui
 import userkeys
 
+from app.core.errors import LlavaCamError
 from app.core.history.store import HistoryStore
+from app.core.inference.answerer import PastTurn, TurnStats, completed
 from app.core.inference.images import RGBImage, load_image
-from app.core.remote import RemoteChat, RemoteError, user_message
+from app.core.inference.sampling import SamplingSettings
+from app.core.remote import RemoteChat, RemoteTurn, user_message
+from app.core.session import ChatSession, SessionEvent
 
 SERVER_KEY = "llavacam.server"
 TOKEN_KEY = "llavacam.token"
@@ -33,20 +40,83 @@ def _saved(key: str, default: str) -> str:
         return default
 
 
+class _ServerStream:
+    """A RemoteTurn seen as an AnswerStream (app.core.inference.answerer)."""
+
+    def __init__(self, turn: RemoteTurn, question: str, image: RGBImage | None) -> None:
+        self.turn = turn
+        self.question = question
+        self.image = image
+        self.finished = False
+
+    @property
+    def text(self) -> str:
+        return self.turn.text
+
+    def cancel(self) -> None:
+        self.turn.cancel()
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self.turn
+        self.finished = True
+
+    def wait(self) -> TurnStats:
+        for _ in self:
+            pass
+        timings = self.turn.timings or {}
+        finish = "cancelled" if self.turn.cancelled else (self.turn.finish_reason or "stop")
+        return TurnStats(prompt_tokens=int(timings.get("prompt_n", 0) or 0),
+                         decode_tokens=int(timings.get("predicted_n", 0) or 0),
+                         decode_tok_s=float(timings.get("predicted_per_second", 0) or 0),
+                         finish_reason=finish)  # fmt: skip
+
+
+class ServerAnswerer:
+    """The Answerer of the phone: any OpenAI-compatible server (the computer runs the model)."""
+
+    def __init__(self, server: Any, token: Any) -> None:
+        self._server = server  # callables: the fields are read at each question
+        self._token = token
+        self._messages: list[dict[str, Any]] = []
+        self._stream: _ServerStream | None = None
+
+    def set_history(self, turns: Sequence[PastTurn], system_prompt: str | None = None) -> Future[None]:
+        messages: list[dict[str, Any]] = [{"role": "system", "content": system_prompt}] if system_prompt else []
+        for turn in turns:
+            messages += [user_message(turn.question, turn.image), {"role": "assistant", "content": turn.answer}]
+        self._messages = messages
+        return completed()
+
+    def ask(self, question: str, image: RGBImage | None = None, sampling: SamplingSettings | None = None
+            ) -> _ServerStream:  # fmt: skip
+        client = RemoteChat(self._server(), self._token() or None)
+        sampling = sampling or SamplingSettings(max_tokens=512, temperature=0.2)
+        turn = client.stream([*self._messages, user_message(question, image)], max_tokens=sampling.max_tokens,
+                             temperature=sampling.temperature, seed=sampling.seed)  # fmt: skip
+        self._stream = _ServerStream(turn, question, image)
+        return self._stream
+
+    def cancel(self) -> None:
+        if self._stream is not None:
+            self._stream.cancel()
+
+
 class PytoApp:
-    """The front end: a table of separated question/answer cells, a text field, Send/Stop/Camera buttons."""
+    """The front end: a table of separated question/answer cells, a text field, Send/Stop/Camera buttons.
+
+    The conversation is a ChatSession (the same class as the desktop's): this class only shows it. Each Send runs
+    the session on a thread; the session's events come on that thread and reach the UI via mainthread.run_async.
+    """
 
     def __init__(self, data_dir: str | os.PathLike[str] | None = None) -> None:
         base = Path(data_dir) if data_dir else Path.home() / "Documents" / "LlavaCam"
         self.history = HistoryStore(base)
-        self.chat_id: int | None = None
-        self.image: RGBImage | None = None
-        self.image_source = "camera"
-        self.image_sent = False
-        self.messages: list[dict[str, Any]] = []
-        self.turn: Any = None
-        self.worker: threading.Thread | None = None
         self._build()
+        answerer = ServerAnswerer(lambda: self.server_field.text, lambda: self.token_field.text)
+        self.session = ChatSession(answerer, self.history, model_id="remote")
+        self.session.subscribe(self._on_event)
+        self.worker: threading.Thread | None = None
+        self._answer_cell: Any = None
 
     # --- interface ----------------------------------------------------------------------------------------------
 
@@ -104,76 +174,60 @@ class PytoApp:
     def _use_photo(self, picture: Any, source: str) -> None:
         if picture is None:
             return  # the user closed the camera
-        self.image = load_image(picture, max_side=1344)
-        self.image_sent = False
-        self.image_source = source
+        self.session.pin(load_image(picture, max_side=1344), source)
         self.thumbnail.image = picture
         self.status.text = "Photo ready: ask about it."
 
     def new_chat(self, sender: Any = None) -> None:
-        self.stop()
-        self.chat_id = None
-        self.messages = []
-        self.image_sent = False
+        self.session.new_chat()  # an answer still coming is stopped and kept in its chat
         self.section.cells = []
 
     def send(self, sender: Any = None) -> None:
         question = (self.question_field.text or "").strip()
         if not question:
             return
-        if self.worker is not None and self.worker.is_alive():
+        if self.session.busy:
             self.status.text = "An answer is still coming: wait or press Stop."
             return
         userkeys.set(self.server_field.text, SERVER_KEY)
         userkeys.set(self.token_field.text, TOKEN_KEY)
         self.question_field.text = ""
-        image = self.image if not self.image_sent else None
-        self._add_cell(question, "You" + (" · with the photo" if image is not None else ""))
-        answer_cell = self._add_cell("…", "LlavaCam")
+        with_photo = self.session.pinned is not None and not self.session.asked_about_pinned
+        self._add_cell(question, "You" + (" · with the photo" if with_photo else ""))
+        self._answer_cell = self._add_cell("…", "LlavaCam")
         self.stop_button.enabled = True
         self.send_button.enabled = False
-        self.worker = threading.Thread(target=self._answer, args=(question, image, answer_cell), daemon=True)
+        self.worker = threading.Thread(target=self._answer, args=(question,), daemon=True)
         self.worker.start()
 
     def stop(self, sender: Any = None) -> None:
-        if self.turn is not None:
-            self.turn.cancel()
+        self.session.stop()
 
     # --- background thread --------------------------------------------------------------------------------------
 
-    def _answer(self, question: str, image: RGBImage | None, cell: Any) -> None:
-        history = self.history
-        writer = None
-        try:
-            if self.chat_id is None:
-                self.chat_id = history.create_chat()
-            frame = history.save_image(image, source=self.image_source) if image is not None else None
-            history.add_user_message(self.chat_id, question, frame)
-            writer = history.begin_answer(self.chat_id, "remote")
-            client = RemoteChat(self.server_field.text, self.token_field.text or None)
-            self.messages.append(user_message(question, image))
-            self.turn = client.stream(self.messages, max_tokens=512)
-            if image is not None:
-                self.image_sent = True
+    def _answer(self, question: str) -> None:
+        with contextlib.suppress(LlavaCamError):  # the "finished" event shows it
+            self.session.send(question, SamplingSettings(max_tokens=512, temperature=0.2))
+
+    def _on_event(self, event: SessionEvent) -> None:
+        request, cell = event.request, self._answer_cell
+        if request is None or cell is None:
+            return
+        if event.kind == "phase" and request.phase == "answering":
             self._set_status("Answering…")
-            for piece in self.turn:
-                writer.append(piece)
-                text = self.turn.text
-                mainthread.run_async(lambda text=text: setattr(cell.text_label, "text", text))
-            stopped = self.turn.cancelled
-            self.messages.append({"role": "assistant", "content": self.turn.text})
-            writer.finish("stopped" if stopped else "complete", self.turn.timings or None)
-            self._set_status("Stopped." if stopped else "Ready.")
-        except RemoteError as exc:
-            if writer is not None:
-                writer.finish("error")
-            if self.messages and self.messages[-1]["role"] == "user":
-                self.messages.pop()
-            message = str(exc)  # the UI runs later, on the main thread, after `exc` is gone
-            mainthread.run_async(lambda: setattr(cell.text_label, "text", f"Error: {message}"))
-            self._set_status(message)
-        finally:
-            self.turn = None
+        elif event.kind == "piece":
+            text = request.version.text
+            mainthread.run_async(lambda: setattr(cell.text_label, "text", text))
+        elif event.kind == "finished":
+            version = request.version
+            if version.status == "error":
+                message = version.error or "the answer failed"
+                mainthread.run_async(lambda: setattr(cell.text_label, "text", f"Error: {message}"))
+                self._set_status(message)
+            else:
+                text = version.text
+                mainthread.run_async(lambda: setattr(cell.text_label, "text", text))
+                self._set_status("Stopped." if version.status == "stopped" else "Ready.")
 
             def idle() -> None:
                 self.stop_button.enabled = False

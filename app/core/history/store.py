@@ -80,6 +80,15 @@ MIGRATIONS: list[str] = [
     ALTER TABLE chats ADD COLUMN deleted_at REAL;
     CREATE INDEX chats_by_update ON chats(deleted_at, updated_at);
     """,
+    # 3: regenerated answers are versions of one question; exactly one per question is chosen (fed to the engine)
+    """
+    ALTER TABLE messages ADD COLUMN chosen INTEGER NOT NULL DEFAULT 1;
+    UPDATE messages SET chosen = 0 WHERE role = 'assistant' AND EXISTS (
+        SELECT 1 FROM messages later WHERE later.chat_id = messages.chat_id AND later.role = 'assistant'
+        AND later.id > messages.id AND NOT EXISTS (
+            SELECT 1 FROM messages q WHERE q.chat_id = messages.chat_id AND q.role = 'user'
+            AND q.id > messages.id AND q.id < later.id));
+    """,
 ]
 
 
@@ -121,6 +130,7 @@ class Message:
     timings: dict[str, Any] | None
     status: str
     created_at: float
+    chosen: bool = True  # False: a regenerated-away answer version, kept but not part of the conversation
 
 
 @dataclass(frozen=True)
@@ -443,16 +453,42 @@ class HistoryStore:
             )
         return int(cursor.lastrowid or 0)
 
-    def begin_answer(self, chat_id: int, model_id: str | None = None, sampling: dict[str, Any] | None = None
-                     ) -> AnswerWriter:  # fmt: skip
+    def begin_answer(self, chat_id: int, model_id: str | None = None, sampling: dict[str, Any] | None = None,
+                     *, new_version: bool = False) -> AnswerWriter:  # fmt: skip
+        """Start the answer to the chat's last question. `new_version`: a regenerate — the question's earlier
+        answers stay stored but are no longer chosen (one transaction, so exactly one stays chosen)."""
         now = time.time()
         with self._write() as conn:
+            if new_version:
+                conn.execute(
+                    "UPDATE messages SET chosen = 0 WHERE chat_id = ? AND role = 'assistant' AND id > "
+                    "(SELECT COALESCE(MAX(id), 0) FROM messages WHERE chat_id = ? AND role = 'user')",
+                    (chat_id, chat_id),
+                )
             cursor = conn.execute(
                 "INSERT INTO messages (chat_id, role, text, model_id, sampling, status, created_at, updated_at) "
                 "VALUES (?, 'assistant', '', ?, ?, 'streaming', ?, ?)",
                 (chat_id, model_id, json.dumps(sampling) if sampling else None, now, now),
             )
         return AnswerWriter(self, int(cursor.lastrowid or 0), chat_id)
+
+    def choose_answer(self, message_id: int) -> None:
+        """Make this answer version the chosen one of its question (the others of that question are not)."""
+        with self._write() as conn:
+            row = conn.execute("SELECT chat_id FROM messages WHERE id = ? AND role = 'assistant'",
+                               (message_id,)).fetchone()  # fmt: skip
+            if row is None:
+                raise HistoryError(f"there is no answer {message_id}")
+            chat_id = row["chat_id"]
+            question = conn.execute("SELECT COALESCE(MAX(id), 0) FROM messages WHERE chat_id = ? AND role = 'user' "
+                                    "AND id < ?", (chat_id, message_id)).fetchone()[0]  # fmt: skip
+            following = conn.execute("SELECT MIN(id) FROM messages WHERE chat_id = ? AND role = 'user' AND id > ?",
+                                     (chat_id, message_id)).fetchone()[0]  # fmt: skip
+            conn.execute(
+                "UPDATE messages SET chosen = (id = ?) WHERE chat_id = ? AND role = 'assistant' AND id > ? "
+                "AND id < ?",
+                (message_id, chat_id, question, following if following is not None else 2**62),
+            )
 
     def rename_chat(self, chat_id: int, title: str) -> None:
         with self._write() as conn:
@@ -544,7 +580,7 @@ class HistoryStore:
                                 row["captured_at"] or 0.0, row["source"] or "")  # fmt: skip
         sampling, timings = _json_object(row["sampling"]), _json_object(row["timings"])
         return Message(row["id"], row["chat_id"], row["role"], row["text"], image, row["model_id"], sampling,
-                       timings, row["status"], row["created_at"])  # fmt: skip
+                       timings, row["status"], row["created_at"], bool(row["chosen"]))  # fmt: skip
 
     def get_turns(self, chat_id: int) -> list[StoredTurn]:
         """Question/answer pairs in order, with the frame each question was about: to continue a chat."""
@@ -553,7 +589,7 @@ class HistoryStore:
         for message in self.get_chat(chat_id).messages:
             if message.role == "user":
                 pending = message
-            elif pending is not None:
+            elif pending is not None and message.chosen:
                 turns.append(StoredTurn(pending.text, message.text, pending.image.path if pending.image else None))
                 pending = None
         return turns
@@ -619,6 +655,8 @@ def _markdown(chat: Chat, present: set[int]) -> str:
     for message in chat.messages:
         who = "You" if message.role == "user" else "LlavaCam"
         marker = "" if message.status == "complete" else f" *({message.status})*"
+        if not message.chosen:
+            marker += " *(other version, not in the conversation)*"
         lines += [f"**{who}**{marker}", ""]
         if message.image is not None:
             when = _when(message.image.captured_at)
@@ -634,7 +672,7 @@ def chat_to_dict(chat: Chat) -> dict[str, Any]:
         "created_at": chat.created_at, "updated_at": chat.updated_at,
         "messages": [
             {"id": m.id, "role": m.role, "text": m.text, "status": m.status, "model_id": m.model_id,
-             "sampling": m.sampling, "timings": m.timings, "created_at": m.created_at,
+             "sampling": m.sampling, "timings": m.timings, "created_at": m.created_at, "chosen": m.chosen,
              "image": None if m.image is None else {
                  "file": f"images/{m.image.path.name}", "hash": m.image.hash, "width": m.image.width,
                  "height": m.image.height, "captured_at": m.image.captured_at, "source": m.image.source}}
