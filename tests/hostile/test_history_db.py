@@ -374,3 +374,23 @@ def test_disk_filling_up_while_writing_is_a_write_error_nothing_moved(tmp_path):
         (disk / "filler").unlink()
         assert not list(data.glob("*.corrupt-*"))
         assert titles_in(data) == titles
+
+
+def test_purge_keeps_a_file_another_frame_row_still_names(tmp_path):
+    data = tmp_path / "data"
+    store = HistoryStore(data)
+    try:
+        kept_chat, gone_chat = store.create_chat(), store.create_chat()
+        kept = store.save_image(frame((9, 9, 9)))
+        store.add_user_message(kept_chat, "keep", kept)
+        store.add_user_message(gone_chat, "go", store.save_image(frame((7, 7, 7))))
+        with store.conn:  # a crafted row: the deleted chat's frame names the kept chat's file
+            store.conn.execute("UPDATE images SET file = ? WHERE hash != ?", (kept.path.name, kept.hash))
+        store.delete_chat(gone_chat)
+        assert store.purge_deleted() == [gone_chat]
+        assert kept.path.exists()
+        image = store.get_chat(kept_chat).messages[0].image
+        assert image is not None
+        assert image.path == kept.path
+    finally:
+        store.close()

@@ -520,9 +520,11 @@ class HistoryStore:
                 "(SELECT image_hash FROM messages WHERE image_hash IS NOT NULL)"
             ).fetchall()
             conn.executemany("DELETE FROM images WHERE hash = ?", [(row["hash"],) for row in orphans])
+            still_used = {row[0] for row in conn.execute("SELECT file FROM images")}
         for row in orphans:
             path = self.frame_path(row["file"])
-            if path is not None:  # a crafted path is never unlinked (its row is gone all the same)
+            # A crafted path is never unlinked (its row is gone all the same), nor a file another frame row names.
+            if path is not None and row["file"] not in still_used:
                 path.unlink(missing_ok=True)
         return purged
 
