@@ -25,12 +25,14 @@ def thumbnail(frame: np.ndarray, side: int = THUMB_SIDE) -> np.ndarray:
     """An RGB frame (H, W, 3, uint8) as a float thumbnail of at most `side` px a side, brightness-normalised."""
     if frame.ndim != 3 or frame.shape[2] < 3 or frame.shape[0] < 1 or frame.shape[1] < 1:
         raise ValueError(f"a frame must be an (H, W, 3) RGB array, not {frame.shape}")
-    rgb = np.asarray(frame[:, :, :3], dtype=np.float32)
-    h, w = rgb.shape[:2]
+    h, w = frame.shape[:2]
     step = max(1, -(-max(h, w) // side))  # ceil: the thumbnail's long side is at most `side`
     th, tw = max(1, h // step), max(1, w // step)
-    cropped = rgb[: th * step, : tw * step]
-    small = cropped.reshape(th, step, tw, step, 3).mean(axis=(1, 3))
+    # Average a 4x4 grid of samples per cell, not every pixel: as good against noise, a fraction of the CPU.
+    stride = max(1, step // 4)
+    per_cell = step // stride
+    sampled = frame[: th * step : stride, : tw * step : stride, :3].astype(np.float32)
+    small = sampled.reshape(th, per_cell, tw, per_cell, 3).mean(axis=(1, 3))
     brightness = float(small.mean())
     return small / max(brightness, 8.0)  # a black frame stays black instead of amplifying noise
 
