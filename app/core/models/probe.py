@@ -222,7 +222,7 @@ def probe_main(argv: list[str]) -> int:
         modelfile._check_vision = lambda *args: None  # type: ignore[assignment]
     stage("text")
     try:
-        config = EngineConfig(n_ctx=2048, n_gpu_layers=0, image_cache_size=1)
+        config = EngineConfig(n_ctx=2048, image_cache_size=1)  # the GPU too, where the app will use it
         with Engine(text, mmproj, config, load_progress=progress) as engine:
             picture: Any = None
             if mmproj:
