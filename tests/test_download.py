@@ -108,7 +108,7 @@ def test_checksum_mismatch_removes_the_file(server, tmp_path, text_bytes):
 
 
 def test_html_instead_of_gguf_is_refused(server, tmp_path):
-    page = b"<!DOCTYPE html><html><body>Google Drive - quota exceeded</body></html>"
+    page = b"<!DOCTYPE html><html><body>Service temporarily unavailable</body></html>"
     server.routes["/page"] = Route(page, content_type="text/html; charset=utf-8")
     with pytest.raises(DownloadError, match="web page"):
         download(server.url + "/page", tmp_path / "m.gguf", validate=inspect_text_model)

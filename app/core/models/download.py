@@ -5,12 +5,18 @@ time), checks the size, the SHA-256 when known and that the result is a GGUF of 
 renames it to `NAME`: no half-file ever poses as a model. Hugging Face sources resolve to a plain HTTPS URL via
 huggingface_hub (so HF_ENDPOINT and mirrors work) and go through this same downloader, which is what gives them the
 .part/resume, progress, cancel and verification guarantees.
+
+Google Drive answers a large file with a "can't scan for viruses" HTML page holding a form (`id="download-form"`,
+an action and hidden `id`, `export`, `confirm`, `uuid` fields) instead of the file; the form is submitted, as gdown
+does, and the file it leads to is fetched (and resumed) the same way. Drive's quota and permission pages are clear
+errors. All three are recognised by their content, not by the host name, so a mirror serving them works the same.
 """
 
 from __future__ import annotations
 
 import errno
 import hashlib
+import html.parser
 import http.client
 import os
 import shutil
@@ -90,10 +96,16 @@ def download(
     if part.is_symlink():  # appending through a planted link would write wherever it points
         part.unlink()
     attempts = 0
+    forms_followed = 0
     while True:
         try:
             total = _fetch_into(url, part, expected_size, progress, cancel, timeout, disk_free)
             break
+        except _FollowForm as form:
+            forms_followed += 1
+            if forms_followed > MAX_FORMS:
+                raise DownloadError(f"{_host(url)} kept answering with a confirmation page, not the file") from None
+            url = form.url  # later retries resume from the confirmed URL
         except _Dropped as dropped:
             attempts += 1
             if attempts > retries:
@@ -128,6 +140,71 @@ def download(
 
 class _Dropped(Exception):
     """The connection broke mid-transfer: worth resuming."""
+
+
+class _FollowForm(Exception):
+    """The server answered with a confirmation form (Google Drive's virus-scan warning): fetch where it leads."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.url = url
+
+
+MAX_FORMS = 3
+PAGE_PEEK = 256 << 10  # how much of an HTML answer is read to recognise it
+_QUOTA_MARKS = ("too many users have viewed or downloaded this file", "download quota", "quota exceeded")
+_PERMISSION_MARKS = ("you need access", "request access", "you need permission", "accounts.google.com/servicelogin",
+                     "sign in - google accounts")  # fmt: skip
+
+
+class _FormFinder(html.parser.HTMLParser):
+    """The action and hidden inputs of the form with id="download-form" (the only form we ever submit)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.action: str | None = None
+        self.method = "get"
+        self.fields: dict[str, str] = {}
+        self._inside = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = {k.lower(): v or "" for k, v in attrs}
+        if tag == "form" and values.get("id") == "download-form":
+            self._inside = True
+            self.action = values.get("action", "")
+            self.method = values.get("method", "get").lower()
+        elif tag == "input" and self._inside and values.get("name"):
+            self.fields[values["name"]] = values.get("value", "")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "form":
+            self._inside = False
+
+
+def _page_problem(url: str, page: str) -> Exception:
+    """What an HTML answer means: a form to follow, a quota or permission page, or just not a model."""
+    finder = _FormFinder()
+    try:
+        finder.feed(page)
+    except Exception:  # html.parser copes with almost anything; a page it cannot read is simply not a form
+        finder.action = None
+    if finder.action is not None and finder.method == "get":
+        target = urllib.parse.urljoin(url, finder.action)
+        if urllib.parse.urlsplit(target).scheme in ("http", "https"):
+            query = urllib.parse.urlencode(finder.fields)
+            return _FollowForm(f"{target}{'&' if '?' in target else '?'}{query}" if query else target)
+    text = " ".join(page.lower().split())
+    if any(mark in text for mark in _QUOTA_MARKS):
+        return DownloadError(
+            f"{_host(url)} says the file's download quota is exceeded (too many downloads recently): try again in "
+            "a day, or download it in a browser and install it with `llavacam models add`"
+        )
+    if any(mark in text for mark in _PERMISSION_MARKS):
+        return DownloadError(
+            f"{_host(url)} says the file is not shared with everyone (it asks for access or a login): the "
+            "catalog link needs to be public"
+        )
+    return DownloadError(f"{_host(url)} sent a web page instead of a model file (a login or quota page?): {url}")
 
 
 def _host(url: str) -> str:
@@ -187,8 +264,12 @@ def _fetch_into(
             total = remaining if remaining is not None else expected_size
             mode = "wb"
         if content_type_is_html(response.headers.get("Content-Type", "")) and status == 200:
-            # An HTML page where a model should be (a login wall, a quota page): do not save it as one.
-            raise DownloadError(f"{_host(url)} sent a web page instead of a model file (a login or quota page?): {url}")
+            # An HTML page where a model should be (a confirmation form, a quota or login page): never saved as one.
+            try:
+                page = response.read(PAGE_PEEK).decode("utf-8", errors="replace")
+            except (TimeoutError, ConnectionError, http.client.HTTPException) as exc:
+                raise _Dropped(str(exc) or type(exc).__name__) from exc
+            raise _page_problem(url, page)
         if total is not None and expected_size is not None and total != expected_size:
             raise DownloadError(f"{part.name[:-5]}: the server announced {total} bytes but the catalog says "
                                 f"{expected_size}: the catalog entry may be out of date")  # fmt: skip
