@@ -70,7 +70,7 @@ def test_download_errors_are_one_clear_line(served, tmp_path):
     server.routes["/tiny.gguf"] = Route(b"<html>quota exceeded</html>", content_type="text/html")
     result = cli("models", "--catalog", str(catalog), "download", "tiny", "--data-dir", str(tmp_path / "d"))
     assert result.returncode == 2
-    assert "web page" in result.stderr.strip().splitlines()[-1]
+    assert "download quota is exceeded" in result.stderr.strip().splitlines()[-1]  # the page is recognised
     assert "Traceback" not in result.stderr
     unknown = cli("models", "--catalog", str(catalog), "download", "nope", "--data-dir", str(tmp_path / "d"))
     assert unknown.returncode == 2
