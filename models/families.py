@@ -44,6 +44,9 @@ class Family:
     write: Callable[[Path, int], ModelPair]
     note: str = ""  # why the family cannot run here, when it cannot
     engine_config: dict[str, Any] = field(default_factory=dict)  # EngineConfig fields the family needs
+    # The template writes earlier answers differently from how they were generated (Qwen3.5 drops the empty
+    # <think></think> its generation prompt opens), so a follow-up must cut the cache back to that answer.
+    rewrites_history: bool = False
 
 
 def _special_vocabulary(specials: Sequence[str]) -> tuple[list[str], list[float], list[int]]:
@@ -181,6 +184,10 @@ def _vit_tensors(writer: Any, rng: np.random.Generator, vision: _Vision, n_posit
 
 
 # --- SmolVLM2 (idefics3) ---------------------------------------------------------------------------------------
+
+# Qwen3.5's chat template, as published in Qwen/Qwen3.5-0.8B and carried by its GGUF (the tokenizer.chat_template of
+# unsloth/Qwen3.5-0.8B-GGUF, as shown in a public metadata dump); kept verbatim in templates/qwen3.5.jinja.
+QWEN3_5_TEMPLATE = (Path(__file__).parent / "templates" / "qwen3.5.jinja").read_text(encoding="utf-8")
 
 SMOLVLM2_SPECIALS = ("<|im_start|>", "<end_of_utterance>", "<image>", "<fake_token_around_image>", "<global-img>",
                      *(f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)))  # fmt: skip
@@ -387,7 +394,10 @@ def _qwen3_text(
     return _finish(writer, temporary, path)
 
 
-def _qwen3vl_mmproj(path: Path, *, name: str, text_n_embd: int, seed: int, vision: _Vision) -> Path:
+def _qwen3vl_mmproj(
+    path: Path, *, name: str, text_n_embd: int, seed: int, vision: _Vision,
+    deepstack: tuple[bool, ...] = QWEN3_VL_DEEPSTACK,
+) -> Path:  # fmt: skip
     """A qwen3vl_merger projector: two patch convolutions, fused-QKV blocks with M-RoPE, a 2x2 merger MLP and a
     deepstack merger for each block flagged in QWEN3_VL_DEEPSTACK (their outputs are concatenated)."""
     import gguf
@@ -397,7 +407,7 @@ def _qwen3vl_mmproj(path: Path, *, name: str, text_n_embd: int, seed: int, visio
     writer = gguf.GGUFWriter(str(temporary), "clip")
     _clip_header(writer, "qwen3vl_merger", vision, text_n_embd, name=name)
     writer.add_uint32("clip.vision.spatial_merge_size", 2)
-    writer.add_array("clip.vision.is_deepstack_layers", list(QWEN3_VL_DEEPSTACK[: vision.n_layer]))
+    writer.add_array("clip.vision.is_deepstack_layers", list(deepstack[: vision.n_layer]))
     embd, p = vision.n_embd, vision.patch_size
     for suffix in ("", ".1"):
         kernel = rng.standard_normal((embd, 3, p, p), dtype=np.float32) / np.float32(np.sqrt(3 * p * p))
@@ -418,7 +428,7 @@ def _qwen3vl_mmproj(path: Path, *, name: str, text_n_embd: int, seed: int, visio
         writer.add_tensor(f"v.blk.{i}.ffn_up.bias", np.zeros(vision.n_ff, dtype=np.float32))
         writer.add_tensor(f"v.blk.{i}.ffn_down.weight", _weights(rng, embd, vision.n_ff))
         writer.add_tensor(f"v.blk.{i}.ffn_down.bias", np.zeros(embd, dtype=np.float32))
-        if i < len(QWEN3_VL_DEEPSTACK) and QWEN3_VL_DEEPSTACK[i]:
+        if i < len(deepstack) and deepstack[i]:
             writer.add_tensor(f"v.deepstack.{i}.norm.weight", np.ones(merged, dtype=np.float32))
             writer.add_tensor(f"v.deepstack.{i}.norm.bias", np.zeros(merged, dtype=np.float32))
             writer.add_tensor(f"v.deepstack.{i}.fc1.weight", _weights(rng, merged, merged))
@@ -451,10 +461,95 @@ def write_qwen3vl(directory: Path, seed: int = 0) -> ModelPair:
     return ModelPair(text, mmproj)
 
 
+# --- Qwen3.5 (qwen35 hybrid text model: gated delta net + gated attention; qwen3vl_merger vision) ---------------
+
+QWEN3_5_SECTIONS = (2, 1, 1, 0)  # interleaved M-RoPE sections over the rotated half of each head (n_rot / 2)
+
+
+def _qwen35_text(path: Path, *, seed: int, template: str, shape: _Text = _Text()) -> Path:
+    """A `qwen35` text model: linear-attention (gated delta net) blocks with one full-attention block in every
+    `full_attention_interval`, as Qwen3.5-0.8B (24 blocks, interval 4) with tiny sizes."""
+    import gguf
+
+    rng = np.random.default_rng(seed)
+    tokens, scores, types = _special_vocabulary(QWEN_VL_SPECIALS)
+    n_layer, interval = 2, 2  # block 1 is full attention, block 0 linear
+    d_conv, d_state, n_group, dt_rank, d_inner = 4, 8, 2, 2, 16
+    head_k = shape.n_embd // shape.n_head  # attention head size (Qwen3.5: 256, of which 64 rotated)
+    n_rot = head_k // 2
+    temporary = _atomic_target(path)
+    writer = gguf.GGUFWriter(str(temporary), "qwen35")
+    writer.add_name("Qwen3.5 tiny test model")
+    writer.add_context_length(shape.n_ctx_train)
+    writer.add_embedding_length(shape.n_embd)
+    writer.add_block_count(n_layer)
+    writer.add_feed_forward_length(shape.n_ff)
+    writer.add_head_count(shape.n_head)
+    writer.add_head_count_kv(shape.n_head_kv)
+    writer.add_key_length(head_k)
+    writer.add_value_length(head_k)
+    writer.add_rope_dimension_count(n_rot)
+    writer.add_rope_dimension_sections(list(QWEN3_5_SECTIONS))
+    writer.add_rope_freq_base(10_000_000.0)
+    writer.add_layer_norm_rms_eps(1e-6)
+    writer.add_uint32("qwen35.full_attention_interval", interval)
+    writer.add_ssm_conv_kernel(d_conv)
+    writer.add_ssm_state_size(d_state)
+    writer.add_ssm_group_count(n_group)
+    writer.add_ssm_time_step_rank(dt_rank)
+    writer.add_ssm_inner_size(d_inner)
+    writer.add_file_type(gguf.LlamaFileType.ALL_F32)
+    _add_tokenizer(writer, tokens, scores, types, eos=tokens.index("<|im_end|>"), add_bos=False)
+    writer.add_chat_template(template)
+    n_vocab, n_embd = len(tokens), shape.n_embd
+    key_dim, value_dim, head_v = d_state * n_group, d_inner, d_inner // dt_rank
+    conv_dim = 2 * key_dim + value_dim
+    writer.add_tensor("token_embd.weight", _weights(rng, n_vocab, n_embd))
+    writer.add_tensor("output_norm.weight", np.ones(n_embd, dtype=np.float32))
+    writer.add_tensor("output.weight", _weights(rng, n_vocab, n_embd))
+    for i in range(n_layer):
+        writer.add_tensor(f"blk.{i}.attn_norm.weight", np.ones(n_embd, dtype=np.float32))
+        writer.add_tensor(f"blk.{i}.post_attention_norm.weight", np.ones(n_embd, dtype=np.float32))
+        if (i + 1) % interval == 0:  # full (gated) attention: attn_q holds the query and its gate
+            writer.add_tensor(f"blk.{i}.attn_q.weight", _weights(rng, 2 * head_k * shape.n_head, n_embd))
+            writer.add_tensor(f"blk.{i}.attn_k.weight", _weights(rng, head_k * shape.n_head_kv, n_embd))
+            writer.add_tensor(f"blk.{i}.attn_v.weight", _weights(rng, head_k * shape.n_head_kv, n_embd))
+            writer.add_tensor(f"blk.{i}.attn_output.weight", _weights(rng, n_embd, head_k * shape.n_head))
+            writer.add_tensor(f"blk.{i}.attn_q_norm.weight", np.ones(head_k, dtype=np.float32))
+            writer.add_tensor(f"blk.{i}.attn_k_norm.weight", np.ones(head_k, dtype=np.float32))
+        else:  # gated delta net
+            writer.add_tensor(f"blk.{i}.attn_qkv.weight", _weights(rng, conv_dim, n_embd))
+            writer.add_tensor(f"blk.{i}.attn_gate.weight", _weights(rng, value_dim, n_embd))
+            writer.add_tensor(f"blk.{i}.ssm_conv1d.weight", _weights(rng, conv_dim, d_conv))
+            writer.add_tensor(f"blk.{i}.ssm_dt.bias", np.zeros(dt_rank, dtype=np.float32))
+            writer.add_tensor(f"blk.{i}.ssm_a", -np.ones(dt_rank, dtype=np.float32))
+            writer.add_tensor(f"blk.{i}.ssm_beta.weight", _weights(rng, dt_rank, n_embd))
+            writer.add_tensor(f"blk.{i}.ssm_alpha.weight", _weights(rng, dt_rank, n_embd))
+            writer.add_tensor(f"blk.{i}.ssm_norm.weight", np.ones(head_v, dtype=np.float32))
+            writer.add_tensor(f"blk.{i}.ssm_out.weight", _weights(rng, n_embd, value_dim))
+        writer.add_tensor(f"blk.{i}.ffn_gate.weight", _weights(rng, shape.n_ff, n_embd))
+        writer.add_tensor(f"blk.{i}.ffn_up.weight", _weights(rng, shape.n_ff, n_embd))
+        writer.add_tensor(f"blk.{i}.ffn_down.weight", _weights(rng, n_embd, shape.n_ff))
+    return _finish(writer, temporary, path)
+
+
+def write_qwen35(directory: Path, seed: int = 0) -> ModelPair:
+    """Qwen3.5: a qwen35 hybrid text model and its vision tower as a qwen3vl_merger mmproj (no deepstack)."""
+    directory = Path(directory)
+    shape = _Text()
+    text = _qwen35_text(directory / "qwen3.5-tiny.gguf", seed=seed, template=QWEN3_5_TEMPLATE, shape=shape)
+    mmproj = _qwen3vl_mmproj(
+        directory / "mmproj-qwen3.5-tiny.gguf", name="Qwen3.5 tiny test mmproj", text_n_embd=shape.n_embd,
+        seed=seed + 1, vision=_Vision(n_layer=2), deepstack=(False, False),
+    )  # fmt: skip
+    return ModelPair(text, mmproj)
+
+
 FAMILIES: dict[str, Family] = {
     "smolvlm2": Family("smolvlm2", "idefics3", "llama", write_smolvlm2),
     "lfm2": Family("lfm2", "lfm2", "lfm2", write_lfm2),
     "qwen3vl": Family("qwen3vl", "qwen3vl_merger", "qwen3vl", write_qwen3vl),
+    "qwen35": Family("qwen35", "qwen3vl_merger", "qwen35", write_qwen35, rewrites_history=True),
 }
 
 

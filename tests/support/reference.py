@@ -39,6 +39,10 @@ def greedy_from_scratch(
     params.n_ctx = n_ctx
     params.n_batch = n_batch
     params.n_ubatch = n_batch
+    # The engine's numerics on a CPU: no flash attention, two threads (random weights leave near-ties in the
+    # logits that another summation order can flip; the comparison is about which tokens were evaluated where).
+    params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+    params.n_threads = params.n_threads_batch = 2
     ctx = llama_cpp.llama_init_from_model(model, params)
     vocab = llama_cpp.llama_model_get_vocab(model)
     n_vocab = llama_cpp.llama_vocab_n_tokens(vocab)
@@ -46,6 +50,7 @@ def greedy_from_scratch(
     if mmproj is not None:
         mparams = mtmd.mtmd_context_params_default()
         mparams.print_timings = False
+        mparams.n_threads = 2
         if image_max_tokens:
             mparams.image_max_tokens = image_max_tokens  # as the engine was told (a different cap, other tokens)
         mctx = mtmd.mtmd_init_from_file(str(mmproj).encode(), model, mparams)
