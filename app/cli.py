@@ -17,7 +17,7 @@ from app import __version__
 from app.core.errors import LlavaCamError, printable
 
 # Modules under app.commands, each adding one subcommand.
-COMMAND_MODULES = ("ask", "history", "models", "serve", "watch")
+COMMAND_MODULES = ("ask", "extract", "history", "models", "serve", "watch")
 
 
 def _common_parser(*, for_subcommand: bool) -> argparse.ArgumentParser:

@@ -81,12 +81,12 @@ def run(args: argparse.Namespace) -> int:
             raise LlavaCamError(str(exc)) from exc
     source = parse_source(args.camera)
     frames = CameraFrames(source)  # a bad camera or file fails now, before the model loads
+    recorder = None
     try:
         text_model, mmproj, family = _resolve_model(args)
         if not mmproj:
             raise LlavaCamError("watching a camera needs the vision projector: add --mmproj MMPROJ.gguf")
         config = EngineConfig(n_ctx=args.n_ctx, n_threads=args.threads, template=family, verbose=args.verbose)
-        recorder = None
         if not args.no_history:
             from app.core.history.store import HistoryStore
             from app.core.watch.record import WatchRecorder
@@ -94,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
             store = HistoryStore(getattr(args, "data_dir", None))
             if store.read_only:
                 print(f"llavacam: the watch is not kept: {store.read_only_reason}", file=sys.stderr)
+                store.close()
             else:
                 recorder = WatchRecorder(store, f"Watch: {args.question or args.when}", source=frames.name,
                                          store_frames=not args.no_frames, max_frames=args.max_frames)  # fmt: skip
@@ -124,6 +125,8 @@ def run(args: argparse.Namespace) -> int:
             watcher.run(frames)  # Ctrl+C ends it with an "end" line ("interrupted"); the answers are stored
     finally:
         frames.close()
+        if recorder is not None:
+            recorder.store.close()
     if recorder is not None:
         print(f"llavacam: the watch is kept as chat {recorder.chat_id} (llavacam history show {recorder.chat_id})",
               file=sys.stderr)  # fmt: skip

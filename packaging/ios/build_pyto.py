@@ -20,13 +20,16 @@ ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 
 # Paths under app/core, without ".py".
-CORE_MODULES = ("__init__", "errors", "paths", "remote", "resources", "history/__init__", "history/store",
+CORE_MODULES = ("__init__", "errors", "paths", "remote", "resources", "history/__init__", "history/records",
+                "history/store",
                 "inference/__init__", "inference/answerer", "inference/images", "inference/sampling", "inference/stops",
                 "inference/templates", "session")  # fmt: skip
 LEFT_OUT = {
     "inference/engine": "runs llama.cpp, which iOS does not let Pyto load: the computer answers instead",
     "inference/native": "the llama.cpp bindings (same reason)",
     "models": "model files, their checks and downloads live on the computer",
+    "watch": "watch mode runs where the engine is (`llavacam watch` on the computer)",
+    "extract": "constrained decoding needs llama.cpp's grammar sampler (the records it makes are in history/records)",
 }
 PYTO_MODULES = ("pyto_ui", "photos", "userkeys", "mainthread", "file_system", "PIL", "jinja2", "numpy")
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)

@@ -89,6 +89,23 @@ MIGRATIONS: list[str] = [
             SELECT 1 FROM messages q WHERE q.chat_id = messages.chat_id AND q.role = 'user'
             AND q.id > messages.id AND q.id < later.id));
     """,
+    # 4: records extracted from frames (camera to list), next to the chat they came from (records.py)
+    """
+    CREATE TABLE records (
+        id INTEGER PRIMARY KEY,
+        chat_id INTEGER REFERENCES chats(id) ON DELETE CASCADE,
+        kind TEXT NOT NULL,
+        title_key TEXT NOT NULL DEFAULT '',
+        data TEXT NOT NULL,
+        image_hash TEXT REFERENCES images(hash),
+        status TEXT NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'done')),
+        captured_at REAL NOT NULL,
+        time_zone TEXT NOT NULL DEFAULT '',
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX records_by_kind ON records(kind, status, title_key);
+    """,
 ]
 
 
@@ -517,7 +534,8 @@ class HistoryStore:
             conn.execute("DELETE FROM chats WHERE deleted_at IS NOT NULL AND deleted_at <= ?", (cutoff,))
             orphans = conn.execute(
                 "SELECT hash, file FROM images WHERE hash NOT IN "
-                "(SELECT image_hash FROM messages WHERE image_hash IS NOT NULL)"
+                "(SELECT image_hash FROM messages WHERE image_hash IS NOT NULL) AND hash NOT IN "
+                "(SELECT image_hash FROM records WHERE image_hash IS NOT NULL)"  # a record keeps its frame
             ).fetchall()
             conn.executemany("DELETE FROM images WHERE hash = ?", [(row["hash"],) for row in orphans])
             still_used = {row[0] for row in conn.execute("SELECT file FROM images")}
@@ -540,12 +558,14 @@ class HistoryStore:
             conn.executemany("UPDATE messages SET image_hash = NULL WHERE id = ?", [(row["id"],) for row in rows])
             orphans = conn.execute(
                 "SELECT hash, file FROM images WHERE hash NOT IN "
-                "(SELECT image_hash FROM messages WHERE image_hash IS NOT NULL)"
+                "(SELECT image_hash FROM messages WHERE image_hash IS NOT NULL) AND hash NOT IN "
+                "(SELECT image_hash FROM records WHERE image_hash IS NOT NULL)"  # a record keeps its frame
             ).fetchall()
             conn.executemany("DELETE FROM images WHERE hash = ?", [(row["hash"],) for row in orphans])
+            still_used = {row[0] for row in conn.execute("SELECT file FROM images")}
         for row in orphans:
             path = self.frame_path(row["file"])
-            if path is not None:
+            if path is not None and row["file"] not in still_used:
                 path.unlink(missing_ok=True)
         return len(rows)
 

@@ -1,0 +1,1 @@
+"""Camera to list: presets and schemas (schemas.py, plain Python) and constrained extraction (extractor.py)."""
