@@ -340,3 +340,47 @@ def test_load_progress_is_reported_up_to_complete(tiny_models):
     assert seen
     assert seen[-1] == pytest.approx(1.0)
     assert seen == sorted(seen)
+
+
+def test_async_stream_gives_the_same_pieces_on_the_loop_without_a_thread(engine, red_image):
+    import asyncio
+
+    blocking = list(engine.ask("What is this?", red_image, greedy(16)))
+    engine.new_chat().result()
+    threads_before = set(threading.enumerate())
+
+    async def consume() -> tuple[list[str], set[threading.Thread]]:
+        turn = engine.ask("What is this?", red_image, greedy(16))
+        pieces = [piece async for piece in turn.stream()]
+        return pieces, set(threading.enumerate()) - threads_before
+
+    pieces, new_threads = asyncio.run(consume())
+    assert pieces == blocking
+    assert new_threads == set()  # no relay thread: the inference thread posts to the loop itself
+
+
+def test_cancelling_the_consuming_task_stops_the_answer_between_two_tokens(engine, red_image):
+    import asyncio
+
+    async def consume_then_cancel() -> tuple[object, int]:
+        turn = engine.ask("Tell me everything.", red_image, SamplingSettings(temperature=0.8, seed=7, max_tokens=400))
+        first = asyncio.Event()
+        seen: list[int] = []
+
+        async def reader() -> None:
+            async for _piece in turn.stream():
+                if not first.is_set():
+                    seen.append(len(turn.tokens))
+                    first.set()
+
+        task = asyncio.ensure_future(reader())
+        await first.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return turn, seen[0]
+
+    turn, seen_at_cancel = asyncio.run(consume_then_cancel())
+    stats = turn.wait()  # the rest of the turn's events are still there for a blocking reader
+    assert stats.finish_reason == "cancelled"
+    assert len(turn.tokens) <= seen_at_cancel + 2

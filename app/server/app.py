@@ -13,10 +13,9 @@ import contextlib
 import json
 import math
 import secrets
-import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from starlette.applications import Starlette
@@ -192,26 +191,25 @@ def create_app(engine: Engine, *, model_id: str = "llavacam", token: str | None 
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         if body.get("stream"):
             # Wait for the first event before answering, so a prompt that does not fit is still a 4xx.
-            pump = _TurnPump(turn)
-            first_event = asyncio.ensure_future(pump.next())
+            answer = turn.stream()  # pieces arrive on this loop straight from the engine's thread
+            first_event = asyncio.ensure_future(_next_event(answer, turn))
             if not await _first_of(first_event, gone):
                 turn.cancel()  # the client left during prompt evaluation: stop evaluating for nobody
                 await first_event
-                await asyncio.to_thread(pump.thread.join)
+                await answer.aclose()
                 service.release()
                 return _client_gone()
             first = first_event.result()
             if first[0] == "error":
-                await asyncio.to_thread(pump.thread.join)
                 service.release()
                 return _error(_turn_error(first[1]))
             gone.cancel()  # from here the streaming response watches the connection itself
             ended = _StreamEnd(service, turn)
             return _ClosingStreamingResponse(
-                _stream(service, pump, first, completion_id, created, ended), media_type="text/event-stream",
+                _stream(service, answer, turn, first, completion_id, created, ended), media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}, ended=ended,
             )  # fmt: skip
-        waiting = asyncio.ensure_future(asyncio.to_thread(turn.wait))
+        waiting = asyncio.ensure_future(_collect(turn))
         try:
             if not await _first_of(waiting, gone):
                 turn.cancel()  # nobody will read this answer
@@ -396,32 +394,27 @@ class _StreamEnd:
         self.service.release()
 
 
-class _TurnPump:
-    """Moves a Turn's pieces (produced on the engine's thread) onto the event loop, through a reader thread."""
+async def _collect(turn: Turn) -> TurnStats:
+    """The whole answer, read on this loop; its stats (raises what the turn raised)."""
+    async for _piece in turn.stream():
+        pass
+    assert turn.stats is not None
+    return turn.stats
 
-    def __init__(self, turn: Turn) -> None:
-        self.turn = turn
-        self.loop = asyncio.get_running_loop()
-        self.queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-        self.thread = threading.Thread(target=self._pump, name="llavacam-sse", daemon=True)
-        self.thread.start()
 
-    def _pump(self) -> None:
-        put = self.queue.put_nowait
-        try:
-            for piece in self.turn:
-                self.loop.call_soon_threadsafe(put, ("piece", piece))
-            self.loop.call_soon_threadsafe(put, ("done", self.turn.stats))
-        except BaseException as exc:
-            self.loop.call_soon_threadsafe(put, ("error", exc))
-
-    async def next(self) -> tuple[str, Any]:
-        return await self.queue.get()
+async def _next_event(answer: AsyncGenerator[str, None], turn: Turn) -> tuple[str, Any]:
+    """The turn's next event as ("piece", text), ("done", stats) or ("error", exception)."""
+    try:
+        return ("piece", await answer.__anext__())
+    except StopAsyncIteration:
+        return ("done", turn.stats)
+    except Exception as exc:
+        return ("error", exc)
 
 
 async def _stream(
-    service: ChatService, pump: _TurnPump, first: tuple[str, Any], completion_id: str, created: int,
-    ended: _StreamEnd,
+    service: ChatService, answer: AsyncGenerator[str, None], turn: Turn, first: tuple[str, Any], completion_id: str,
+    created: int, ended: _StreamEnd,
 ) -> AsyncIterator[bytes]:
     """Server-sent events in OpenAI's chunk format; the last chunk carries usage and our timings."""
 
@@ -447,7 +440,7 @@ async def _stream(
                 finished = True
                 yield f"data: {json.dumps(_turn_error(value).body())}\n\n".encode()
                 break
-            event = await pump.next()
+            event = await _next_event(answer, turn)
         yield b"data: [DONE]\n\n"
     finally:
         # No awaits here: after a disconnect this runs inside a cancelled scope, where every await raises again.

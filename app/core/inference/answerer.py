@@ -8,8 +8,8 @@ The contract, small on purpose:
 - `set_history(turns)` replaces the conversation the answerer continues (a stored chat, a new chat, or the
   conversation minus its last turn before a regenerate). It returns a future; the next `ask` is ordered after it.
 - `ask(question, image, sampling)` starts one answer and returns an `AnswerStream` at once. Iterating the stream
-  blocks for the next text piece (so consume it on a worker thread, or through `app.core.inference.streaming`'s
-  async adapter); `wait()` returns the `TurnStats`; a failure is raised from the iteration.
+  blocks for the next text piece (so consume it on a worker thread, or through the
+  async adapter `pieces` `pieces`); `wait()` returns the `TurnStats`; a failure is raised from the iteration.
 - `cancel()` (any thread) stops the answer being generated between two tokens; the stream then ends normally with
   `finish_reason == "cancelled"`.
 
@@ -18,7 +18,8 @@ This module is standard library only (it ships to the phone).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import asyncio
+from collections.abc import AsyncIterator, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -101,6 +102,31 @@ class Answerer(Protocol):
         ...
 
 
+async def pieces(stream: AnswerStream) -> AsyncIterator[str]:
+    """An answer's pieces as an async iterator on the running loop, whatever produced them.
+
+    The engine's `Turn.stream()` needs no thread; any other stream (a remote client's blocking reads) is read one
+    piece at a time on the loop's default executor. Cancelling the consumer cancels the stream.
+    """
+    native = getattr(stream, "stream", None)
+    if native is not None:
+        async for piece in native():
+            yield piece
+        return
+    loop = asyncio.get_running_loop()
+    iterator = iter(stream)
+    done = object()
+    try:
+        while True:
+            piece = await loop.run_in_executor(None, next, iterator, done)
+            if piece is done:
+                return
+            yield piece
+    finally:
+        if not stream.finished:
+            stream.cancel()
+
+
 def completed(value: Any = None) -> Future[Any]:
     """A future that is already done: for answerers whose `set_history` has nothing to wait for."""
     future: Future[Any] = Future()
@@ -108,4 +134,4 @@ def completed(value: Any = None) -> Future[Any]:
     return future
 
 
-__all__ = ["AnswerStream", "Answerer", "PastTurn", "TurnStats", "completed"]
+__all__ = ["AnswerStream", "Answerer", "PastTurn", "TurnStats", "completed", "pieces"]

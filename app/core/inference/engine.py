@@ -14,12 +14,13 @@ only enqueue jobs, and `ask` returns a `Turn` that yields text pieces as they ar
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import queue
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,6 +126,8 @@ class Turn:
         self._cancel = threading.Event()
         self._pieces: list[str] = []
         self._finished = False
+        # While `stream()` runs, each event also wakes its event loop (the events stay in the one queue above).
+        self._waker: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = None
 
     def cancel(self) -> None:
         self._cancel.set()
@@ -139,18 +142,49 @@ class Turn:
         return self._finished
 
     def __iter__(self) -> Iterator[str]:
+        """The pieces, blocking for each (consume on a worker thread; on an event loop use `stream()`)."""
         while not self._finished:
-            kind, value = self._events.get()
-            if kind == "piece":
-                self._pieces.append(value)
-                yield value
-            elif kind == "done":
-                self._finished = True
-                self.stats = value
-            else:
-                self._finished = True
-                self.error = value
-                raise value
+            piece = self._take(*self._events.get())
+            if piece is not None:
+                yield piece
+
+    async def stream(self) -> AsyncGenerator[str, None]:
+        """The pieces as an async iterator on the running event loop — the one bridge out of the inference thread.
+
+        The window consumes it on qasync's loop and the server on uvicorn's: each piece is handed to the loop
+        with `call_soon_threadsafe` by the inference thread itself, so no relay thread is needed. Cancelling the
+        consuming task, or leaving the loop early, cancels the turn: the engine stops between two tokens.
+        What the stream did not read stays for `wait()` or another reader.
+        """
+        loop = asyncio.get_running_loop()
+        wake = asyncio.Event()
+        self._waker = (loop, wake)
+        try:
+            while not self._finished:
+                wake.clear()  # before looking: a piece posted after this sets it again
+                try:
+                    event = self._events.get_nowait()
+                except queue.Empty:
+                    await wake.wait()
+                    continue
+                piece = self._take(*event)
+                if piece is not None:
+                    yield piece
+        finally:
+            self._waker = None
+            if not self._finished:
+                self.cancel()
+
+    def _take(self, kind: str, value: Any) -> str | None:
+        if kind == "piece":
+            self._pieces.append(value)
+            return str(value)
+        self._finished = True
+        if kind == "done":
+            self.stats = value
+            return None
+        self.error = value
+        raise value
 
     def wait(self) -> TurnStats:
         """Consume the rest of the answer; returns its stats (raises what the turn raised)."""
@@ -160,14 +194,21 @@ class Turn:
         return self.stats
 
     # Called on the inference thread.
+    def _post(self, event: tuple[str, Any]) -> None:
+        self._events.put(event)
+        waker = self._waker
+        if waker is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is listening there any more
+                waker[0].call_soon_threadsafe(waker[1].set)
+
     def _emit(self, piece: str) -> None:
-        self._events.put(("piece", piece))
+        self._post(("piece", piece))
 
     def _finish(self, stats: TurnStats) -> None:
-        self._events.put(("done", stats))
+        self._post(("done", stats))
 
     def _fail(self, error: BaseException) -> None:
-        self._events.put(("error", error))
+        self._post(("error", error))
 
 
 class Engine:
