@@ -19,6 +19,7 @@ run: setup
 
 test: setup
 	$(PY) -m ruff check .
+	$(PY) -m mypy
 	QT_QPA_PLATFORM=offscreen OMP_WAIT_POLICY=passive $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: setup

@@ -143,10 +143,11 @@ class ChatView(QScrollArea):
         self.bubbles.clear()
         while self._layout.count() > 1:
             item = self._layout.takeAt(0)
-            row = item.layout()
+            row = item.layout() if item is not None else None
             if row is not None:
                 while row.count():
-                    widget = row.takeAt(0).widget()
+                    child = row.takeAt(0)
+                    widget = child.widget() if child is not None else None
                     if widget is not None:
                         widget.deleteLater()
                 row.deleteLater()

@@ -21,6 +21,11 @@ from app.core.history.store import UNDO_WINDOW_S, HistoryError, HistoryStore
 
 
 class HistoryPanel(QWidget):
+    renameChatButton: QPushButton  # object names double as attributes (set in __init__)
+    deleteChatButton: QPushButton
+    undoDeleteButton: QPushButton
+    exportChatButton: QPushButton
+
     open_requested = Signal(int)  # chat id
     message = Signal(str)  # something to tell the user (errors, "deleted — Undo")
 

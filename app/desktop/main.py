@@ -7,7 +7,7 @@ import os
 import signal
 import sys
 import time
-from typing import Any
+from typing import Any, cast
 
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
@@ -50,7 +50,7 @@ def run_window(args: argparse.Namespace) -> int:
     if getattr(args, "model", None):
         settings.model_path = os.path.abspath(args.model)
         settings.mmproj_path = os.path.abspath(args.mmproj) if getattr(args, "mmproj", None) else ""
-    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app = cast(QApplication, QApplication.instance() or QApplication(sys.argv[:1]))
     app.setApplicationName("LlavaCam")
     style = resource_path("styles.qss")
     if style.exists():

@@ -45,10 +45,10 @@ class DownloadJob(QObject):
         self.store = store
         self.model_id = model_id
         self.cancel_event = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="llavacam-download", daemon=True)
+        self.runner = threading.Thread(target=self._run, name="llavacam-download", daemon=True)
 
     def start(self) -> None:
-        self.thread.start()
+        self.runner.start()
 
     def cancel(self) -> None:
         self.cancel_event.set()
@@ -212,7 +212,7 @@ class ModelSetupDialog(QDialog):
 
     def _finish_job(self) -> None:
         if self.job is not None:
-            self.job.thread.join(5)
+            self.job.runner.join(5)
         self.job = None
         self._update_buttons()
 

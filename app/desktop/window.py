@@ -136,7 +136,8 @@ class MainWindow(QMainWindow):
         self._background = _Background()
         self._closing = False
         self.history = HistoryStore(data_dir)
-        self._chat = {"id": None}  # the stored chat; read and written only by the background writer, in order
+        # The stored chat: read and written only by the background writer, in order.
+        self._chat: dict[str, Any] = {"id": None}
         self._answer: dict[str, Any] = {}
         self._build()
         if self.history.notice:
@@ -543,7 +544,8 @@ class MainWindow(QMainWindow):
     # --- history: every write runs on the background writer, in order, off the GUI thread -----------------------
 
     def _record_question(self, question: str, image: RGBImage | None, regenerate: bool) -> None:
-        chat, answer, store = self._chat, {"writer": None}, self.history
+        chat, store = self._chat, self.history
+        answer: dict[str, Any] = {"writer": None}
         self._answer = answer
         model = self.settings.model_path.rsplit("/", 1)[-1] or None
         sampling = self.settings.sampling().to_dict()
