@@ -65,6 +65,33 @@ class Source:
             raise ValueError("a source needs url, or hf_repo and hf_file")
         return str(hf_hub_url(self.hf_repo, self.hf_file, revision=self.hf_revision))
 
+    def remote_facts(self, timeout: float = 10.0) -> RemoteFacts:
+        """Size and SHA-256 as the host publishes them, before downloading: for a Hugging Face file its metadata
+        (`get_hf_file_metadata`: an LFS file's X-Linked-Size and X-Linked-Etag, which is its SHA-256). What the
+        host does not say is None (a direct URL, a non-LFS file, an unreachable hub): the download then keeps
+        today's behaviour (the hash seen on the first download is remembered)."""
+        if self.sha256 is not None or not (self.hf_repo and self.hf_file):
+            return RemoteFacts(self.size, self.sha256)
+        try:
+            from huggingface_hub import get_hf_file_metadata
+
+            meta = get_hf_file_metadata(self.resolve_url(), timeout=timeout)
+        except Exception:  # no metadata is not an error: the download itself reports an unreachable host
+            return RemoteFacts(self.size, None)
+        etag = (meta.etag or "").strip('"').lower()
+        sha256 = etag if _SHA256.fullmatch(etag) else None  # a git blob's etag is a 40-hex SHA-1, not the file's
+        size = meta.size if isinstance(meta.size, int) and meta.size > 0 else self.size
+        return RemoteFacts(size, sha256)
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class RemoteFacts:
+    size: int | None
+    sha256: str | None
+
 
 @dataclass(frozen=True)
 class CatalogEntry:

@@ -256,11 +256,12 @@ class ModelStore:
             else:
                 dest.unlink()
         url = source.resolve_url()
+        facts = source.remote_facts()  # the hub's own size and SHA-256, checked before and after the transfer
         result = download(
-            url, dest, sha256=source.sha256, expected_size=source.size, validate=validate, cancel=cancel,
+            url, dest, sha256=facts.sha256, expected_size=facts.size, validate=validate, cancel=cancel,
             progress=(lambda p: progress(part, p)) if progress else None, **options,
         )  # fmt: skip
-        if source.sha256 is None:
+        if facts.sha256 is None:
             self._remember_hash(url, result.sha256, dest.name)
         return dest
 
