@@ -120,3 +120,37 @@ def test_a_file_that_differs_from_the_hub_hash_is_refused_and_removed(hub, tmp_p
     with pytest.raises(DownloadError, match=r"checksum mismatch \(expected abab"):
         ModelStore(tmp_path / "data", catalog).download("tiny")
     assert not list((tmp_path / "data" / "models" / "tiny").glob("tiny.gguf*"))
+
+
+def test_every_catalog_entry_on_the_hub_resolves_its_metadata(hub):
+    """Each built-in Hugging Face entry's files are asked for at /{repo}/resolve/main/{file}; the imitation hub
+    publishes a file there, so every entry's size and hash come back (and a typo'd repo or file would 404)."""
+    from app.core.models.catalog import load_catalog
+
+    entries = [e for e in load_catalog() if e.text.hf_repo]
+    assert {"qwen3.5-0.8b", "qwen3.5-2b", "qwen3.5-4b", "gemma-4-e2b", "minicpm-v-4.6", "lfm2.5-vl-450m",
+            "qwen3-vl-2b", "smolvlm2-500m-video"} <= {e.id for e in entries}  # fmt: skip
+    for entry in entries:
+        for source in (entry.text, entry.mmproj):
+            assert source.hf_revision == "main"
+            data = f"{entry.id}/{source.hf_file}".encode() * 100
+            publish(hub, f"/{source.hf_repo}/resolve/main/{source.hf_file}", data)
+            facts = source.remote_facts()
+            assert (facts.size, facts.sha256) == (len(data), hashlib.sha256(data).hexdigest()), entry.id
+
+
+def test_entries_nobody_ran_yet_say_so(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from app.core.models.catalog import load_catalog
+
+    entries = {e.id: e for e in load_catalog()}
+    assert entries["qwen3-vl-2b"].unverified
+    assert not entries["tinyllava-1.1b"].unverified
+    repo = Path(__file__).resolve().parents[1]
+    command = [sys.executable, "-m", "app", "models", "list", "--data-dir", str(tmp_path)]
+    listed = subprocess.run(command, capture_output=True, text=True, cwd=repo, timeout=60)
+    line = next(x for x in listed.stdout.splitlines() if x.strip().startswith("qwen3-vl-2b"))
+    assert "not installed; not yet downloaded and run by us" in line

@@ -77,6 +77,8 @@ def _run(args: argparse.Namespace) -> int:
         print("Catalog:")
         for entry in store.catalog_entries():
             mark = "installed" if entry.id in installed else "not installed"
+            if entry.unverified:
+                mark += "; not yet downloaded and run by us"
             print(f"  {entry.id:18} {entry.name}  [{mark}; {_size(entry.total_size)}; {entry.licence}]")
         others = [m for m in installed.values() if m.origin != "catalog"]
         if others:

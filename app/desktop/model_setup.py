@@ -140,6 +140,8 @@ class ModelSetupDialog(QDialog):
             self.status.setText(str(exc))
         for entry in entries:
             mark = "installed" if entry.id in installed else _size(entry.total_size)
+            if entry.unverified:
+                mark += " · not yet downloaded and run by us"
             item = QListWidgetItem(f"{entry.name}\n    {mark} · {entry.licence}")
             item.setData(Qt.ItemDataRole.UserRole, ("catalog", entry.id))
             item.setToolTip(entry.notes)

@@ -102,6 +102,12 @@ class CatalogEntry:
     notes: str
     text: Source
     mmproj: Source
+    # Who downloaded and ran this pair, and how ("" = nobody yet: the picker says "not yet run by us").
+    verified: str = ""
+
+    @property
+    def unverified(self) -> bool:
+        return not self.verified.strip()
 
     @property
     def total_size(self) -> int | None:
@@ -169,6 +175,7 @@ def _entry(path: Path, index: int, raw: Any) -> CatalogEntry:
         notes=str(raw.get("notes", "")),
         text=text,
         mmproj=mmproj,
+        verified=str(raw.get("verified", "")),
     )
 
 
