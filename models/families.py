@@ -545,10 +545,129 @@ def write_qwen35(directory: Path, seed: int = 0) -> ModelPair:
     return ModelPair(text, mmproj)
 
 
+# --- Gemma 4 (gemma4 text model with per-layer embeddings and sliding-window layers; gemma4v projector) -----------
+
+# Gemma 4's chat template reduced to what this app sends (system, user with image parts, model turns): the turn
+# markers, the image part's '<|image|>' and the generation prompt with its empty thought channel are those of
+# google/gemma-4-E2B-it's published template (386 lines, mostly tool-call formatting, not embedded verbatim here:
+# no public copy of the whole file could be read from this machine).
+GEMMA4_TEMPLATE = (
+    "{{- bos_token -}}{%- for message in messages -%}"
+    "{{- '<|turn>' + ('model' if message['role'] == 'assistant' else message['role']) + '\\n' -}}"
+    "{%- if message['content'] is string -%}{{- message['content'] | trim -}}{%- else -%}"
+    "{%- for item in message['content'] -%}{%- if item['type'] == 'text' -%}{{- item['text'] | trim -}}"
+    "{%- elif item['type'] == 'image' -%}{{- '<|image|>' -}}{%- endif -%}{%- endfor -%}{%- endif -%}"
+    "{{- '<turn|>\\n' -}}{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<|turn>model\\n' -}}"
+    "{%- if not enable_thinking | default(false) -%}{{- '<|channel>thought\\n<channel|>' -}}{%- endif -%}"
+    "{%- endif -%}"
+)
+GEMMA4_SPECIALS = ("<bos>", "<eos>", "<|turn>", "<turn|>", "<|image|>", "<|image>", "<image|>", "<|channel>",
+                   "<channel|>")  # fmt: skip
+
+
+def _gemma4_text(path: Path, *, seed: int, shape: _Text = _Text()) -> Path:
+    """A `gemma4` text model: a sliding-window block and a global block, per-layer input embeddings (PLE)."""
+    import gguf
+
+    rng = np.random.default_rng(seed)
+    tokens, scores, types = _special_vocabulary(GEMMA4_SPECIALS)
+    n_layer, ple, head = 2, 16, shape.n_embd // shape.n_head
+    temporary = _atomic_target(path)
+    writer = gguf.GGUFWriter(str(temporary), "gemma4")
+    writer.add_name("Gemma 4 tiny test model")
+    writer.add_context_length(shape.n_ctx_train)
+    writer.add_embedding_length(shape.n_embd)
+    writer.add_block_count(n_layer)
+    writer.add_feed_forward_length(shape.n_ff)
+    writer.add_head_count(shape.n_head)
+    writer.add_head_count_kv(shape.n_head_kv)
+    writer.add_key_length(head)
+    writer.add_value_length(head)
+    writer.add_uint32("gemma4.attention.key_length_swa", head)
+    writer.add_uint32("gemma4.attention.value_length_swa", head)
+    writer.add_float32("gemma4.rope.freq_base_swa", 10_000.0)
+    writer.add_rope_freq_base(1_000_000.0)
+    writer.add_uint32("gemma4.attention.sliding_window", 512)
+    writer.add_array("gemma4.attention.sliding_window_pattern", [True, False])
+    writer.add_uint32("gemma4.embedding_length_per_layer_input", ple)
+    writer.add_uint32("gemma4.attention.shared_kv_layers", 0)
+    writer.add_layer_norm_rms_eps(1e-6)
+    writer.add_file_type(gguf.LlamaFileType.ALL_F32)
+    bos, eos = tokens.index("<bos>"), tokens.index("<turn|>")
+    _add_tokenizer(writer, tokens, scores, types, eos=eos, add_bos=True, bos=bos)
+    writer.add_chat_template(GEMMA4_TEMPLATE)
+    n_vocab, n_embd = len(tokens), shape.n_embd
+
+    def ones(name: str, size: int) -> None:
+        writer.add_tensor(name, np.ones(size, dtype=np.float32))
+
+    writer.add_tensor("token_embd.weight", _weights(rng, n_vocab, n_embd))
+    writer.add_tensor("per_layer_token_embd.weight", _weights(rng, n_vocab, ple * n_layer))
+    writer.add_tensor("per_layer_model_proj.weight", _weights(rng, ple * n_layer, n_embd))
+    ones("per_layer_proj_norm.weight", ple)
+    ones("rope_freqs.weight", head // 2)
+    ones("output_norm.weight", n_embd)
+    for i in range(n_layer):
+        b = f"blk.{i}."
+        ones(b + "attn_norm.weight", n_embd)
+        writer.add_tensor(b + "attn_q.weight", _weights(rng, shape.n_head * head, n_embd))
+        writer.add_tensor(b + "attn_k.weight", _weights(rng, shape.n_head_kv * head, n_embd))
+        writer.add_tensor(b + "attn_v.weight", _weights(rng, shape.n_head_kv * head, n_embd))
+        writer.add_tensor(b + "attn_output.weight", _weights(rng, n_embd, shape.n_head * head))
+        ones(b + "attn_q_norm.weight", head)
+        ones(b + "attn_k_norm.weight", head)
+        ones(b + "post_attention_norm.weight", n_embd)
+        ones(b + "ffn_norm.weight", n_embd)
+        writer.add_tensor(b + "ffn_gate.weight", _weights(rng, shape.n_ff, n_embd))
+        writer.add_tensor(b + "ffn_up.weight", _weights(rng, shape.n_ff, n_embd))
+        writer.add_tensor(b + "ffn_down.weight", _weights(rng, n_embd, shape.n_ff))
+        ones(b + "post_ffw_norm.weight", n_embd)
+        writer.add_tensor(b + "inp_gate.weight", _weights(rng, ple, n_embd))
+        writer.add_tensor(b + "proj.weight", _weights(rng, n_embd, ple))
+        ones(b + "post_norm.weight", n_embd)
+    return _finish(writer, temporary, path)
+
+
+def write_gemma4(directory: Path, seed: int = 0) -> ModelPair:
+    """Gemma 4: a gemma4 text model and a gemma4v projector (RMS-norm ViT with 2-D RoPE, x/y position tables,
+    average pooling, one input projection)."""
+    import gguf
+
+    directory = Path(directory)
+    shape = _Text()
+    text = _gemma4_text(directory / "gemma4-tiny.gguf", seed=seed, shape=shape)
+    vision = _Vision(image_size=64, patch_size=8)
+    rng = np.random.default_rng(seed + 1)
+    path = directory / "mmproj-gemma4-tiny.gguf"
+    temporary = _atomic_target(path)
+    writer = gguf.GGUFWriter(str(temporary), "clip")
+    _clip_header(writer, "gemma4v", vision, shape.n_embd, name="Gemma 4 tiny test mmproj")
+    embd, p = vision.n_embd, vision.patch_size
+    kernel = rng.standard_normal((embd, 3, p, p), dtype=np.float32) / np.float32(np.sqrt(3 * p * p))
+    writer.add_tensor("v.patch_embd.weight", kernel)
+    side = vision.image_size // p
+    table = rng.standard_normal((2, side * side, embd), dtype=np.float32) / np.float32(np.sqrt(embd))
+    writer.add_tensor("v.position_embd.weight", table)  # an x table and a y table
+    for i in range(vision.n_layer):
+        b = f"v.blk.{i}."
+        for norm in ("ln1", "ln2"):
+            writer.add_tensor(b + f"{norm}.weight", np.ones(embd, dtype=np.float32))
+        for part in ("q", "k", "v"):
+            writer.add_tensor(b + f"attn_{part}.weight", _weights(rng, embd, embd))
+        writer.add_tensor(b + "attn_out.weight", _weights(rng, embd, embd))
+        writer.add_tensor(b + "ffn_gate.weight", _weights(rng, vision.n_ff, embd))
+        writer.add_tensor(b + "ffn_up.weight", _weights(rng, vision.n_ff, embd))
+        writer.add_tensor(b + "ffn_down.weight", _weights(rng, embd, vision.n_ff))
+    writer.add_tensor("mm.input_projection.weight", _weights(rng, shape.n_embd, embd))
+    return ModelPair(text, _finish(writer, temporary, path))
+
+
 FAMILIES: dict[str, Family] = {
     "smolvlm2": Family("smolvlm2", "idefics3", "llama", write_smolvlm2),
     "lfm2": Family("lfm2", "lfm2", "lfm2", write_lfm2),
     "qwen3vl": Family("qwen3vl", "qwen3vl_merger", "qwen3vl", write_qwen3vl),
+    "gemma4": Family("gemma4", "gemma4v", "gemma4", write_gemma4, rewrites_history=True),
     "qwen35": Family("qwen35", "qwen3vl_merger", "qwen35", write_qwen35, rewrites_history=True),
 }
 

@@ -1,7 +1,8 @@
 """A state checkpoint right after the latest image, for models whose cache cannot be cut back.
 
 Recurrent and hybrid models (LFM2, Qwen3.5) keep a recurrent state for the latest position only, so llama.cpp
-cannot remove the tail of their cache (a partial `llama_memory_seq_rm` fails). A follow-up that only appends is
+cannot remove the tail of their cache (a partial `llama_memory_seq_rm` fails); sliding-window models lose old
+cells once the window has moved past them. A follow-up that only appends is
 incremental anyway; a regenerate or an edited question would have to evaluate the whole conversation again,
 image included. Instead the engine saves the sequence's state (`llama_state_seq_get_data`) right after it
 evaluates an image, and goes back to it (`llama_state_seq_set_data`) when the new prompt still starts with
@@ -25,7 +26,8 @@ class ImageCheckpoints:
 
     def __init__(self, native: Any) -> None:
         self._native = native
-        self.enabled = not native.can_truncate
+        # Sliding-window models (Gemma 4) can cut back while the window still holds the image, not after.
+        self.enabled = not native.can_truncate or native.has_sliding_window
         self._latest: Checkpoint | None = None
         self.restores = 0  # how often a cut-back was served by a checkpoint (tests and stats read it)
 

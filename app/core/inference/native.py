@@ -310,6 +310,10 @@ class NativeModel:
         ll = self._ll
         return not (ll.llama_model_is_recurrent(self.model) or ll.llama_model_is_hybrid(self.model))
 
+    @property
+    def has_sliding_window(self) -> bool:
+        return int(self._ll.llama_model_n_swa(self.model)) > 0
+
     def save_state(self) -> bytes:
         """The sequence's whole state (KV cells and recurrent state), to restore with `load_state`."""
         size = self._ll.llama_state_seq_get_size(self.ctx, 0)
