@@ -83,3 +83,67 @@ def test_deleted_chat_is_purged_with_its_frames_after_the_undo_window(qtbot, tmp
         assert list(store.images_dir.glob("*.jpg")) == []
     finally:
         store.close()
+
+
+def _row_of(panel, chat_id: int):
+    from PySide6.QtCore import Qt
+
+    return next(panel.list.item(r) for r in range(panel.list.count())
+                if panel.list.item(r).data(Qt.ItemDataRole.UserRole) == chat_id)  # fmt: skip
+
+
+def test_deleting_the_open_chat_clears_it_and_the_next_question_goes_to_a_new_chat(qtbot, make_window, settings,
+                                                                                  tmp_path):  # fmt: skip
+    window = make_window(settings)
+    wait_for_frame(qtbot, window)
+    ask(qtbot, window, "Kept question")
+    qtbot.waitUntil(lambda: window.history_panel.list.count() == 1, timeout=10000)
+    deleted = window.history.list_chats()[0].id
+    window.history_panel.delete_selected()  # the Delete button: acts on the chat on screen
+    assert window.chat_view.bubbles == []
+    assert window.status_label.text().startswith("The chat on screen was deleted")
+    ask(qtbot, window, "After the delete")
+    qtbot.waitUntil(lambda: window.history_panel.list.count() == 1, timeout=10000)
+    window.close()
+    store = HistoryStore(tmp_path)
+    try:
+        old = store.get_chat(deleted, include_deleted=True)
+        assert [m.text for m in old.messages if m.role == "user"] == ["Kept question"]
+        (chat,) = store.list_chats()
+        assert chat.id != deleted
+        assert [m.text for m in store.get_chat(chat.id).messages if m.role == "user"] == ["After the delete"]
+    finally:
+        store.close()
+
+
+def test_delete_acts_on_the_chat_on_screen_not_a_highlighted_row(qtbot, make_window, settings):
+    window = make_window(settings)
+    wait_for_frame(qtbot, window)
+    ask(qtbot, window, "First chat")
+    window.new_chat()
+    ask(qtbot, window, "Second chat")
+    qtbot.waitUntil(lambda: window.history_panel.list.count() == 2, timeout=10000)
+    by_title = {c.title: c.id for c in window.history.list_chats()}
+    panel = window.history_panel
+    panel.list.setCurrentItem(_row_of(panel, by_title["First chat"]))  # as a right-click or an arrow key does
+    panel.delete_selected()
+    assert [c.title for c in window.history.list_chats()] == ["First chat"]
+
+
+def test_one_click_on_a_chat_opens_it_once(qtbot, make_window, settings):
+    from PySide6.QtCore import Qt
+
+    window = make_window(settings)
+    wait_for_frame(qtbot, window)
+    ask(qtbot, window, "Open me")
+    window.new_chat()
+    qtbot.waitUntil(lambda: window.history_panel.list.count() == 1, timeout=10000)
+    panel = window.history_panel
+    opened: list[int] = []
+    panel.open_requested.connect(opened.append)
+    item = panel.list.item(0)
+    rect = panel.list.visualItemRect(item)
+    qtbot.mouseClick(panel.list.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    panel.list.itemActivated.emit(item)  # styles that activate on a single click send this for the same click
+    assert opened == [window.history.list_chats()[0].id]
+    assert [b.role for b in window.chat_view.bubbles] == ["user", "assistant"]

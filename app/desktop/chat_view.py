@@ -97,14 +97,24 @@ class Bubble(QFrame):
                 self.set_text("*(stopped before the first word)*")
         self.timing_label.setText(line)
         self.setProperty("stopped", self.stopped)
+        repolish(self)
 
     def fail(self, message: str) -> None:
         self.setProperty("failed", True)
+        repolish(self)
         self.timing_label.setText("error")
         self.set_text((self._text + "\n\n" if self._text else "") + f"**Error:** {message}")
 
     def copy_text(self) -> None:
         QGuiApplication.clipboard().setText(self._text)
+
+
+def repolish(widget: QWidget) -> None:
+    """Apply the style sheet again: Qt does not re-evaluate [property] selectors when a dynamic property changes."""
+    style = widget.style()
+    style.unpolish(widget)
+    style.polish(widget)
+    widget.update()
 
 
 class ChatView(QScrollArea):

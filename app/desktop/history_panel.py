@@ -27,6 +27,7 @@ class HistoryPanel(QWidget):
     exportChatButton: QPushButton
 
     open_requested = Signal(int)  # chat id
+    deleted = Signal(int)  # chat id: if it is on screen, the window starts a new chat
     message = Signal(str)  # something to tell the user (errors, "deleted — Undo")
 
     def __init__(self, store: HistoryStore) -> None:
@@ -34,6 +35,7 @@ class HistoryPanel(QWidget):
         self.store = store
         self.setObjectName("historyPanel")
         self.last_deleted: int | None = None
+        self.open_chat_id: int | None = None  # the chat on screen: the buttons act on it, the list highlights it
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         self.search = QLineEdit()
@@ -82,6 +84,7 @@ class HistoryPanel(QWidget):
         else:
             for chat in self.store.list_chats():
                 self._add(chat.id, chat.title, chat.updated_at)
+        self._highlight_open()
 
     def _add(self, chat_id: int, title: str, updated: float, extra: str = "") -> None:
         when = time.strftime("%d %b %H:%M", time.localtime(updated))
@@ -90,11 +93,31 @@ class HistoryPanel(QWidget):
         self.list.addItem(item)
 
     def _selected(self) -> int | None:
+        """The chat the buttons act on: the one on screen (a right-click or arrow key only highlights a row)."""
+        if self.open_chat_id is not None:
+            return self.open_chat_id
         item = self.list.currentItem()
         return int(item.data(Qt.ItemDataRole.UserRole)) if item is not None else None
 
+    def set_open_chat(self, chat_id: int | None) -> None:
+        """The window shows `chat_id` (None: a new, unsaved chat)."""
+        self.open_chat_id = chat_id
+        self._highlight_open()
+
+    def _highlight_open(self) -> None:
+        for row in range(self.list.count()):
+            item = self.list.item(row)
+            if item.data(Qt.ItemDataRole.UserRole) == self.open_chat_id:
+                self.list.setCurrentItem(item)
+                return
+        self.list.setCurrentRow(-1)
+        self.list.clearSelection()
+
     def _activated(self, item: QListWidgetItem) -> None:
-        self.open_requested.emit(int(item.data(Qt.ItemDataRole.UserRole)))
+        chat_id = int(item.data(Qt.ItemDataRole.UserRole))
+        if chat_id == self.open_chat_id:
+            return  # itemClicked and itemActivated both come for one click on some styles: open it once
+        self.open_requested.emit(chat_id)
 
     def rename_selected(self) -> None:
         chat_id = self._selected()
@@ -123,6 +146,9 @@ class HistoryPanel(QWidget):
             self.message.emit(str(exc))
             return
         self.last_deleted = chat_id
+        if chat_id == self.open_chat_id:
+            self.open_chat_id = None
+        self.deleted.emit(chat_id)
         self.undoDeleteButton.setEnabled(True)
         self.message.emit("Chat deleted. Press Undo to bring it back.")
         self.refresh()

@@ -35,7 +35,7 @@ from app.core.history.store import HistoryStore
 from app.core.inference.engine import PastTurn
 from app.core.inference.images import RGBImage, check_pixels, load_image
 from app.desktop.camera import CameraSource, list_cameras, parse_source
-from app.desktop.chat_view import Bubble, ChatView
+from app.desktop.chat_view import Bubble, ChatView, repolish
 from app.desktop.history_panel import HistoryPanel
 from app.desktop.settings import Settings, save_settings
 from app.desktop.worker import WorkerThread
@@ -235,6 +235,7 @@ class MainWindow(QMainWindow):
 
         self.history_panel = HistoryPanel(self.history)
         self.history_panel.open_requested.connect(self.open_chat)
+        self.history_panel.deleted.connect(self._chat_deleted)
         self.history_panel.message.connect(lambda text: self.show_notice(text, kind="history"))
         splitter = QSplitter()
         splitter.addWidget(self.history_panel)
@@ -574,6 +575,7 @@ class MainWindow(QMainWindow):
             elif error is not None:
                 self.show_notice(f"The chat could not be saved: {error}", kind="history")
             if refresh:
+                self.history_panel.open_chat_id = self._chat["id"]  # set by the writer once the chat exists
                 self.history_panel.refresh()
 
         if not self.history.read_only:
@@ -609,6 +611,7 @@ class MainWindow(QMainWindow):
                 bubble.finish({**(message.timings or {}), "finish_reason": "cancelled"
                                if message.status in ("stopped", "incomplete") else "stop"})  # fmt: skip
         self._chat = {"id": chat_id}
+        self.history_panel.set_open_chat(chat_id)
         self.setWindowTitle(f"LlavaCam — {chat.title}")
         turns = self.history.get_turns(chat_id)
         questions = [m for m in chat.messages if m.role == "user"]
@@ -684,12 +687,19 @@ class MainWindow(QMainWindow):
         self.conversation_image = None
         self.last_question = None
         self._chat = {"id": None}
+        self.history_panel.set_open_chat(None)
         self.setWindowTitle("LlavaCam")
         self.new_chat_requested.emit(self.settings.system_prompt)
         if self.pinned is not None:
             self._prepare(self.pinned)
         self.set_status("New chat")
         self._update_buttons()
+
+    def _chat_deleted(self, chat_id: int) -> None:
+        """A deleted chat must not stay on screen taking questions that would be stored in it, unseen."""
+        if chat_id == self._chat["id"]:
+            self.new_chat()
+            self.set_status("The chat on screen was deleted (Undo brings it back): this is a new chat")
 
     def _update_buttons(self) -> None:
         busy = self.active_request is not None
@@ -745,6 +755,7 @@ class MainWindow(QMainWindow):
         hint = " Open Settings with Ctrl+, to choose the model files." if settings else ""
         self.notice.setText(message + hint)
         self.notice.setProperty("kind", kind)
+        repolish(self.notice)
         self.notice.setVisible(True)
 
     def hide_notice(self, kind: str | None = None) -> None:

@@ -3,6 +3,8 @@ and a check that no test leaves a QThread running."""
 
 from __future__ import annotations
 
+import threading
+import time
 import weakref
 from pathlib import Path
 
@@ -23,14 +25,27 @@ def _tracking_init(self: QThread, *args: object, **kwargs: object) -> None:
     _threads.append(weakref.ref(self))
 
 
+LEAK_GRACE_S = 5.0  # a thread told to stop during teardown may take a moment to return
+
+
 @pytest.fixture(autouse=True)
 def no_dangling_qthreads(monkeypatch):
-    """Fail any test that leaves a QThread running (after napari's _dangling_qthreads)."""
+    """Fail any test that leaves a QThread or a Python thread running (napari's _dangling_qthreads, extended to
+    threading.enumerate()). Threads that were already running when the test started (session and module
+    fixtures) are not the test's."""
     monkeypatch.setattr(QThread, "__init__", _tracking_init)
     _threads.clear()
+    before = set(threading.enumerate())
     yield
     running = [t for ref in _threads if (t := ref()) is not None and t.isRunning()]
     assert not running, f"test left {len(running)} QThread(s) running"
+    deadline = time.monotonic() + LEAK_GRACE_S
+    # QThreads that ran Python code show up as dummy threads (never "ended" for Python): the check above has them.
+    left = [t for t in threading.enumerate() if t not in before and not isinstance(t, threading._DummyThread)]
+    for thread in left:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    alive = sorted(t.name for t in left if t.is_alive())
+    assert not alive, f"test left Python thread(s) running: {', '.join(alive)}"
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,36 @@
+"""Chat bubbles as drawn with the app's style sheet: a stopped or failed answer gets its border."""
+
+from __future__ import annotations
+
+import pytest
+from PySide6.QtWidgets import QVBoxLayout, QWidget
+
+from app.core.resources import resource_path
+from app.desktop.chat_view import Bubble
+
+STOPPED_BORDER = (0xD9, 0xA4, 0x00)  # resources/styles.qss
+FAILED_BORDER = (0xC6, 0x28, 0x28)
+
+
+def border_colour(qtbot, change) -> tuple[int, int, int]:
+    host = QWidget()
+    host.setStyleSheet(resource_path("styles.qss").read_text(encoding="utf-8"))
+    layout = QVBoxLayout(host)
+    bubble = Bubble("assistant", "An answer")
+    layout.addWidget(bubble)
+    qtbot.addWidget(host)
+    host.resize(400, 200)
+    host.show()
+    qtbot.waitExposed(host)
+    change(bubble)  # after the bubble was first shown, as a streamed answer ends
+    image = bubble.grab().toImage()
+    pixel = image.pixelColor(image.width() // 2, 0)
+    return pixel.red(), pixel.green(), pixel.blue()
+
+
+@pytest.mark.parametrize(("change", "colour"), [
+    (lambda b: b.finish({"finish_reason": "cancelled"}), STOPPED_BORDER),
+    (lambda b: b.fail("the model stopped working"), FAILED_BORDER),
+])  # fmt: skip
+def test_a_stopped_or_failed_answer_is_drawn_with_its_border(qtbot, change, colour):
+    assert border_colour(qtbot, change) == colour
