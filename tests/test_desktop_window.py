@@ -296,3 +296,23 @@ def test_space_captures_when_the_prompt_is_not_focused(qtbot, make_window, setti
     qtbot.keyClick(window.prompt_input, Qt.Key.Key_Space)
     assert window.pinned is None, "a space typed in the question is just a space"
     assert window.prompt_input.toPlainText() == " "
+
+
+def test_saving_settings_or_choosing_model_files_keeps_the_camera_on_screen(qtbot, make_window, settings, tmp_path,
+                                                                             video):  # fmt: skip
+    window = make_window(settings)  # on the test video, given as --camera would be
+    wait_for_frame(qtbot, window)
+    window.apply_settings(replace(window.settings), reload=(settings.model_path, settings.mmproj_path,
+                          settings.n_ctx, settings.threads, settings.gpu_layers, settings.template))  # fmt: skip
+    assert window.camera.source == str(video)
+    assert window.camera_picker.currentText() == str(video)
+
+
+def test_the_camera_picked_in_the_drop_down_is_saved_and_kept(qtbot, make_window, settings, tmp_path, video):
+    window = make_window(settings, camera="0")
+    window.camera_picker.setCurrentText(str(video))
+    window.camera_picker.activated.emit(0)  # the user chose it
+    wait_for_frame(qtbot, window)
+    assert load_settings(tmp_path)[0].camera == str(video)
+    window.apply_settings(replace(window.settings, temperature=0.5))  # Save in Settings, camera field unchanged
+    assert window.camera.source == str(video)

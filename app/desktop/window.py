@@ -10,6 +10,7 @@ import contextlib
 import itertools
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -188,7 +189,7 @@ class MainWindow(QMainWindow):
         self.camera_picker.setAccessibleName("Camera")
         self.camera_picker.setEditable(True)
         self.camera_picker.setToolTip("Camera index, or a video/image file")
-        self.camera_picker.activated.connect(lambda _i: self.start_camera(self.camera_picker.currentText()))
+        self.camera_picker.activated.connect(lambda _i: self.pick_camera(self.camera_picker.currentText()))
         controls.addWidget(self.camera_picker, 1)
         self.capture_button = QPushButton("Capture (Space)")
         self.capture_button.setObjectName("captureButton")
@@ -359,6 +360,15 @@ class MainWindow(QMainWindow):
             self.camera_picker.addItem(text)
         self.camera_picker.setCurrentText(text)
         self.camera.start()
+
+    def pick_camera(self, source: str) -> None:
+        """The user chose a camera in the drop-down: use it and remember it (Settings shows it too)."""
+        self.start_camera(source)
+        self.settings = replace(self.settings, camera=str(parse_source(source)))
+        try:
+            save_settings(self.data_dir, self.settings)
+        except OSError as exc:
+            self.show_notice(f"Settings could not be saved: {exc}")
 
     def _find_cameras(self) -> None:
         found = list_cameras()
@@ -731,13 +741,12 @@ class MainWindow(QMainWindow):
 
     def use_model(self, model: Any) -> None:
         """Switch to an installed pair (from the model dialog) and load it."""
-        from dataclasses import replace
-
         mmproj = str(model.mmproj) if model.mmproj else ""
         template = model.template or "auto"
         self.apply_settings(replace(self.settings, model_path=str(model.text), mmproj_path=mmproj, template=template))
 
     def apply_settings(self, settings: Settings, reload: tuple | None = None) -> None:
+        camera_before = self.settings.camera
         self.settings = settings
         try:
             save_settings(self.data_dir, settings)
@@ -748,7 +757,9 @@ class MainWindow(QMainWindow):
         if reload is None or reload != after:
             self.conversation_image = None
             self.load_model()
-        if str(parse_source(settings.camera)) != self.camera_picker.currentText():
+        # Only a camera changed in Settings switches it: saving other settings or choosing model files keeps the
+        # camera on screen (which may be one picked in the drop-down or given with --camera).
+        if str(parse_source(settings.camera)) != str(parse_source(camera_before)):
             self.start_camera(settings.camera)
 
     def show_notice(self, message: str, settings: bool = False, kind: str = "info") -> None:
