@@ -50,15 +50,19 @@ def test_closing_mid_answer_keeps_the_partial_answer_marked_stopped(qtbot, make_
     window = make_window(replace(settings, temperature=0.8, seed=5, max_tokens=400))
     wait_for_frame(qtbot, window)
     window.prompt_input.setPlainText("Tell me a long story.")
+    received: list[str] = []
+    window.worker.token.connect(lambda _request, piece: received.append(piece))
     with qtbot.waitSignal(window.worker.token, timeout=30000):
         window.send_button.click()
-    window.close()
+    window.close()  # 400 tokens asked for: the answer is far from done
     store = HistoryStore(tmp_path)
     try:
         (chat,) = store.list_chats()
         user, answer = store.get_chat(chat.id).messages
         assert user.text == "Tell me a long story."
-        assert answer.status in {"stopped", "complete"}
+        assert answer.status == "stopped"
+        assert answer.text
+        assert answer.text == "".join(received)[: len(answer.text)]
     finally:
         store.close()
 
@@ -147,3 +151,27 @@ def test_one_click_on_a_chat_opens_it_once(qtbot, make_window, settings):
     panel.list.itemActivated.emit(item)  # styles that activate on a single click send this for the same click
     assert opened == [window.history.list_chats()[0].id]
     assert [b.role for b in window.chat_view.bubbles] == ["user", "assistant"]
+
+
+def test_new_chat_during_an_answer_keeps_that_answer_stopped_with_its_text(qtbot, make_window, settings, tmp_path):
+    window = make_window(replace(settings, temperature=0.8, seed=5, max_tokens=400))
+    wait_for_frame(qtbot, window)
+    window.prompt_input.setPlainText("Tell me a long story.")
+    received: list[str] = []
+    window.worker.token.connect(lambda _request, piece: received.append(piece))
+    with qtbot.waitSignal(window.worker.token, timeout=30000):
+        window.send_button.click()
+    qtbot.waitUntil(lambda: len(received) >= 3, timeout=30000)
+    window.new_chat()
+    shown = "".join(received)  # what had arrived when New chat was pressed
+    window.close()
+    store = HistoryStore(tmp_path)
+    try:
+        (chat,) = store.list_chats()
+        user, answer = store.get_chat(chat.id).messages
+        assert user.text == "Tell me a long story."
+        assert answer.status == "stopped"
+        assert len(answer.text) > 0
+        assert shown.startswith(answer.text)
+    finally:
+        store.close()

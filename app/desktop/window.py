@@ -690,7 +690,10 @@ class MainWindow(QMainWindow):
         self.turn_finished.emit(request_id, stats)
 
     def new_chat(self) -> None:
-        self.stop()
+        if self.active_request is not None:
+            # The answer so far stays in the chat it belongs to, marked stopped (its late tokens are dropped).
+            self.stop()
+            self._record_end("stopped", None)
         self.active_request = None
         self.active_bubble = None
         self.chat_view.clear()
