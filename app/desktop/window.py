@@ -1,7 +1,8 @@
 """The main window: live camera and pinned frame on the left, the chat and the input box on the right.
 
 The GUI thread only paints and routes: camera reads happen on the camera thread, image decoding on a small
-background pool, and everything llama.cpp does on the InferenceWorker's QThread.
+background pool, and everything llama.cpp does on the engine's own inference thread (the InferenceWorker's QThread
+only relays its answers as signals, until the window moves onto `Turn.stream()` on qasync's loop).
 """
 
 from __future__ import annotations
