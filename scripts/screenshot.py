@@ -1,6 +1,6 @@
 """Run the real window under Xvfb with the tiny model and a generated video, ask one question, save a screenshot.
 
-    python scripts/screenshot.py [--out docs/screenshot.png]
+    python scripts/screenshot.py [--out docs/screenshot.png] [--size 1280x800] [--theme light|dark]
 
 Runs itself under xvfb-run (Debian: apt-get install xvfb) unless DISPLAY is already set.
 """
@@ -22,19 +22,38 @@ REPO = Path(__file__).resolve().parents[1]
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "screenshot.png")
+    parser.add_argument("--size", default="1280x800", help="window size, WIDTHxHEIGHT")
+    parser.add_argument("--theme", choices=["light", "dark"], default="light",
+                        help="dark: the system palette is dark (Fusion's dark palette stands in for the desktop's)")
     args = parser.parse_args()
     if not os.environ.get("DISPLAY"):
         if shutil.which("xvfb-run") is None:
             print("Xvfb is not installed (Debian: apt-get install xvfb)", file=sys.stderr)
             return 1
         # xvfb-run starts a private X server, waits for it to be ready, and stops it afterwards.
-        command = ["xvfb-run", "-a", "-s", "-screen 0 1280x800x24", sys.executable, __file__, "--out", str(args.out)]
+        command = ["xvfb-run", "-a", "-s", "-screen 0 1280x800x24", sys.executable, __file__, "--out", str(args.out),
+                   "--size", args.size, "--theme", args.theme]  # fmt: skip
         return subprocess.run(command).returncode
     os.environ["QT_QPA_PLATFORM"] = "xcb"
-    return shoot(args.out)
+    width, height = (int(n) for n in args.size.lower().split("x"))
+    return shoot(args.out, (width, height), args.theme)
 
 
-def shoot(out: Path) -> int:
+def dark_palette() -> object:
+    from PySide6.QtGui import QColor, QPalette
+
+    palette = QPalette()
+    roles = QPalette.ColorRole
+    for role, colour in ((roles.Window, "#202124"), (roles.WindowText, "#e8eaed"), (roles.Base, "#17181a"),
+                         (roles.AlternateBase, "#2a2b2e"), (roles.Text, "#e8eaed"), (roles.Button, "#2d2e31"),
+                         (roles.ButtonText, "#e8eaed"), (roles.Highlight, "#3d6fb4"),
+                         (roles.HighlightedText, "#ffffff"), (roles.ToolTipBase, "#2d2e31"),
+                         (roles.ToolTipText, "#e8eaed"), (roles.PlaceholderText, "#9aa0a6")):  # fmt: skip
+        palette.setColor(role, QColor(colour))
+    return palette
+
+
+def shoot(out: Path, size: tuple[int, int] = (1280, 800), theme: str = "light") -> int:
     sys.path.insert(0, str(REPO))
     from PySide6.QtCore import QEventLoop
     from PySide6.QtWidgets import QApplication
@@ -49,11 +68,14 @@ def shoot(out: Path) -> int:
     pair = write_tiny_pair(work / "models")
     video = write_test_video(work / "camera.avi", frames=60, size=(640, 480), fps=15.0)
     app = QApplication.instance() or QApplication([])
+    if theme == "dark":
+        app.setStyle("Fusion")
+        app.setPalette(dark_palette())
     app.setStyleSheet(resource_path("styles.qss").read_text(encoding="utf-8"))
     settings = Settings(model_path=str(pair.text), mmproj_path=str(pair.mmproj), temperature=0.0, max_tokens=40,
                         n_ctx=2048)  # fmt: skip
     window = MainWindow(settings, work / "data", camera_source=str(video))
-    window.resize(1280, 760)
+    window.resize(*size)
     window.show()
 
     def spin(predicate, seconds: float) -> None:
