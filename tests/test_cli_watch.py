@@ -81,3 +81,26 @@ def test_ctrl_c_ends_the_watch_cleanly_with_it_saved(tiny_models, tmp_path):
     [chat] = store.list_chats()
     assert store.get_turns(chat.id)
     assert "Traceback" not in err
+
+
+def test_watch_with_a_preset_reads_each_new_scene_into_records(tiny_models, tmp_path, capsys):
+    from app.core.history.records import RecordStore
+
+    video = write_colour_video(tmp_path / "v.avi", ["blue"] * 8 + ["red"] * 8)
+    data = tmp_path / "data"
+    code = main(["watch", "--camera", str(video), "--extract", "todo", "--json", "--max-rate", "0",
+                 "--data-dir", str(data), *model_args(tiny_models)])  # fmt: skip
+    assert code == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    records = [e for e in events if e["event"] == "record"]
+    # one extraction per scene: the first frame and the red scene once it settled; the greedy random model
+    # writes one record each, with different titles (so nothing merges)
+    assert [(e["frame"], e["merged"]) for e in records] == [(0, False), (9, False)]
+    assert [e["event"] for e in events] == ["record", "record", "end"]
+    store = HistoryStore(data)
+    kept = RecordStore(store).list("todo")
+    assert len(kept) == sum(1 for e in records if not e["merged"])
+    [chat] = store.list_chats()
+    assert chat.title == "Watch: todo"
+    assert all(r.chat_id == chat.id for r in kept)
+    store.close()

@@ -183,6 +183,19 @@ def test_a_condition_can_end_the_watch_on_its_first_match_or_a_time_limit():
     assert timed.frames_seen == 12
 
 
+def test_a_preset_reads_each_new_scene_once_and_again_when_pre_empted():
+    read: list[int] = []
+
+    def on_scene(frame: Frame) -> bool:
+        read.append(frame.index)
+        return len(read) != 2  # the second reading is pre-empted by a chat question
+
+    frames = [scene("blue")] * 5 + [scene("red")] * 6
+    watcher = Watcher(ColourReader(), condition=None, question=None, change=FAST, on_scene=on_scene)
+    watcher.run(ListSource(frames))
+    assert read == [0, 6, 7]
+
+
 def test_condition_questions():
     assert condition_question("Tell me when the shape is red") == "Is the shape red?"
     assert condition_question("let me know when there is a circle.") == "Is there a circle?"

@@ -2,7 +2,9 @@
 
 Ctrl+C ends the watch cleanly: the question in flight is cancelled, the watch is already in the history (each
 answer is stored as it comes), and a last "end" line says why it ended. `--json` prints one object per line:
-{"event": "answer"|"repeat"|"match"|"end", "text", "frame", "time", "question"}.
+{"event": "answer"|"repeat"|"match"|"end", "text", "frame", "time", "question"}. With `--extract PRESET` each
+new scene is also read into records (the to-do list that fills itself): {"event": "record", "record", "merged",
+"frame", "time"} per record, merged into an open record with the same title, or {"event": "error", "text", ...}.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--when", metavar="CONDITION", help="tell me when CONDITION (a yes/no question is asked)")
     parser.add_argument("--until-match", action="store_true", help="end the watch on the condition's first match")
     parser.add_argument("--cooldown", type=float, default=30.0, metavar="S", help="seconds between two matches")
+    parser.add_argument("--extract", metavar="todo|expense|contact|FILE.json",
+                        help="also read each new scene into records of this preset (kept in the history)")
     parser.add_argument("--interval", type=float, default=None, metavar="S", help="ask every S seconds instead")
     parser.add_argument("--sensitivity", type=float, default=0.5, metavar="X", help="0 (big changes) .. 1 (small)")
     parser.add_argument("--max-rate", type=float, default=2.0, metavar="S", help="at most one question per S seconds")
@@ -60,8 +64,13 @@ def run(args: argparse.Namespace) -> int:
     from app.core.inference.engine import Engine, EngineConfig
     from app.core.watch import ChangeSettings, Condition, EngineAnswerer, Watcher
 
-    if not args.question and not args.when:
-        raise LlavaCamError("give a question with -q, a condition with --when, or both")
+    if not args.question and not args.when and not args.extract:
+        raise LlavaCamError("give a question with -q, a condition with --when, or a preset with --extract")
+    preset = None
+    if args.extract:
+        from app.commands.extract import _preset
+
+        preset = _preset(args.extract)
     for option, value, low, high in (("--sensitivity", args.sensitivity, 0.0, 1.0),
                                      ("--max-rate", args.max_rate, 0.0, 86400.0),
                                      ("--cooldown", args.cooldown, 0.0, 86400.0)):  # fmt: skip
@@ -96,8 +105,9 @@ def run(args: argparse.Namespace) -> int:
                 print(f"llavacam: the watch is not kept: {store.read_only_reason}", file=sys.stderr)
                 store.close()
             else:
-                recorder = WatchRecorder(store, f"Watch: {args.question or args.when}", source=frames.name,
-                                         store_frames=not args.no_frames, max_frames=args.max_frames)  # fmt: skip
+                title = f"Watch: {args.question or args.when or args.extract}"
+                recorder = WatchRecorder(store, title, source=frames.name, store_frames=not args.no_frames,
+                                         max_frames=args.max_frames)  # fmt: skip
         with Engine(text_model, mmproj, config) as engine:
             answerer = EngineAnswerer(engine, max_tokens=args.max_tokens)
             last_frame: dict[int, Any] = {}
@@ -113,10 +123,12 @@ def run(args: argparse.Namespace) -> int:
                     recorder.record(event, last_frame.get(event.frame_index))
                 print(printable(_line(event, args.json), limit=4000), flush=True)
 
+            on_scene = _scene_reader(engine, preset, recorder, args.json) if preset is not None else None
             watcher = Watcher(
                 remember,
                 args.question,
                 condition=condition,
+                on_scene=on_scene,
                 change=ChangeSettings(sensitivity=args.sensitivity, min_interval=args.max_rate),
                 interval=args.interval,
                 time_limit=args.time_limit,
@@ -131,3 +143,48 @@ def run(args: argparse.Namespace) -> int:
         print(f"llavacam: the watch is kept as chat {recorder.chat_id} (llavacam history show {recorder.chat_id})",
               file=sys.stderr)  # fmt: skip
     return 0
+
+
+def _scene_reader(engine: Any, preset: Any, recorder: Any, as_json: bool) -> Any:
+    """on_scene for `--extract`: the frame's records, kept (merged by title) in the watch's chat."""
+    from app.core.extract.extractor import ExtractError, extract, with_dates
+    from app.core.history.records import RecordStore
+    from app.core.inference.images import load_image
+
+    table = RecordStore(recorder.store) if recorder is not None else None
+
+    def read(frame: Any) -> bool:
+        stamp = frame.captured_at.isoformat()
+        try:
+            result = extract(engine, frame.rgb, preset)
+        except ExtractError as exc:
+            if "interrupted by a chat question" in str(exc):
+                return False
+            _emit({"event": "error", "text": str(exc), "frame": frame.index, "time": stamp}, as_json)
+            return True
+        image_hash = None
+        if table is not None and recorder.store_frames and result.records:
+            image_hash = recorder.store.save_image(load_image(frame.rgb, max_side=1024), source=recorder.source,
+                                                   captured_at=frame.captured_at.timestamp()).hash  # fmt: skip
+        for record in result.records:
+            data = with_dates(record, preset, frame.captured_at)
+            merged = False
+            if table is not None:
+                _, merged = table.add(preset.name, data, title_field=preset.title_field, chat_id=recorder.chat_id,
+                                      image_hash=image_hash, captured_at=frame.captured_at)  # fmt: skip
+            _emit({"event": "record", "record": data, "merged": merged, "frame": frame.index, "time": stamp},
+                  as_json)  # fmt: skip
+        return True
+
+    return read
+
+
+def _emit(line: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        text = json.dumps(line, ensure_ascii=False)
+    elif line["event"] == "record":
+        fields = ", ".join(f"{k}: {v}" for k, v in line["record"].items() if v not in ("", None))
+        text = f"{line['time'][11:19]} {'(merged) ' if line['merged'] else ''}{fields}"
+    else:
+        text = f"{line['time'][11:19]} error: {line['text']}"
+    print(printable(text, limit=4000), flush=True)

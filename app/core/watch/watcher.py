@@ -148,9 +148,12 @@ class Watcher:
         time_limit: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         on_event: Callable[[WatchEvent], None] | None = None,
+        on_scene: Callable[[Frame], bool] | None = None,
     ) -> None:
-        if not question and condition is None:
-            raise ValueError("a watch needs a question or a condition")
+        """`on_scene(frame)` runs once for each frame asked about (after the questions), e.g. an extraction preset
+        that fills a list; it returns False when it was pre-empted, so the frame is asked about again."""
+        if not question and condition is None and on_scene is None:
+            raise ValueError("a watch needs a question, a condition or something to extract")
         if interval is not None and interval < 0:
             raise ValueError("the interval must be 0 seconds or more")
         self._answer = answer
@@ -161,6 +164,7 @@ class Watcher:
         self.time_limit = time_limit
         self._clock = clock
         self._on_event = on_event
+        self._on_scene = on_scene
         self.timeline = Timeline()
         self.events: list[WatchEvent] = []
         self.engine_calls = 0
@@ -238,6 +242,11 @@ class Watcher:
             answer = self._ask(self.question, frame, None)
             if answer is not None:
                 self._record(self.question, answer, frame)
+        if self._on_scene is not None:
+            self.engine_calls += 1
+            if not self._on_scene(frame):
+                self.detector.forget()
+                self._last_interval_ask = None
         return False
 
     def _ask(self, question: str, frame: Frame, grammar: str | None) -> str | None:
