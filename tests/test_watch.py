@@ -271,13 +271,19 @@ def test_a_watch_question_keeps_the_chats_cache(engine):
     _check_the_chat_cache_is_kept(engine)
 
 
-def test_a_watch_question_keeps_a_hybrid_models_state(tmp_path_factory):
-    # LFM2's short-convolution state cannot share cells between sequences: its state is saved and loaded back
-    from models.families import write_lfm2
+@pytest.mark.parametrize("family", ["smolvlm2", "lfm2", "qwen3vl", "gemma4", "qwen35"])
+def test_a_watch_question_keeps_every_familys_chat_state(tmp_path_factory, family):
+    # transformers share the stash's cells; LFM2's and Qwen3.5's recurrent state cannot, and Gemma 4's sliding
+    # window prunes cells: their state is saved and loaded back
+    from models.families import FAMILIES
 
-    pair = write_lfm2(tmp_path_factory.mktemp("lfm2"))
-    with Engine(pair.text, pair.mmproj, EngineConfig(n_ctx=2048, n_threads=2)) as hybrid:
-        _check_the_chat_cache_is_kept(hybrid)
+    spec = FAMILIES[family]
+    if spec.note:
+        pytest.skip(spec.note)
+    pair = spec.write(tmp_path_factory.mktemp(family), 0)
+    config = EngineConfig(n_ctx=2048, n_threads=2, **spec.engine_config)
+    with Engine(pair.text, pair.mmproj, config) as model:
+        _check_the_chat_cache_is_kept(model)
 
 
 def test_a_chat_question_pre_empts_a_running_watch_question(engine):

@@ -531,9 +531,9 @@ class Engine:
             while shared < min(len(units), len(self._kv)) and _same_unit(units[shared], self._kv[shared]):
                 shared += 1
             needed = sum(self._positions(u) for u in units[shared:]) + min(sampling.max_tokens, native.n_ctx // 4)
-            if not native.can_truncate:
-                # A recurrent/hybrid cache cannot share cells between sequences: save the chat's whole state
-                # (llama_state_seq_*) and its image checkpoint, and load them back afterwards.
+            if not native.can_truncate or native.has_sliding_window:
+                # A recurrent/hybrid cache cannot share cells between sequences, and a sliding window prunes
+                # them: save the chat's whole state (llama_state_seq_*) and its image checkpoint, load them back.
                 saved_state = native.save_state() if self._kv else None
                 saved_checkpoint = self._checkpoints._latest
             elif sum(self._kv_pos) + needed <= native.n_ctx:
