@@ -175,3 +175,28 @@ def test_new_chat_during_an_answer_keeps_that_answer_stopped_with_its_text(qtbot
         assert shown.startswith(answer.text)
     finally:
         store.close()
+
+
+def test_regenerated_answer_is_a_new_version_and_a_reopened_chat_shows_and_feeds_the_chosen_one(
+        qtbot, make_window, settings, tmp_path):  # fmt: skip
+    window = make_window(replace(settings, temperature=0.9, seed=None, max_tokens=12))
+    wait_for_frame(qtbot, window)
+    ask(qtbot, window, "What is this?")
+    first = window.chat_view.bubbles[-1].text
+    with qtbot.waitSignal(window.turn_finished, timeout=30000):
+        window.regenerate_button.click()
+    second = window.chat_view.bubbles[-1].text
+    window.close()
+
+    store = HistoryStore(tmp_path)
+    try:
+        (chat,) = store.list_chats()
+        stored = [(m.role, m.text, m.chosen) for m in store.get_chat(chat.id).messages]
+        assert stored == [("user", "What is this?", True), ("assistant", first, False), ("assistant", second, True)]
+    finally:
+        store.close()
+    reopened = make_window(settings)
+    reopened.open_chat(chat.id)
+    assert [(b.role, b.text) for b in reopened.chat_view.bubbles] == [("user", "What is this?"),
+                                                                       ("assistant", second)]  # fmt: skip
+    qtbot.waitUntil(lambda: [t.answer for t in reopened.worker._engine.history] == [second], timeout=10000)

@@ -73,6 +73,8 @@ def test_stop_keeps_the_partial_answer_marked_stopped(qtbot, make_window, settin
     window = make_window(replace(settings, temperature=0.8, seed=11, max_tokens=400))
     wait_for_frame(qtbot, window)
     window.prompt_input.setPlainText("Tell me everything.")
+    received: list[str] = []
+    window.worker.token.connect(lambda _request, piece: received.append(piece))
     with qtbot.waitSignal(window.worker.token, timeout=30000):
         window.send_button.click()
     assert window.stop_button.isEnabled()
@@ -81,7 +83,8 @@ def test_stop_keeps_the_partial_answer_marked_stopped(qtbot, make_window, settin
     assert blocker.args[1]["finish_reason"] == "cancelled"
     answer = window.chat_view.bubbles[-1]
     assert answer.stopped
-    assert answer.text
+    assert received, "a token had arrived before Stop"
+    assert answer.text == "".join(received)  # the partial answer, not a placeholder
     assert "stopped" in answer.timing_label.text()
     assert window.send_button.isEnabled()
 
