@@ -167,8 +167,13 @@ def test_question_asked_during_preparation_waits_for_it(engine, red_image):
 
 
 def test_new_preparation_replaces_the_old_one(engine, red_image, blue_image, tiny_models):
-    engine.prepare(red_image)
-    engine.prepare(blue_image).result(timeout=60)
+    hold = threading.Event()
+    engine._submit(lambda: hold.wait(60))  # keep the inference thread busy so both preparations are queued
+    abandoned = engine.prepare(red_image)
+    latest = engine.prepare(blue_image)
+    hold.set()
+    assert latest.result(timeout=60) is True
+    assert abandoned.result(timeout=60) is False, "the first preparation was abandoned, and says so"
     turn = engine.ask("What is this?", blue_image, greedy())
     turn.wait()
     images = [u for u in engine.evaluated_units() if isinstance(u, str)]
