@@ -319,3 +319,21 @@ def test_the_camera_picked_in_the_drop_down_is_saved_and_kept(qtbot, make_window
     assert load_settings(tmp_path)[0].camera == str(video)
     window.apply_settings(replace(window.settings, temperature=0.5))  # Save in Settings, camera field unchanged
     assert window.camera.source == str(video)
+
+
+def test_a_bad_model_file_in_settings_says_what_is_wrong_and_keeps_the_working_model(qtbot, make_window, settings,
+                                                                                     tmp_path):  # fmt: skip
+    window = make_window(settings)
+    bad = tmp_path / "not-a-model.gguf"
+    bad.write_bytes(b"this is not a GGUF file" * 100)
+    window.apply_settings(replace(window.settings, model_path=str(bad)))
+    qtbot.waitUntil(lambda: window.model_ready, timeout=30000)
+    notice = window.notice.text()
+    assert notice.startswith("The new model files were not used: ")
+    assert "not-a-model.gguf" in notice
+    assert " is still loaded." in notice
+    assert window.notice.isVisible()
+    assert window.settings.model_path == settings.model_path
+    assert load_settings(tmp_path)[0].model_path == settings.model_path
+    stats = ask(qtbot, window, "Still answering?")
+    assert stats["decode_tokens"] > 0

@@ -332,9 +332,21 @@ class MainWindow(QMainWindow):
 
     def _on_model_loaded(self, info: dict) -> None:
         self.model_ready = True
-        self.hide_notice("model")
         vision = "" if info["has_vision"] else " (text only: no mmproj)"
         self.set_status(f"Ready: {info['name']} · template {info['template']}{vision}")
+        refused = info.get("refused")
+        if refused:
+            # Say what is wrong with the new files and that the working model is back; Settings point at it again,
+            # so the next start does not try the refused files.
+            self.show_notice(f"The new model files were not used: {refused}. {info['name']} is still loaded.",
+                             settings=True, kind="model")  # fmt: skip
+            self.settings = replace(self.settings, model_path=info["text_path"], mmproj_path=info["mmproj_path"])
+            try:
+                save_settings(self.data_dir, self.settings)
+            except OSError as exc:
+                self.show_notice(f"Settings could not be saved: {exc}")
+        else:
+            self.hide_notice("model")
         self._update_buttons()
         if self.pinned is not None:
             self._prepare(self.pinned)

@@ -84,18 +84,19 @@ class InferenceWorker(QObject):
         if engine is None:
             self.model_failed.emit(result.error or "The model could not be loaded.")
             return
-        info = engine.info
-        self._emit_loaded(info)
-        if result.error is not None:  # the new pair was refused; the previous one is still (or again) loaded
-            self.status.emit(f"Kept {info.name}: {result.error}")
+        # result.error with an engine: the new pair was refused; the previous one is still (or again) loaded.
+        self._emit_loaded(engine.info, refused=result.error)
 
-    def _emit_loaded(self, info: Any) -> None:
+    def _emit_loaded(self, info: Any, refused: str | None = None) -> None:
         self.model_loaded.emit(
             {
                 "name": info.name,
                 "template": info.template_family,
                 "has_vision": info.has_vision,
                 "n_ctx": info.n_ctx,
+                "text_path": str(info.text_path),
+                "mmproj_path": str(info.mmproj_path or ""),
+                "refused": refused,  # why the pair asked for was not taken (None: it was)
             }
         )
 
