@@ -57,9 +57,12 @@ def test_switch_to_a_good_pair_replaces_the_old_one(tiny_models, tiny_models_no_
     from app.core.inference.engine import Engine
 
     old = Engine(tiny_models.text, tiny_models.mmproj, EngineConfig(n_ctx=512))
+    announced: list[str] = []
     result = switch_engine(old, tiny_models_no_template.text, tiny_models_no_template.mmproj,
-                           EngineConfig(n_ctx=512), data_dir=tmp_path / "data")  # fmt: skip
+                           EngineConfig(n_ctx=512), data_dir=tmp_path / "data",
+                           probe_starting=lambda: announced.append("probe"))  # fmt: skip
     try:
+        assert announced == ["probe"]  # a new pair: its test load in a child was announced
         assert result.switched is True
         assert result.error is None
         assert result.engine is not None

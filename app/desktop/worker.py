@@ -72,8 +72,11 @@ class InferenceWorker(QObject):
         with self._engine_lock:
             current = self._engine
         try:
-            result = switch_engine(current, text_path, mmproj_path or None, config,
-                                   data_dir=options.get("data_dir"), load_progress=progress)  # fmt: skip
+            result = switch_engine(
+                current, text_path, mmproj_path or None, config, data_dir=options.get("data_dir"),
+                load_progress=progress,
+                probe_starting=lambda: self.status.emit(f"First use of {name}: test-loading it in a separate process…"),
+            )  # fmt: skip
         except Exception as exc:  # a bug: say it, keep the window alive
             self._close_engine()
             self.model_failed.emit(f"The model could not be loaded: {exc}")

@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,8 +57,11 @@ def ensure_pair_safe(
     data_dir: str | os.PathLike[str] | None = None,
     force: bool = False,
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    starting: Callable[[], object] | None = None,
 ) -> ProbeResult:
-    """Check the pair, then probe it in a child process unless it is known good. Raises ModelFileError."""
+    """Check the pair, then probe it in a child process unless it is known good. Raises ModelFileError.
+
+    `starting` is called just before a child is started (so a window can say why this first load takes longer)."""
     import time
 
     check_pair(text, mmproj)
@@ -65,6 +69,8 @@ def ensure_pair_safe(
     store = _verdict_file(data_dir)
     if not force and _read_verdicts(store).get(key) == "ok":
         return ProbeResult(cached=True, seconds=0.0)
+    if starting is not None:
+        starting()
     started = time.monotonic()
     _run_probe(Path(text), Path(mmproj) if mmproj else None, timeout_s)
     elapsed = time.monotonic() - started

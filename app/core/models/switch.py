@@ -37,11 +37,14 @@ def switch_engine(
     *,
     data_dir: str | os.PathLike[str] | None = None,
     load_progress: Callable[[float], None] | None = None,
+    probe_starting: Callable[[], object] | None = None,
     probe: Callable[..., object] = ensure_pair_safe,
 ) -> SwitchResult:
-    """Replace `current` with an engine on (text, mmproj). Never raises for a bad pair: see SwitchResult."""
+    """Replace `current` with an engine on (text, mmproj). Never raises for a bad pair: see SwitchResult.
+
+    `probe_starting` is called when the new pair is not yet known good and its test load in a child begins."""
     try:
-        probe(text, mmproj, data_dir=data_dir)
+        probe(text, mmproj, data_dir=data_dir, starting=probe_starting)
     except LlavaCamError as exc:
         return SwitchResult(current, switched=False, error=str(exc))
     old: tuple[Path, Path | None, EngineConfig] | None = None
