@@ -144,3 +144,25 @@ def test_header_reader_agrees_with_gguf_reader(tiny_models):
         assert tensors == {t.name: [int(x) for x in t.shape] for t in reader.tensors}
         assert ends == [int(t.data_offset) + int(t.n_bytes) for t in reader.tensors]
         assert fields["general.architecture"] == bytes(reader.fields["general.architecture"].parts[-1]).decode()
+
+
+def test_qwen3vl_projector_wider_than_the_embedding_is_a_pair(tmp_path):
+    """Qwen3-VL's deepstack mergers make the projector's output wider than embedding_length; llama.cpp compares it
+    with llama_model_n_embd_inp (embedding_length x (1 + deepstack layers)), and so do we."""
+    from models.families import write_qwen3vl
+
+    pair = write_qwen3vl(tmp_path)
+    text, mmproj = check_pair(pair.text, pair.mmproj)
+    assert mmproj is not None
+    assert mmproj.projector_type == "qwen3vl_merger"
+    assert mmproj.output_embd is not None
+    assert mmproj.output_embd > text.n_embd
+    assert mmproj.output_embd == text.input_width
+
+
+def test_every_generated_family_pair_passes_the_checks(tmp_path):
+    from models.families import FAMILIES
+
+    for name, family in FAMILIES.items():
+        pair = family.write(tmp_path / name, 0)
+        check_pair(pair.text, pair.mmproj)
