@@ -134,6 +134,11 @@ def test_mmproj_image_mean_with_two_values(tiny_models, tmp_path):
                 keys={"clip.vision.image_mean": (T.ARRAY, [0.5, 0.5], T.FLOAT32)})  # fmt: skip
 
 
+def test_mmproj_grid_pinpoints_of_odd_count(tiny_models, tmp_path):
+    mmproj_case(tiny_models, tmp_path, "clip.vision.image_grid_pinpoints must hold width, height pairs",
+                keys={"clip.vision.image_grid_pinpoints": (T.ARRAY, [336, 672, 336], T.INT32)})  # fmt: skip
+
+
 def test_text_model_with_zero_blocks(tiny_models, tmp_path):
     text_case(tiny_models, tmp_path, "llama.block_count is 0", keys={"llama.block_count": (T.UINT32, 0)})
 
