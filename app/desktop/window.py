@@ -278,6 +278,7 @@ class MainWindow(QMainWindow):
             ("&New chat", QKeySequence("Ctrl+N"), self.new_chat),
             ("&Models…", QKeySequence("Ctrl+M"), self.open_models),
             ("&Settings…", QKeySequence("Ctrl+,"), self.open_settings),
+            ("&Watch…", QKeySequence("Ctrl+Shift+W"), self.ask_watch),
             ("&Quit", QKeySequence.StandardKey.Quit, self.close),
         ):
             action = QAction(text, self)
@@ -800,10 +801,52 @@ class MainWindow(QMainWindow):
             return
         super().keyPressEvent(event)
 
+    def ask_watch(self) -> None:
+        """File → Watch…: a standing question (or "Tell me when …") about the live camera."""
+        from PySide6.QtWidgets import QInputDialog
+
+        text, ok = QInputDialog.getText(self, "Watch", "Question, or “Tell me when …”:")
+        if ok and text.strip():
+            self.start_watch(text.strip())
+
+    def start_watch(self, text: str) -> None:
+        """Watch the camera in a Watch panel (one at a time), asking the engine aside from the chat."""
+        from PySide6.QtWidgets import QDockWidget
+
+        from app.core.watch import Condition, EngineAnswerer, Watcher
+        from app.desktop.watch_panel import CameraFrames, DBusNotifier, TrayNotifier, WatchPanel, WatchRunner
+
+        engine = self.worker.engine
+        if engine is None or self.camera is None:
+            self.show_notice("Watching needs a model and a camera: choose them in File → Models… and Settings.")
+            return
+        self.stop_watch()
+        is_condition = text.lower().startswith(("tell me when", "let me know when", "notify me when"))
+        watcher = Watcher(EngineAnswerer(engine), None if is_condition else text,
+                          condition=Condition(text) if is_condition else None)  # fmt: skip
+        stop = threading.Event()
+        runner = WatchRunner(watcher, CameraFrames(self.camera, stop), self)
+        runner.source.stop = stop
+        panel = WatchPanel()
+        panel.attach(runner, [TrayNotifier(self), DBusNotifier()])
+        dock = QDockWidget("Watch", self)
+        dock.setObjectName("watchDock")
+        dock.setWidget(panel)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
+        self.watch_panel = panel
+        runner.start()
+
+    def stop_watch(self) -> str:
+        panel = getattr(self, "watch_panel", None)
+        return panel.stop() if panel is not None else ""
+
     def shutdown(self) -> None:
         """Cancel the answer, stop the camera and the worker thread, and wait for them."""
         if self._closing:
             return
+        stopped = self.stop_watch()  # closing the window stops the watch
+        if stopped:
+            self.statusBar().showMessage(stopped)
         self.worker.cancel()
         if self.camera is not None:
             self.camera.stop()

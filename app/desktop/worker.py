@@ -42,6 +42,12 @@ class InferenceWorker(QObject):
         if engine is not None:
             engine.cancel()
 
+    @property
+    def engine(self) -> Engine | None:
+        """The loaded engine (its methods are safe from any thread): the watch asks it aside from the chat."""
+        with self._engine_lock:
+            return self._engine
+
     # --- slots (run on the worker's QThread) ----------------------------------------------------------------
 
     @Slot(str, str, object)

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -288,9 +288,17 @@ class EngineAnswerer:
 
         self.engine = engine
         self.sampling = GREEDY.with_(max_tokens=max_tokens)
+        self._turn: Any = None
+
+    def cancel(self) -> None:
+        """Stop the question in flight within one token (a watch being stopped); safe from any thread."""
+        turn = self._turn
+        if turn is not None:
+            turn.cancel()
 
     def __call__(self, question: str, frame: Frame, grammar: str | None) -> str | None:
         turn = self.engine.ask_aside(question, frame.rgb, self.sampling.with_(grammar=grammar))  # type: ignore[attr-defined]
+        self._turn = turn
         try:
             stats = turn.wait()
         except BaseException:
