@@ -179,3 +179,30 @@ def test_segfaulting_projector_is_one_line_from_the_probe(monkeypatch, tiny_mode
 def test_aborting_projector_is_one_line_from_the_probe(monkeypatch, tiny_models, tmp_path):
     message = probe_unchecked(monkeypatch, tiny_models, tmp_path, keys={"clip.vision.patch_size": (T.INT32, 8)})
     assert "(SIGABRT) loading this vision projector" in message
+
+
+# --- the other front ends: the same line from `serve` and `models add` ------------------------------------------
+
+
+def test_serve_refuses_a_crafted_projector_with_the_one_line(tiny_models, tmp_path):
+    bad = rewrite(tiny_models.mmproj, tmp_path / "bad-mmproj.gguf", tensors={"mm.0.bias": DROP})
+    result = subprocess.run(
+        [sys.executable, "-m", "app", "serve", "--model", str(tiny_models.text), "--mmproj", str(bad), "--port", "0",
+         "--data-dir", str(tmp_path / "data")],
+        capture_output=True, text=True, cwd=REPO, timeout=120,
+    )  # fmt: skip
+    assert_one_clear_line(result, bad, "it has no mm.0.bias tensor")
+
+
+def test_models_add_refuses_a_crafted_text_model_with_the_one_line(tiny_models, tmp_path):
+    bad = rewrite(tiny_models.text, tmp_path / "bad-text.gguf", keys={"llama.block_count": (T.UINT32, 0)})
+    result = subprocess.run(
+        [sys.executable, "-m", "app", "models", "add", "--model", str(bad), "--mmproj", str(tiny_models.mmproj),
+         "--data-dir", str(tmp_path / "data")],
+        capture_output=True, text=True, cwd=REPO, timeout=120,
+    )  # fmt: skip
+    assert_one_clear_line(result, bad, "llama.block_count is 0")
+    assert "bad-text" not in subprocess.run(
+        [sys.executable, "-m", "app", "models", "list", "--data-dir", str(tmp_path / "data")],
+        capture_output=True, text=True, cwd=REPO, timeout=60,
+    ).stdout  # fmt: skip
