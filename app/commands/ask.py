@@ -36,6 +36,15 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--template", default=None, help=f"chat template family ({', '.join(TEMPLATE_FAMILIES)})")
     parser.add_argument("--json", action="store_true", help="one JSON object per turn on stdout")
     parser.add_argument("--verbose", action="store_true", help="show llama.cpp's own log")
+    remote = parser.add_argument_group("a server instead of this computer (any OpenAI-compatible vision server)")
+    remote.add_argument("--server", metavar="URL", help="ask the server at URL (e.g. http://gpu-box:8080); the "
+                        "image is sent there")  # fmt: skip
+    remote.add_argument("--token", metavar="T", help="the server's API token (or LLAVACAM_SERVER_TOKEN)")
+    remote.add_argument("--token-file", metavar="FILE", help="read the token from FILE (must be mode 0600)")
+    remote.add_argument("--server-model", metavar="NAME", help="the model to ask for (default: the server's first)")
+    remote.add_argument("--ca-file", metavar="PEM", help="trust the server's certificate through this CA file")
+    remote.add_argument("--fingerprint", metavar="SHA256", help="trust exactly the certificate with this SHA-256 "
+                        "fingerprint (a home server's self-signed one)")  # fmt: skip
     parser.set_defaults(func=run)
 
 
@@ -93,6 +102,13 @@ def _resolve_model(args: argparse.Namespace) -> tuple[str, str | None, str | Non
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.server:
+        from app.commands.ask_remote import run_remote
+
+        return run_remote(args)
+    for option in ("token", "token_file", "server_model", "ca_file", "fingerprint"):
+        if getattr(args, option):
+            raise LlavaCamError(f"--{option.replace('_', '-')} needs --server URL")
     from app.core.inference.engine import Engine, EngineConfig
     from app.core.inference.images import load_image
     from app.core.inference.sampling import SamplingSettings

@@ -20,13 +20,14 @@ ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 
 # Paths under app/core, without ".py".
-CORE_MODULES = ("__init__", "errors", "paths", "remote", "resources", "history/__init__", "history/records",
-                "history/store",
+CORE_MODULES = ("__init__", "errors", "paths", "remote/__init__", "remote/protocol", "remote/stdlib",
+                "remote/trust", "resources", "history/__init__", "history/records", "history/store",
                 "inference/__init__", "inference/answerer", "inference/images", "inference/sampling", "inference/stops",
                 "inference/templates", "session")  # fmt: skip
 LEFT_OUT = {
     "inference/engine": "runs llama.cpp, which iOS does not let Pyto load: the computer answers instead",
     "inference/native": "the llama.cpp bindings (same reason)",
+    "remote/aio": "the asyncio transport needs httpx: the phone uses remote/stdlib, over the same protocol",
     "models": "model files, their checks and downloads live on the computer",
     "watch": "watch mode runs where the engine is (`llavacam watch` on the computer)",
     "extract": "constrained decoding needs llama.cpp's grammar sampler (the records it makes are in history/records)",

@@ -238,3 +238,8 @@ def _downscale(image: RGBImage, max_side: int) -> RGBImage:
     size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
     resized = image.to_pil().resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0)
     return RGBImage(size[0], size[1], resized.tobytes(), source=image.source)
+
+
+def downscale(image: RGBImage, max_side: int) -> RGBImage:
+    """`image` with its longer side at most `max_side` (the same image when it already fits)."""
+    return image if max(image.width, image.height) <= max_side else _downscale(image, max_side)

@@ -1,0 +1,91 @@
+"""`llavacam ask --server URL`: the same questions and output as `llavacam ask`, answered by a server.
+
+Runs the asyncio transport under `asyncio.run`; Ctrl+C cancels the turn's task, which closes the stream.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from app.core.errors import LlavaCamError
+
+
+def _token(args: argparse.Namespace) -> str | None:
+    from app.core.remote.trust import load_token
+
+    if args.token and args.token_file:
+        raise LlavaCamError("give either --token or --token-file, not both")
+    if args.token_file:
+        token = load_token(Path(args.token_file))
+        if token is None:
+            raise LlavaCamError(f"--token-file {args.token_file}: no such file")
+        return token
+    return args.token or os.environ.get("LLAVACAM_SERVER_TOKEN") or None
+
+
+def run_remote(args: argparse.Namespace) -> int:
+    from app.commands.ask import check_number
+    from app.core.inference.images import load_image
+    from app.core.inference.sampling import SamplingSettings
+    from app.core.inference.templates import DEFAULT_SYSTEM_PROMPT
+    from app.core.remote.protocol import ServerConfig
+
+    if args.model or args.mmproj or args.model_id:
+        raise LlavaCamError("--model/--mmproj/--model-id name files on this computer; with --server, pick the "
+                            "server's model with --server-model NAME")  # fmt: skip
+    if args.ca_file and args.fingerprint:
+        raise LlavaCamError("give either --ca-file or --fingerprint, not both")
+    check_number("--temperature", args.temperature, 0.0, 100.0)
+    check_number("--top-p", args.top_p, 0.0, 1.0)
+    questions = args.question or (["Describe this image."] if args.image else [])
+    if not questions:
+        raise LlavaCamError("give a question with -q")
+    image = load_image(args.image) if args.image else None
+    config = ServerConfig(args.server, _token(args), args.server_model)
+    sampling = SamplingSettings(temperature=args.temperature, top_p=args.top_p or 1e-9, seed=args.seed,
+                                max_tokens=args.max_tokens)  # fmt: skip
+    system = args.system if args.system is not None else DEFAULT_SYSTEM_PROMPT
+    return asyncio.run(_ask_all(args, config, image, questions, sampling, system))
+
+
+async def _ask_all(args: argparse.Namespace, config: Any, image: Any, questions: list[str], sampling: Any,
+                   system: str) -> int:  # fmt: skip
+    from app.core.remote.aio import RemoteEngine
+
+    engine = RemoteEngine(config, system_prompt=system, ca_file=Path(args.ca_file) if args.ca_file else None,
+                          fingerprint=args.fingerprint)  # fmt: skip
+    async with engine:
+        entry = await engine.connect()
+        model = str(entry.get("id"))
+        for index, question in enumerate(questions, start=1):
+            turn = engine.ask(question, image if index == 1 else None, sampling)
+            try:
+                if args.json:
+                    stats = await turn.wait()
+                    record: dict[str, Any] = {
+                        "turn": index, "question": question, "answer": turn.text,
+                        "engine": "server", "server": engine.config.host, "model": model,
+                        "image_encode_ms": round(stats.image_encode_ms, 3), "prompt_tokens": stats.prompt_tokens,
+                        "prefill_ms": round(stats.prefill_ms, 3), "ttft_ms": round(stats.ttft_ms, 3),
+                        "decode_tokens": stats.decode_tokens, "decode_tok_s": round(stats.decode_tok_s, 3),
+                        "image_cached": stats.image_cached, "finish_reason": stats.finish_reason,
+                    }  # fmt: skip
+                    print(json.dumps(record, ensure_ascii=False), flush=True)
+                else:
+                    if len(questions) > 1:
+                        print(f"> {question}", flush=True)
+                    async for piece in turn:
+                        sys.stdout.write(piece)
+                        sys.stdout.flush()
+                    sys.stdout.write("\n")
+                    sys.stdout.flush()
+            except (KeyboardInterrupt, asyncio.CancelledError):
+                turn.cancel()
+                raise
+    return 0
