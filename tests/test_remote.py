@@ -1,0 +1,307 @@
+"""Engines on other machines: the protocol layer, token/TLS trust, and `llavacam ask --server` end to end against
+real servers on 127.0.0.1: `llavacam serve` on the tiny model, llama-cpp-python's own server, and a labelled stub."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse, StreamingResponse
+from starlette.routing import Route
+
+from app.cli import main
+from app.core.inference.engine import Engine, EngineConfig
+from app.core.inference.images import RGBImage, load_image
+from app.core.inference.sampling import SamplingSettings
+from app.core.remote import aio
+from app.core.remote.protocol import (
+    Conversation,
+    RemoteError,
+    SentTurn,
+    ServerConfig,
+    SSEDecoder,
+    StreamState,
+    check_image_seen,
+    error_for_status,
+    image_data_url,
+    user_message,
+    validate_json_output,
+)
+from app.core.remote.trust import TrustError, load_token, parse_fingerprint, pinned_context, save_token
+from app.server.app import create_app
+from tests.test_server import RunningServer, free_port
+
+GREEDY = SamplingSettings(temperature=0.0, max_tokens=12)
+CONFIG = ServerConfig("http://127.0.0.1:9")
+
+
+def red_image(size=(640, 480)) -> RGBImage:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (200, 30, 30)).save(buffer, format="PNG")
+    return load_image(buffer.getvalue())
+
+
+# --- the protocol, no I/O ------------------------------------------------------------------------------------------
+
+
+def test_the_frame_is_downscaled_jpeg_and_comes_before_the_question():
+    url = image_data_url(red_image((2000, 1000)), max_side=512)
+    header, data = url.split(",", 1)
+    assert header == "data:image/jpeg;base64"
+    decoded = Image.open(io.BytesIO(base64.b64decode(data)))
+    assert (decoded.format, decoded.size) == ("JPEG", (512, 256))
+    content = user_message("what colour?", url)["content"]
+    assert [part["type"] for part in content] == ["image_url", "text"]
+    assert content[1]["text"] == "what colour?"
+
+
+def test_sse_decoder_reassembles_events_split_anywhere():
+    stream = b'data: {"choices":[{"delta":{"content":"He"}}]}\r\n\r\n: ping\n\ndata: {"choices":[{"delta":' \
+             b'{"content":"llo"},"finish_reason":"stop"}],"usage":{"prompt_tokens":170}}\n\ndata: [DONE]\n\n'
+    for size in (1, 3, 7, len(stream)):
+        decoder, state = SSEDecoder(), StreamState()
+        pieces = [p for i in range(0, len(stream), size) for d in decoder.feed(stream[i : i + size])
+                  for p in state.apply(d)]  # fmt: skip
+        assert pieces == ["He", "llo"]
+        assert (state.text, state.finish_reason, state.prompt_tokens, state.done) == ("Hello", "stop", 170, True)
+
+
+def test_failures_become_our_own_errors_that_say_what_to_do():
+    unauthorized = error_for_status(401, b'{"detail":"Invalid API key"}', CONFIG, sent_image=False)
+    assert unauthorized.kind == "unauthorized"
+    assert str(unauthorized) == ("127.0.0.1:9 refused the token (Invalid API key): give the token the server was "
+                                 "started with")  # fmt: skip
+    list_content = error_for_status(
+        500, b'{"error":{"message":"can only concatenate str (not \\"list\\") to str"}}', CONFIG, sent_image=True
+    )
+    assert list_content.kind == "list_content"
+    assert str(list_content).startswith("127.0.0.1:9 cannot read a message holding an image: its chat template "
+                                        "joins text only")  # fmt: skip
+    assert error_for_status(404, b'{"error":{"code":"model_not_found","message":"x"}}', CONFIG,
+                            sent_image=False).kind == "unknown_model"  # fmt: skip
+
+
+def test_a_prompt_too_small_for_an_image_means_the_server_dropped_it():
+    conversation = Conversation(None, [SentTurn("what colour is it?", "data:image/jpeg;base64,AA==")])
+    state = StreamState(usage={"prompt_tokens": 12})
+    with pytest.raises(RemoteError, match="answered without looking at the frame: the prompt it read was 12 "
+                       "tokens") as caught:  # fmt: skip
+        check_image_seen(state, conversation, CONFIG)
+    assert caught.value.kind == "image_ignored"
+    check_image_seen(StreamState(usage={"prompt_tokens": 170}), conversation, CONFIG)  # an image fits: no error
+
+
+def test_answers_that_ignore_the_json_schema_are_named():
+    schema = {"type": "object", "required": ["colour"], "properties": {"colour": {"type": "string"}}}
+    assert validate_json_output('{"colour": "red"}', schema) == {"colour": "red"}
+    with pytest.raises(RemoteError, match="the server ignored the requested JSON format: its answer is not JSON"):
+        validate_json_output("It is red.", schema)
+    with pytest.raises(RemoteError, match="answer.colour should be string, not int"):
+        validate_json_output('{"colour": 3}', schema)
+
+
+# --- trust -----------------------------------------------------------------------------------------------------------
+
+
+def test_the_token_file_is_readable_only_by_the_user(tmp_path):
+    path = tmp_path / "server-token"
+    os.umask(0o022)
+    save_token(path, "s3cret\n")
+    assert (path.stat().st_mode & 0o777, load_token(path)) == (0o600, "s3cret")
+    path.chmod(0o644)
+    with pytest.raises(TrustError, match="can be read by other users \\(mode 644\\)"):
+        load_token(path)
+    target = tmp_path / "elsewhere"
+    target.write_text("keep")
+    path.unlink()
+    path.symlink_to(target)
+    save_token(path, "new")  # the planted link is replaced, not written through
+    assert (target.read_text(), path.is_symlink(), load_token(path)) == ("keep", False, "new")
+
+
+def test_a_pinned_fingerprint_must_match_the_presented_certificate():
+    der = b"not really a certificate"
+    with pytest.raises(TrustError, match="is not a SHA-256 fingerprint"):
+        parse_fingerprint("AB:CD")
+    with pytest.raises(TrustError, match="someone may be in between"):
+        pinned_context(der, "00" * 32)
+
+
+# --- end to end: llavacam serve on 127.0.0.1 ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_models):
+    with Engine(tiny_models.text, tiny_models.mmproj, EngineConfig(n_ctx=2048, n_threads=2)) as eng:
+        yield eng
+
+
+@pytest.fixture(scope="module")
+def llavacam_serve(engine):
+    running = RunningServer(create_app(engine, model_id="tiny-llava", token="sek"))
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def red_png(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("remote-images") / "red.png"
+    Image.new("RGB", (640, 480), (200, 30, 30)).save(path)
+    return path
+
+
+def local_answers(engine: Engine, image: RGBImage, questions: list[str]) -> list[str]:
+    """What this computer answers to the same JPEG frame (the server sees the client's JPEG, not the PNG)."""
+    sent = load_image(base64.b64decode(image_data_url(image).split(",", 1)[1]))
+    from app.core.inference.templates import DEFAULT_SYSTEM_PROMPT
+
+    engine.new_chat(DEFAULT_SYSTEM_PROMPT).result()
+    return [engine.ask(q, sent if i == 0 else None, GREEDY).wait() and engine.history[-1].answer
+            for i, q in enumerate(questions)]  # fmt: skip
+
+
+def ask_cli(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(["ask", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_ask_server_streams_the_same_answers_as_this_computer(llavacam_serve, engine, red_png, capsys):
+    code, out, err = ask_cli(capsys, "--server", llavacam_serve.url, "--token", "sek", "--image", str(red_png),
+                             "-q", "What colour is it?", "-q", "Where is it?", "--temperature", "0",
+                             "--max-tokens", "12", "--json")  # fmt: skip
+    assert (code, err) == (0, "")
+    records = [json.loads(line) for line in out.splitlines()]
+    expected = local_answers(engine, load_image(red_png), ["What colour is it?", "Where is it?"])
+    assert [r["answer"] for r in records] == expected
+    assert [r["model"] for r in records] == ["tiny-llava", "tiny-llava"]
+    assert records[0]["prompt_tokens"] > 100  # the image was read (the tiny projector gives 144 positions)
+    assert (records[0]["image_cached"], records[1]["image_cached"]) == (False, True)  # the server kept it
+
+
+def test_follow_ups_send_the_conversation_with_each_image_encoded_once(llavacam_serve, red_png, monkeypatch):
+    encoded: list[str] = []
+    real = aio.image_data_url
+    monkeypatch.setattr(aio, "image_data_url", lambda *a, **k: encoded.append("x") or real(*a, **k))
+    bodies: list[dict] = []
+
+    async def record(request: httpx.Request) -> None:
+        if request.url.path.endswith("/chat/completions"):
+            bodies.append(json.loads(request.content))
+
+    async def run() -> list[str]:
+        remote = aio.RemoteEngine(ServerConfig(llavacam_serve.url, "sek"))
+        remote._client = httpx.AsyncClient(event_hooks={"request": [record]}, timeout=60)
+        async with remote:
+            answers = []
+            for index, question in enumerate(["What colour?", "And the shape?", "Anything else?"]):
+                turn = remote.ask(question, load_image(red_png) if index == 0 else None, GREEDY)
+                await turn.wait()
+                answers.append(turn.text)
+            return answers
+
+    answers = asyncio.run(run())
+    assert len(encoded) == 1
+    last = bodies[-1]["messages"]
+    assert [m["role"] for m in last] == ["user", "assistant", "user", "assistant", "user"]
+    assert last[0]["content"][0]["image_url"]["url"] == bodies[0]["messages"][0]["content"][0]["image_url"]["url"]
+    assert [last[1]["content"], last[3]["content"], last[4]["content"]] == [*answers[:2], "Anything else?"]
+
+
+def test_stop_closes_the_stream_and_the_server_answers_the_next_question(llavacam_serve, red_png):
+    async def run() -> tuple[str, str, str]:
+        async with aio.RemoteEngine(ServerConfig(llavacam_serve.url, "sek")) as remote:
+            turn = remote.ask("Describe it at length.", load_image(red_png),
+                              SamplingSettings(temperature=0.0, max_tokens=400))  # fmt: skip
+            async for _piece in turn:
+                turn.cancel()  # Stop after the first piece
+            stats = await turn.wait()
+            follow = remote.ask("Short?", None, GREEDY)
+            await follow.wait()
+            return stats.finish_reason, turn.text, follow.text
+
+    finish, stopped, follow = asyncio.run(run())
+    assert finish == "cancelled"
+    assert 0 < len(stopped) and follow  # the server was freed for the next request
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--token", "wrong"], "llavacam: error: 127.0.0.1:{port} refused the token (Missing or wrong API key: "
+                               "send 'Authorization: Bearer <token>'): give the token the server was started with"),
+        (["--token", "sek", "--server-model", "big-one"], "llavacam: error: the server has no model 'big-one'; it "
+                                                          "serves 'tiny-llava': pick one of those"),
+    ],
+)  # fmt: skip
+def test_wrong_token_and_unknown_model_are_named(llavacam_serve, red_png, capsys, args, message):
+    code, out, err = ask_cli(capsys, "--server", llavacam_serve.url, *args, "--image", str(red_png), "-q", "hi")
+    assert (code, out, err.strip()) == (2, "", message.format(port=llavacam_serve.port))
+
+
+def test_an_unreachable_server_is_named(capsys):
+    port = free_port()
+    code, out, err = ask_cli(capsys, "--server", f"http://127.0.0.1:{port}", "-q", "hi")
+    assert code == 2
+    assert err.startswith(f"llavacam: error: cannot reach 127.0.0.1:{port} (")
+    assert err.strip().endswith("is the computer on, and the server running at that address?")
+
+
+def test_a_model_without_vision_is_named_before_the_frame_is_sent(tiny_models, red_png, capsys):
+    with Engine(tiny_models.text, None, EngineConfig(n_ctx=512, n_threads=1)) as text_only:
+        running = RunningServer(create_app(text_only, model_id="text-only"))
+        try:
+            code, out, err = ask_cli(capsys, "--server", running.url, "--image", str(red_png), "-q", "hi")
+        finally:
+            running.stop()
+    assert (code, err.strip()) == (2, f"llavacam: error: the model on 127.0.0.1:{running.port} has no vision (the "
+                                      "server says so): load a vision model with its projector there")  # fmt: skip
+
+
+# --- a labelled stub: a server that ignores the image ----------------------------------------------------------------
+
+
+def image_dropping_stub() -> Starlette:
+    """STUB, not a real engine: answers every chat with "It is blue." and reports a 9-token prompt, as a text-only
+    server that silently drops image parts does."""
+
+    async def models(request):
+        return JSONResponse({"object": "list", "data": [{"id": "text-only-stub", "object": "model"}]})
+
+    async def chat(request):
+        def events():
+            for piece in ("It is ", "blue."):
+                yield f'data: {json.dumps({"choices": [{"index": 0, "delta": {"content": piece}}]})}\n\n'
+            yield f'data: {json.dumps({"choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 2}})}\n\n'
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    return Starlette(routes=[Route("/v1/models", models), Route("/v1/chat/completions", chat, methods=["POST"])])
+
+
+def test_a_server_that_ignores_the_image_is_named(red_png, capsys):
+    running = RunningServer(image_dropping_stub())
+    try:
+        code, out, err = ask_cli(capsys, "--server", running.url, "--image", str(red_png), "-q", "What colour?")
+        text_code, text_out, _ = ask_cli(capsys, "--server", running.url, "-q", "Say something.")
+    finally:
+        running.stop()
+    assert (code, out) == (2, "It is blue.")  # streamed as it came, then the notice
+    assert err.strip() == (f"llavacam: error: 127.0.0.1:{running.port} answered without looking at the frame: the "
+                           "prompt it read was 9 tokens, too few to hold an image. The server drops images (a text-only "
+                           "model, or a server without vision support): load a vision model with its projector there, "
+                           "or switch back to this computer")  # fmt: skip
+    assert (text_code, text_out) == (0, "It is blue.\n")  # without a frame there is nothing to check
