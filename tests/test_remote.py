@@ -8,10 +8,6 @@ import base64
 import io
 import json
 import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -234,7 +230,7 @@ def test_stop_closes_the_stream_and_the_server_answers_the_next_question(llavaca
 
     finish, stopped, follow = asyncio.run(run())
     assert finish == "cancelled"
-    assert 0 < len(stopped) and follow  # the server was freed for the next request
+    assert len(stopped) > 0 and follow  # the server was freed for the next request
 
 
 @pytest.mark.parametrize(
@@ -301,7 +297,7 @@ def test_a_server_that_ignores_the_image_is_named(red_png, capsys):
         running.stop()
     assert (code, out) == (2, "It is blue.")  # streamed as it came, then the notice
     assert err.strip() == (f"llavacam: error: 127.0.0.1:{running.port} answered without looking at the frame: the "
-                           "prompt it read was 9 tokens, too few to hold an image. The server drops images (a text-only "
-                           "model, or a server without vision support): load a vision model with its projector there, "
-                           "or switch back to this computer")  # fmt: skip
+                           "prompt it read was 9 tokens, too few to hold an image. The server drops images (a "
+                           "text-only model, or a server without vision support): load a vision model with its "
+                           "projector there, or switch back to this computer")  # fmt: skip
     assert (text_code, text_out) == (0, "It is blue.\n")  # without a frame there is nothing to check

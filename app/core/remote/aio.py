@@ -1,8 +1,9 @@
 """The remote engine over asyncio and httpx: the desktop (on qasync's loop) and the CLI (`asyncio.run`).
 
-`RemoteEngine` offers the local Engine's public API (ask / regenerate / set_history / new_chat / cancel, a Turn you
-iterate, TurnStats), so what drives one drives the other; there is nothing to prepare on a server, so `prepare` is
-not offered. Each `ask` starts one task on the running loop that reads the server's stream into the turn: no thread
+`RemoteEngine` offers the `Answerer` calls (app.core.inference.answerer: ask / set_history / cancel, plus
+regenerate and new_chat) with the same PastTurn and TurnStats, in their asyncio form: the stream `ask` returns is
+iterated with `async for` and awaited with `await turn.wait()`, which is what the desktop's async adapter makes of
+the local Engine's blocking stream. There is nothing to prepare on a server, so `prepare` is not offered. Each `ask` starts one task on the running loop that reads the server's stream into the turn: no thread
 per request. Stop (`cancel`) cancels that task, which closes the stream; the server stops generating for nobody.
 """
 
@@ -13,6 +14,7 @@ import contextlib
 import ssl
 import time
 from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,7 +22,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from app.core.errors import printable
-from app.core.inference.engine import PastTurn, TurnStats
+from app.core.inference.answerer import PastTurn, TurnStats, completed
 from app.core.inference.images import RGBImage
 from app.core.inference.sampling import SamplingSettings
 from app.core.remote.protocol import (
@@ -183,13 +185,14 @@ class RemoteEngine:
         self.cancel()
         self.conversation = Conversation(system_prompt or self.conversation.system_prompt)
 
-    def set_history(self, turns: Sequence[PastTurn], system_prompt: str | None = None) -> None:
+    def set_history(self, turns: Sequence[PastTurn], system_prompt: str | None = None) -> Future[None]:
         """Adopt a stored conversation; each image is encoded once here and reused by every later request."""
         self.cancel()
         self.conversation = Conversation(system_prompt or self.conversation.system_prompt, [
             SentTurn(t.question, self._encode(t.image) if t.image is not None else None, t.answer) for t in turns
         ])  # fmt: skip
         self._seen_images.update(t.image_url for t in self.conversation.turns if t.image_url)
+        return completed()  # nothing to wait for: the next request carries the conversation
 
     def ask(
         self,
