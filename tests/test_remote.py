@@ -8,6 +8,9 @@ import base64
 import io
 import json
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -230,7 +233,8 @@ def test_stop_closes_the_stream_and_the_server_answers_the_next_question(llavaca
 
     finish, stopped, follow = asyncio.run(run())
     assert finish == "cancelled"
-    assert len(stopped) > 0 and follow  # the server was freed for the next request
+    assert len(stopped) > 0
+    assert follow  # the server was freed for the next request
 
 
 @pytest.mark.parametrize(
@@ -301,3 +305,103 @@ def test_a_server_that_ignores_the_image_is_named(red_png, capsys):
                            "text-only model, or a server without vision support): load a vision model with its "
                            "projector there, or switch back to this computer")  # fmt: skip
     assert (text_code, text_out) == (0, "It is blue.\n")  # without a frame there is nothing to check
+
+
+# --- end to end: a peer we did not write, llama-cpp-python's own server ---------------------------------------------
+
+
+class PeerServer:
+    """`python -m llama_cpp.server` (its `server` extra) on the tiny pair, on 127.0.0.1."""
+
+    def __init__(self, tiny_models, log: Path, *extra: str) -> None:
+        self.port = free_port()
+        self.log = log.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "llama_cpp.server", "--model", str(tiny_models.text), "--clip_model_path",
+             str(tiny_models.mmproj), "--n_ctx", "2048", "--n_threads", "2", "--host", "127.0.0.1", "--port",
+             str(self.port), *extra],
+            stdout=self.log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, log.read_text(errors="replace")[-2000:]
+            try:
+                httpx.get(f"{self.url}/v1/models", timeout=2, headers={"Authorization": "Bearer peer"})
+                return
+            except httpx.HTTPError:
+                time.sleep(0.2)  # a subprocess has no started-event to wait on
+        raise AssertionError("llama_cpp.server did not start")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(20)
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def peer_llava(tiny_models, tmp_path_factory):
+    server = PeerServer(tiny_models, tmp_path_factory.mktemp("peer") / "llava.log", "--chat_format", "llava-1-5")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def peer_mtmd(tiny_models, tmp_path_factory):
+    server = PeerServer(tiny_models, tmp_path_factory.mktemp("peer") / "mtmd.log", "--chat_format", "mtmd",
+                        "--api_key", "peer")  # fmt: skip
+    yield server
+    server.stop()
+
+
+def test_peer_server_streams_what_it_answers_whole(peer_llava, red_png, capsys):
+    code, out, err = ask_cli(capsys, "--server", peer_llava.url, "--image", str(red_png), "-q", "What colour?",
+                             "-q", "Sure?", "--temperature", "0", "--max-tokens", "8", "--json")  # fmt: skip
+    assert (code, err) == (0, "")
+    records = [json.loads(line) for line in out.splitlines()]
+    # The same conversation asked whole (not streamed) of the same server, greedy: the same words.
+    url = image_data_url(load_image(red_png))
+    from app.core.inference.templates import DEFAULT_SYSTEM_PROMPT
+
+    messages = [{"role": "system", "content": DEFAULT_SYSTEM_PROMPT}, user_message("What colour?", url)]
+    whole = httpx.post(f"{peer_llava.url}/v1/chat/completions", timeout=120, json={
+        "messages": messages, "temperature": 0, "max_tokens": 8, "top_p": 0.95})  # fmt: skip
+    assert records[0]["answer"] == whole.json()["choices"][0]["message"]["content"]
+    assert records[0]["model"] == str(Path(peer_llava.process.args[4]))  # the peer names models by path
+    assert records[1]["answer"]
+    assert records[0]["finish_reason"] == "length"
+
+
+def test_peer_stop_closes_the_stream(peer_llava, red_png):
+    async def run() -> tuple[str, str]:
+        async with aio.RemoteEngine(ServerConfig(peer_llava.url)) as remote:
+            turn = remote.ask("Describe it.", load_image(red_png), SamplingSettings(temperature=0, max_tokens=300))
+            async for _piece in turn:
+                turn.cancel()
+            stats = await turn.wait()
+            follow = remote.ask("And?", None, GREEDY)
+            await follow.wait()
+            return stats.finish_reason, follow.text
+
+    finish, follow = asyncio.run(run())
+    assert finish == "cancelled"
+    assert follow
+
+
+def test_peer_with_mtmd_and_a_text_template_says_what_happened(peer_mtmd, red_png, capsys):
+    code, out, err = ask_cli(capsys, "--server", peer_mtmd.url, "--token", "peer", "--image", str(red_png),
+                             "-q", "What colour?")  # fmt: skip
+    assert (code, out) == (2, "")
+    assert err.startswith(f"llavacam: error: 127.0.0.1:{peer_mtmd.port} cannot read a message holding an image: "
+                          "its chat template joins text only (the server said HTTP 500 'can only concatenate str "
+                          "(not \"list\") to str').")  # fmt: skip
+    assert "start it with --clip_model_path and a --chat_format that places images for this model" in err
+
+
+def test_peer_wrong_token(peer_mtmd, capsys):
+    code, out, err = ask_cli(capsys, "--server", peer_mtmd.url, "--token", "nope", "-q", "hi")
+    assert (code, err.strip()) == (2, f"llavacam: error: 127.0.0.1:{peer_mtmd.port} refused the token (Invalid API "
+                                      "key): give the token the server was started with")  # fmt: skip

@@ -3,7 +3,8 @@
 `RemoteEngine` offers the `Answerer` calls (app.core.inference.answerer: ask / set_history / cancel, plus
 regenerate and new_chat) with the same PastTurn and TurnStats, in their asyncio form: the stream `ask` returns is
 iterated with `async for` and awaited with `await turn.wait()`, which is what the desktop's async adapter makes of
-the local Engine's blocking stream. There is nothing to prepare on a server, so `prepare` is not offered. Each `ask` starts one task on the running loop that reads the server's stream into the turn: no thread
+the local Engine's blocking stream. There is nothing to prepare on a server, so `prepare` is not offered.
+Each `ask` starts one task on the running loop that reads the server's stream into the turn: no thread
 per request. Stop (`cancel`) cancels that task, which closes the stream; the server stops generating for nobody.
 """
 
