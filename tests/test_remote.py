@@ -405,3 +405,46 @@ def test_peer_wrong_token(peer_mtmd, capsys):
     code, out, err = ask_cli(capsys, "--server", peer_mtmd.url, "--token", "nope", "-q", "hi")
     assert (code, err.strip()) == (2, f"llavacam: error: 127.0.0.1:{peer_mtmd.port} refused the token (Invalid API "
                                       "key): give the token the server was started with")  # fmt: skip
+
+
+# --- constrained output: response_format ------------------------------------------------------------------------------
+
+COLOUR_SCHEMA = {"type": "object", "properties": {"colour": {"enum": ["red", "green", "blue"]}}, "required": ["colour"]}
+COLOUR_FORMAT = {"type": "json_schema", "json_schema": {"name": "colour", "schema": COLOUR_SCHEMA}}
+
+
+def ask_with_format(url: str, token: str | None, image: RGBImage | None) -> aio.RemoteTurn:
+    async def run() -> aio.RemoteTurn:
+        async with aio.RemoteEngine(ServerConfig(url, token)) as remote:
+            sampling = SamplingSettings(temperature=0.0, max_tokens=64)
+            turn = remote.ask("What colour is it? Answer in JSON.", image, sampling, response_format=COLOUR_FORMAT)
+            await turn.wait()
+            return turn
+
+    return asyncio.run(run())
+
+
+def test_llavacam_serve_follows_a_json_schema(llavacam_serve, red_png):
+    turn = ask_with_format(llavacam_serve.url, "sek", load_image(red_png))
+    assert json.loads(turn.text) == turn.json
+    assert turn.json["colour"] in ("red", "green", "blue")  # the random-weight model obeys the grammar, not sense
+    assert set(turn.json) == {"colour"}
+
+
+def test_an_unusable_schema_is_refused_by_llavacam_serve(llavacam_serve):
+    reply = httpx.post(f"{llavacam_serve.url}/v1/chat/completions", headers={"Authorization": "Bearer sek"},
+                       timeout=60, json={"messages": [{"role": "user", "content": "hi"}],
+                                         "response_format": {"type": "xml"}})  # fmt: skip
+    assert (reply.status_code, reply.json()["error"]["message"]) == (
+        400, 'response_format.type must be "text", "json_object" or "json_schema"')
+
+
+def test_a_server_that_ignores_the_schema_is_named():
+    running = RunningServer(image_dropping_stub())
+    try:
+        with pytest.raises(RemoteError, match="^the server ignored the requested JSON format: its answer is not JSON "
+                           "\\('It is blue.'\\)$") as caught:  # fmt: skip
+            ask_with_format(running.url, None, None)
+    finally:
+        running.stop()
+    assert caught.value.kind == "invalid_output"

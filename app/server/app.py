@@ -60,6 +60,35 @@ def _whole(body: dict[str, Any], name: str, low: int, high: int) -> int | None:
     return value
 
 
+def _grammar(response_format: Any) -> str | None:
+    """OpenAI's response_format as a llama.cpp grammar: a JSON schema's, any JSON object's, or none for text."""
+    if response_format is None:
+        return None
+    kind = response_format.get("type") if isinstance(response_format, dict) else None
+    if kind == "text":
+        return None
+    from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
+
+    if kind == "json_object":
+        schema = response_format.get("schema")
+        if schema is None:
+            return JSON_GBNF
+    elif kind == "json_schema":
+        inner = response_format.get("json_schema")
+        schema = inner.get("schema") if isinstance(inner, dict) else None
+        if not isinstance(schema, dict):
+            raise RequestError("response_format.json_schema.schema must be a JSON schema object",
+                               param="response_format")  # fmt: skip
+    else:
+        raise RequestError('response_format.type must be "text", "json_object" or "json_schema"',
+                           param="response_format")  # fmt: skip
+    try:
+        return json_schema_to_gbnf(json.dumps(schema))
+    except Exception as exc:  # the converter raises bare Exceptions, ValueErrors and KeyErrors on what it cannot do
+        raise RequestError(f"response_format: this JSON schema cannot be turned into a grammar "
+                           f"({printable(exc, limit=200)})", param="response_format") from None  # fmt: skip
+
+
 class ChatService:
     def __init__(self, engine: Engine, model_id: str, limits: Limits) -> None:
         self.engine = engine
@@ -89,8 +118,10 @@ class ChatService:
             stop = (stop,)
         if not isinstance(stop, (list, tuple)) or len(stop) > 16 or not all(isinstance(s, str) for s in stop):
             raise RequestError("stop must be a string or a list of at most 16 strings", param="stop")
+        grammar = _grammar(body.get("response_format"))
         try:
             return SamplingSettings(
+                grammar=grammar,
                 temperature=_number(body, "temperature", 0.2, 0.0, 100.0),
                 top_p=_number(body, "top_p", 0.95, 0.0, 1.0) or 1e-9,
                 seed=_whole(body, "seed", -(2**63), 2**64 - 1),
