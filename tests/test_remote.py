@@ -448,3 +448,47 @@ def test_a_server_that_ignores_the_schema_is_named():
     finally:
         running.stop()
     assert caught.value.kind == "invalid_output"
+
+
+# --- TLS: a home server's self-signed certificate -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def self_signed(tmp_path_factory) -> tuple[Path, Path, str]:
+    folder = tmp_path_factory.mktemp("tls")
+    key, cert = folder / "key.pem", folder / "cert.pem"
+    command = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+               "-days", "2", "-subj", "/CN=home-server.lan"]  # fmt: skip
+    subprocess.run(command, check=True, capture_output=True)
+    printed = subprocess.run(["openssl", "x509", "-noout", "-fingerprint", "-sha256", "-in", str(cert)], check=True,
+                             capture_output=True, text=True).stdout  # fmt: skip
+    return key, cert, printed.strip().split("=", 1)[1]
+
+
+def test_a_pinned_self_signed_certificate_is_trusted_and_a_wrong_pin_sends_nothing(self_signed, capsys):
+    import uvicorn
+
+    key, cert, fingerprint = self_signed
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(image_dropping_stub(), host="127.0.0.1", port=port, log_level="warning",
+                                           ssl_keyfile=str(key), ssl_certfile=str(cert)))  # fmt: skip
+    import threading
+
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.01)  # uvicorn has no started-event to wait on
+        url = f"https://127.0.0.1:{port}"
+        plain = ask_cli(capsys, "--server", url, "-q", "hi")
+        pinned = ask_cli(capsys, "--server", url, "--fingerprint", fingerprint, "-q", "hi")
+        wrong = ask_cli(capsys, "--server", url, "--fingerprint", "00" * 32, "-q", "hi")
+    finally:
+        server.should_exit = True
+        thread.join(10)
+    assert plain[0] == 2
+    assert "CERTIFICATE_VERIFY_FAILED" in plain[2]  # not trusted without the pin
+    assert pinned == (0, "It is blue.\n", "")
+    assert wrong[0] == 2
+    assert wrong[2].startswith("llavacam: error: the server's certificate has fingerprint " + fingerprint)
