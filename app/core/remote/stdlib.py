@@ -11,18 +11,24 @@ import json
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
 from typing import Any
 
+from app.core.inference.answerer import Answerer, PastTurn, TurnStats, completed
 from app.core.inference.images import RGBImage
 from app.core.inference.sampling import SamplingSettings
 from app.core.remote.protocol import (
     DEFAULT_MAX_IMAGE_SIDE,
+    Conversation,
+    RemoteError,
+    SentTurn,
     ServerConfig,
     SSEDecoder,
     StreamState,
     broken_stream,
     chat_body,
+    check_image_seen,
     error_for_status,
     image_data_url,
     model_ids,
@@ -114,11 +120,121 @@ class RemoteChat:
         seed: int | None = None,
     ) -> RemoteTurn:
         sampling = SamplingSettings(temperature=temperature, max_tokens=max_tokens, seed=seed)
-        sent_image = any(isinstance(m.get("content"), list) for m in messages)
-        body = chat_body(messages, sampling, model=self.config.model)
+        return self.stream_body(chat_body(messages, sampling, model=self.config.model))
+
+    def stream_body(self, body: dict[str, Any]) -> RemoteTurn:
+        sent_image = any(isinstance(m.get("content"), list) for m in body["messages"])
         return RemoteTurn(self._request("/chat/completions", body, sent_image=sent_image), self.config)
 
 
 def user_message(question: str, image: RGBImage | None = None) -> dict[str, Any]:
     """A user message with the frame (downscaled, JPEG) before the question."""
     return _user_message(question, image_data_url(image, DEFAULT_MAX_IMAGE_SIDE) if image is not None else None)
+
+
+class RemoteStream:
+    """An `AnswerStream` read from the server on the thread that iterates it (no thread of its own)."""
+
+    def __init__(self, answerer: RemoteAnswerer, sent: SentTurn, image: RGBImage | None,
+                 sampling: SamplingSettings, new_image: bool) -> None:  # fmt: skip
+        self.question = sent.question
+        self.image = image
+        self._answerer = answerer
+        self._sent = sent
+        self._sampling = sampling
+        self._new_image = new_image
+        self._turn: RemoteTurn | None = None
+        self._cancel = threading.Event()
+        self._finished = False
+        self.stats: TurnStats | None = None
+
+    @property
+    def text(self) -> str:
+        return self._turn.text if self._turn is not None else ""
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
+    def cancel(self) -> None:
+        self._cancel.set()
+        if self._turn is not None:
+            self._turn.cancel()
+
+    def __iter__(self) -> Iterator[str]:
+        if self._finished:
+            return
+        answerer, sent = self._answerer, self._sent
+        try:
+            if not self._cancel.is_set():
+                messages = answerer.conversation.messages()
+                self._turn = answerer.chat.stream_body(chat_body(messages, self._sampling,
+                                                                 model=answerer.chat.config.model))  # fmt: skip
+                if self._cancel.is_set():
+                    self._turn.cancel()
+                yield from self._turn
+            state = self._turn.state if self._turn is not None else StreamState()
+            if self._new_image and not self._cancel.is_set():
+                check_image_seen(state, answerer.conversation, answerer.chat.config)
+        except RemoteError:
+            if sent in answerer.conversation.turns:
+                answerer.conversation.turns.remove(sent)  # a failed turn is not part of the conversation
+            self._finished = True
+            raise
+        sent.answer = state.text
+        self.stats = TurnStats(
+            prompt_tokens=state.prompt_tokens or 0,
+            ttft_ms=state.ttft_ms(),
+            decode_tokens=int(state.usage.get("completion_tokens", state.pieces) or 0),
+            image_cached=bool(state.timings.get("image_cached", not self._new_image)),
+            finish_reason="cancelled" if self._cancel.is_set() else ("length" if state.finish_reason == "length"
+                                                                     else "stop"),
+        )  # fmt: skip
+        self._finished = True
+
+    def wait(self) -> TurnStats:
+        for _ in self:
+            pass
+        assert self.stats is not None
+        return self.stats
+
+
+class RemoteAnswerer:
+    """The `Answerer` protocol (app.core.inference.answerer) over a server, blocking: for a worker thread (Pyto).
+
+    Each turn's frame is encoded once, at `ask` or `set_history`, and resent with the conversation."""
+
+    def __init__(self, chat: RemoteChat, system_prompt: str | None = None) -> None:
+        self.chat = chat
+        self.conversation = Conversation(system_prompt)
+        self._stream: RemoteStream | None = None
+        self._seen: set[str] = set()
+
+    def set_history(self, turns: Sequence[PastTurn], system_prompt: str | None = None) -> Future[None]:
+        self.cancel()
+        side = self.chat.config.max_image_side
+        self.conversation = Conversation(system_prompt or self.conversation.system_prompt, [
+            SentTurn(t.question, image_data_url(t.image, side) if t.image is not None else None, t.answer)
+            for t in turns])  # fmt: skip
+        self._seen.update(t.image_url for t in self.conversation.turns if t.image_url)
+        return completed()
+
+    def ask(self, question: str, image: RGBImage | None = None,
+            sampling: SamplingSettings | None = None) -> RemoteStream:  # fmt: skip
+        self.cancel()
+        url = image_data_url(image, self.chat.config.max_image_side) if image is not None else None
+        sent = SentTurn(question, url)
+        self.conversation.turns.append(sent)
+        new_image = url is not None and url not in self._seen
+        if url is not None:
+            self._seen.add(url)
+        self._stream = RemoteStream(self, sent, image, sampling or SamplingSettings(), new_image)
+        return self._stream
+
+    def cancel(self) -> None:
+        if self._stream is not None:
+            self._stream.cancel()
+
+
+def _conforms(answerer: RemoteAnswerer) -> Answerer:
+    return answerer  # mypy proves here that the remote client satisfies the Answerer protocol
