@@ -167,6 +167,7 @@ def create_app(engine: Engine, *, model_id: str = "llavacam", token: str | None 
         return JSONResponse({"object": "list", "data": [{
             "id": service.model_id, "object": "model", "created": 0, "owned_by": "llavacam",
             "vision": info.has_vision, "context_length": info.n_ctx, "template": info.template_family,
+            "image_size": info.image_size,  # the encoder's input side: clients send frames no larger than twice it
         }]})  # fmt: skip
 
     def queue_full() -> JSONResponse:
