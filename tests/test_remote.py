@@ -190,7 +190,8 @@ def test_ask_server_streams_the_same_answers_as_this_computer(llavacam_serve, en
     assert (records[0]["image_cached"], records[1]["image_cached"]) == (False, True)  # the server kept it
 
 
-def test_follow_ups_send_the_conversation_with_each_image_encoded_once(llavacam_serve, red_png, monkeypatch):
+def test_follow_ups_send_the_conversation_with_each_image_encoded_once(llavacam_serve, engine, red_png,
+                                                                        monkeypatch):  # fmt: skip
     encoded: list[str] = []
     real = aio.image_data_url
     monkeypatch.setattr(aio, "image_data_url", lambda *a, **k: encoded.append("x") or real(*a, **k))
@@ -204,6 +205,7 @@ def test_follow_ups_send_the_conversation_with_each_image_encoded_once(llavacam_
         remote = aio.RemoteEngine(ServerConfig(llavacam_serve.url, "sek"))
         remote._client = httpx.AsyncClient(event_hooks={"request": [record]}, timeout=60)
         async with remote:
+            await remote.connect()  # learns the encoder's input side from /v1/models
             answers = []
             for index, question in enumerate(["What colour?", "And the shape?", "Anything else?"]):
                 turn = remote.ask(question, load_image(red_png) if index == 0 else None, GREEDY)
@@ -213,6 +215,9 @@ def test_follow_ups_send_the_conversation_with_each_image_encoded_once(llavacam_
 
     answers = asyncio.run(run())
     assert len(encoded) == 1
+    sent = bodies[0]["messages"][0]["content"][0]["image_url"]["url"]
+    side = 2 * engine.info.image_size  # downscaled to what the model needs, as this computer keeps frames
+    assert Image.open(io.BytesIO(base64.b64decode(sent.split(",", 1)[1]))).size == (side, side * 3 // 4)
     last = bodies[-1]["messages"]
     assert [m["role"] for m in last] == ["user", "assistant", "user", "assistant", "user"]
     assert last[0]["content"][0]["image_url"]["url"] == bodies[0]["messages"][0]["content"][0]["image_url"]["url"]
@@ -492,3 +497,24 @@ def test_a_pinned_self_signed_certificate_is_trusted_and_a_wrong_pin_sends_nothi
     assert pinned == (0, "It is blue.\n", "")
     assert wrong[0] == 2
     assert wrong[2].startswith("llavacam: error: the server's certificate has fingerprint " + fingerprint)
+
+
+# --- the stdlib transport (Pyto) as an Answerer --------------------------------------------------------------------
+
+
+def test_the_stdlib_answerer_gives_this_computers_answers_and_stops(llavacam_serve, engine, red_png):
+    from app.core.inference.templates import DEFAULT_SYSTEM_PROMPT
+    from app.core.remote.stdlib import RemoteAnswerer, RemoteChat
+
+    answerer = RemoteAnswerer(RemoteChat(llavacam_serve.url, "sek"), DEFAULT_SYSTEM_PROMPT)
+    first = answerer.ask("What colour is it?", load_image(red_png), GREEDY)
+    first_stats = first.wait()
+    second = answerer.ask("Where is it?", None, GREEDY)
+    second.wait()
+    assert [first.text, second.text] == local_answers(engine, load_image(red_png), ["What colour is it?",
+                                                                                    "Where is it?"])  # fmt: skip
+    assert first_stats.prompt_tokens > 100
+    long = answerer.ask("Tell me more.", None, SamplingSettings(temperature=0.0, max_tokens=400))
+    for _piece in long:
+        long.cancel()
+    assert long.wait().finish_reason == "cancelled"
