@@ -32,6 +32,7 @@ clean:
 bench: setup
 	OMP_WAIT_POLICY=passive $(PY) -m bench $(BENCH_ARGS)
 	OMP_WAIT_POLICY=passive $(PY) -m bench.server_load
+	OMP_WAIT_POLICY=passive $(PY) -m bench.remote
 
 bench-quick: setup
 	QT_QPA_PLATFORM=offscreen $(PY) -m bench --quick --gui

@@ -39,3 +39,20 @@ def test_quick_benchmark_produces_the_report(tmp_path):
     ours = report["runs"]["ours"][0]
     assert ours["turns"][1]["image_encode_ms"] == 0, "the follow-up reuses the image"
     assert ours["turns"][2]["decode_tokens"] == 64, "EOS is ignored for the decode figure"
+
+
+def test_quick_remote_benchmark_reports_the_serve_to_local_ratios(tmp_path):
+    out = tmp_path / "remote.json"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.remote", "--quick", "--threads", "2", "--cache-dir", str(tmp_path / "cache"),
+         "--out", str(out)], capture_output=True, text=True, env=env, cwd=REPO, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert set(report["figures"]) == {"local_turn1_ttft_ms", "remote_turn1_ttft_ms", "local_followup_ttft_ms",
+                                      "remote_followup_ttft_ms"}  # fmt: skip
+    assert [row["name"] for row in report["ratios"]] == ["serve turn-1 TTFT / local turn-1 TTFT",
+                                                         "serve follow-up TTFT / local follow-up TTFT"]  # fmt: skip
+    assert all(row["ratio"] > 0 and isinstance(row["met"], bool) for row in report["ratios"])
+    assert len(report["runs"]["local"]) == len(report["runs"]["remote"]) == 1
