@@ -502,19 +502,56 @@ def test_a_pinned_self_signed_certificate_is_trusted_and_a_wrong_pin_sends_nothi
 # --- the stdlib transport (Pyto) as an Answerer --------------------------------------------------------------------
 
 
-def test_the_stdlib_answerer_gives_this_computers_answers_and_stops(llavacam_serve, engine, red_png):
+def test_the_stdlib_answerer_gives_this_computers_answers_and_stops(llavacam_serve, engine):
     from app.core.inference.templates import DEFAULT_SYSTEM_PROMPT
     from app.core.remote.stdlib import RemoteAnswerer, RemoteChat
 
+    green = red_image((320, 240)).to_pil().point(lambda v: 255 - v)  # a frame no other test sent
     answerer = RemoteAnswerer(RemoteChat(llavacam_serve.url, "sek"), DEFAULT_SYSTEM_PROMPT)
-    first = answerer.ask("What colour is it?", load_image(red_png), GREEDY)
+    first = answerer.ask("What colour is it?", load_image(green), GREEDY)
     first_stats = first.wait()
     second = answerer.ask("Where is it?", None, GREEDY)
     second.wait()
-    assert [first.text, second.text] == local_answers(engine, load_image(red_png), ["What colour is it?",
-                                                                                    "Where is it?"])  # fmt: skip
-    assert first_stats.prompt_tokens > 100
+    assert [first.text, second.text] == local_answers(engine, load_image(green), ["What colour is it?",
+                                                                                  "Where is it?"])  # fmt: skip
+    assert (first_stats.image_encode_ms > 0, first_stats.image_cached) == (True, False)  # the server encoded it
     long = answerer.ask("Tell me more.", None, SamplingSettings(temperature=0.0, max_tokens=400))
     for _piece in long:
         long.cancel()
     assert long.wait().finish_reason == "cancelled"
+
+
+# --- llavacam watch --server ---------------------------------------------------------------------------------------
+
+
+def test_watch_server_asks_the_condition_under_its_grammar(llavacam_serve, tmp_path, capsys):
+    from tests.support.watch_video import write_colour_video
+
+    video = write_colour_video(tmp_path / "v.avi", ["blue"] * 6 + ["red"] * 6 + ["green"] * 6)
+    code = main(["watch", "--server", llavacam_serve.url, "--token", "sek", "--camera", str(video), "--when",
+                 "the shape is red", "--json", "--max-rate", "0", "--no-history"])  # fmt: skip
+    captured = capsys.readouterr()
+    assert (code, captured.err) == (0, "")
+    events = [json.loads(line) for line in captured.out.splitlines()]
+    answers = [e for e in events if e["event"] in {"answer", "repeat"}]
+    assert [e["frame"] for e in answers] == [0, 7, 13]
+    assert {e["question"] for e in answers} == {"Is the shape red?"}
+    assert {e["text"] for e in answers} <= {"Yes", "No", "Yes.", "No."}  # the random model, held by the grammar
+
+
+def test_watch_server_says_a_wrong_token_before_the_first_frame(llavacam_serve, tmp_path, capsys):
+    from tests.support.watch_video import write_colour_video
+
+    video = write_colour_video(tmp_path / "v.avi", ["blue"] * 3)
+    code = main(["watch", "--server", llavacam_serve.url, "--token", "nope", "--camera", str(video), "-q", "What?",
+                 "--no-history"])  # fmt: skip
+    captured = capsys.readouterr()
+    assert (code, captured.out) == (2, "")
+    assert captured.err.startswith(f"llavacam: error: 127.0.0.1:{llavacam_serve.port} refused the token")
+
+
+def test_serve_refuses_a_grammar_it_cannot_parse(llavacam_serve):
+    reply = httpx.post(f"{llavacam_serve.url}/v1/chat/completions", headers={"Authorization": "Bearer sek"},
+                       timeout=60, json={"messages": [{"role": "user", "content": "hi"}], "grammar": "root ::= ("})
+    assert reply.status_code == 400
+    assert reply.json()["error"]["message"] == "the answer's grammar could not be parsed"

@@ -36,6 +36,12 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--template", default=None, help=f"chat template family ({', '.join(TEMPLATE_FAMILIES)})")
     parser.add_argument("--json", action="store_true", help="one JSON object per turn on stdout")
     parser.add_argument("--verbose", action="store_true", help="show llama.cpp's own log")
+    add_server_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def add_server_arguments(parser: argparse.ArgumentParser) -> None:
+    """--server and its companions, shared by the commands that can ask a server instead of this computer."""
     remote = parser.add_argument_group("a server instead of this computer (any OpenAI-compatible vision server)")
     remote.add_argument("--server", metavar="URL", help="ask the server at URL (e.g. http://gpu-box:8080); the "
                         "image is sent there")  # fmt: skip
@@ -45,7 +51,6 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     remote.add_argument("--ca-file", metavar="PEM", help="trust the server's certificate through this CA file")
     remote.add_argument("--fingerprint", metavar="SHA256", help="trust exactly the certificate with this SHA-256 "
                         "fingerprint (a home server's self-signed one)")  # fmt: skip
-    parser.set_defaults(func=run)
 
 
 MAX_THREADS = 512

@@ -89,3 +89,51 @@ async def _ask_all(args: argparse.Namespace, config: Any, image: Any, questions:
                 turn.cancel()
                 raise
     return 0
+
+
+def sync_tls_context(args: argparse.Namespace, config: Any) -> Any:
+    """For the stdlib transport: the SSL context --ca-file or --fingerprint asks for (None: the system's)."""
+    import ssl
+    from urllib.parse import urlsplit
+
+    from app.core.remote.protocol import unreachable
+    from app.core.remote.trust import ca_file_context, pinned_context
+
+    if args.ca_file and args.fingerprint:
+        raise LlavaCamError("give either --ca-file or --fingerprint, not both")
+    if urlsplit(config.url).scheme != "https":
+        return None
+    if args.ca_file:
+        return ca_file_context(Path(args.ca_file))
+    if args.fingerprint:
+        parts = urlsplit(config.url)
+        try:  # read before anything (token, frames) is sent
+            pem = ssl.get_server_certificate((parts.hostname or "", parts.port or 443), timeout=10)
+        except (OSError, ssl.SSLError) as exc:
+            raise unreachable(config, exc) from exc
+        return pinned_context(ssl.PEM_cert_to_DER_cert(pem), args.fingerprint)
+    return None
+
+
+def server_answerer(args: argparse.Namespace, max_tokens: int) -> Any:
+    """A watch's answerer asking a server (stdlib transport, on the watch's own thread): (question, frame, grammar)
+    -> the answer, or None when it was cancelled."""
+    from app.core.inference.images import load_image
+    from app.core.inference.sampling import GREEDY
+    from app.core.inference.templates import DEFAULT_SYSTEM_PROMPT
+    from app.core.remote.protocol import ServerConfig
+    from app.core.remote.stdlib import RemoteChat
+
+    if args.model or args.mmproj or args.model_id:
+        raise LlavaCamError("--model/--mmproj/--model-id name files on this computer; with --server, pick the "
+                            "server's model with --server-model NAME")  # fmt: skip
+    config = ServerConfig(args.server, _token(args), args.server_model)
+    chat = RemoteChat(config.url, config.token, config.model, context=sync_tls_context(args, config))
+    chat.models()  # unreachable, a wrong token: said now, before the first frame
+    sampling = GREEDY.with_(max_tokens=max_tokens)
+
+    def answer(question: str, frame: Any, grammar: str | None) -> str | None:
+        turn = chat.answer_once(question, load_image(frame.rgb), sampling, grammar, system_prompt=DEFAULT_SYSTEM_PROMPT)
+        return None if turn.cancelled else turn.text.strip()
+
+    return answer

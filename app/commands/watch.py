@@ -10,11 +10,13 @@ new scene is also read into records (the to-do list that fills itself): {"event"
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from typing import Any
 
-from app.commands.ask import _resolve_model, add_model_arguments, check_number, check_threads
+from app.commands.ask import _resolve_model, add_model_arguments, add_server_arguments, check_number, check_threads
 from app.core.errors import LlavaCamError, printable
 
 
@@ -45,6 +47,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, metavar="N")
     parser.add_argument("--json", action="store_true", help="one JSON object per answer or event")
     parser.add_argument("--verbose", action="store_true", help="show llama.cpp's own log")
+    add_server_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -59,10 +62,18 @@ def _line(event: Any, as_json: bool) -> str:
     return f"{stamp} {'(same) ' if event.kind == 'repeat' else ''}{event.text}"
 
 
+@contextlib.contextmanager
+def _local_answerer(engine: Any, max_tokens: int) -> Iterator[Any]:
+    from app.core.watch import EngineAnswerer
+
+    with engine:
+        yield EngineAnswerer(engine, max_tokens=max_tokens), engine
+
+
 def run(args: argparse.Namespace) -> int:
     from app.capture import CameraFrames, parse_source
     from app.core.inference.engine import Engine, EngineConfig
-    from app.core.watch import ChangeSettings, Condition, EngineAnswerer, Watcher
+    from app.core.watch import ChangeSettings, Condition, Watcher
 
     if not args.question and not args.when and not args.extract:
         raise LlavaCamError("give a question with -q, a condition with --when, or a preset with --extract")
@@ -92,10 +103,18 @@ def run(args: argparse.Namespace) -> int:
     frames = CameraFrames(source)  # a bad camera or file fails now, before the model loads
     recorder = None
     try:
-        text_model, mmproj, family = _resolve_model(args)
-        if not mmproj:
-            raise LlavaCamError("watching a camera needs the vision projector: add --mmproj MMPROJ.gguf")
-        config = EngineConfig(n_ctx=args.n_ctx, n_threads=args.threads, template=family, verbose=args.verbose)
+        if args.server:
+            from app.commands.ask_remote import server_answerer
+
+            if preset is not None:
+                raise LlavaCamError("--extract reads records on this computer: drop --server")
+            answerers: Any = contextlib.nullcontext((server_answerer(args, args.max_tokens), None))
+        else:
+            text_model, mmproj, family = _resolve_model(args)
+            if not mmproj:
+                raise LlavaCamError("watching a camera needs the vision projector: add --mmproj MMPROJ.gguf")
+            config = EngineConfig(n_ctx=args.n_ctx, n_threads=args.threads, template=family, verbose=args.verbose)
+            answerers = _local_answerer(Engine(text_model, mmproj, config), args.max_tokens)
         if not args.no_history:
             from app.core.history.store import HistoryStore
             from app.core.watch.record import WatchRecorder
@@ -108,8 +127,7 @@ def run(args: argparse.Namespace) -> int:
                 title = f"Watch: {args.question or args.when or args.extract}"
                 recorder = WatchRecorder(store, title, source=frames.name, store_frames=not args.no_frames,
                                          max_frames=args.max_frames)  # fmt: skip
-        with Engine(text_model, mmproj, config) as engine:
-            answerer = EngineAnswerer(engine, max_tokens=args.max_tokens)
+        with answerers as (answerer, engine):
             last_frame: dict[int, Any] = {}
 
             def remember(question: str, frame: Any, grammar: str | None) -> str | None:

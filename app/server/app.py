@@ -119,6 +119,14 @@ class ChatService:
         if not isinstance(stop, (list, tuple)) or len(stop) > 16 or not all(isinstance(s, str) for s in stop):
             raise RequestError("stop must be a string or a list of at most 16 strings", param="stop")
         grammar = _grammar(body.get("response_format"))
+        given = body.get("grammar")  # llama.cpp's own field (llama-server, llama-cpp-python's server): GBNF text
+        if given is not None:
+            if grammar is not None:
+                raise RequestError("give either response_format or grammar, not both", param="grammar")
+            if not isinstance(given, str) or not given.strip() or len(given) > 65536:
+                raise RequestError("grammar must be GBNF text (rule root) of at most 65536 characters",
+                                   param="grammar")  # fmt: skip
+            grammar = given
         try:
             return SamplingSettings(
                 grammar=grammar,

@@ -337,8 +337,11 @@ class StreamState:
 def check_image_seen(state: StreamState, conversation: Conversation, config: ServerConfig) -> None:
     """A server that drops the image still answers: its prompt_tokens is then too small to hold an image."""
     tokens = state.prompt_tokens
-    if tokens is None or state.timings.get("image_cached") is True:
-        return  # the server does not say, or says it kept this image's encoding (llavacam serve counts new positions)
+    if tokens is None:
+        return  # the server does not say: nothing to check
+    encode_ms = state.timings.get("image_encode_ms")
+    if state.timings.get("image_cached") is True or (isinstance(encode_ms, (int, float)) and encode_ms > 0):
+        return  # the server says it encoded the image, or kept its encoding (llavacam serve counts new positions only)
     text_floor = conversation.text_chars() // 6  # fewer tokens than this cannot hold the text alone
     if tokens < text_floor + MIN_IMAGE_TOKENS:
         raise RemoteError(

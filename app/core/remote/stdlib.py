@@ -122,6 +122,24 @@ class RemoteChat:
         sampling = SamplingSettings(temperature=temperature, max_tokens=max_tokens, seed=seed)
         return self.stream_body(chat_body(messages, sampling, model=self.config.model))
 
+    def answer_once(self, question: str, image: RGBImage | None, sampling: SamplingSettings,
+                    grammar: str | None = None, *, system_prompt: str | None = None) -> RemoteTurn:  # fmt: skip
+        """One question about one frame outside any conversation (a watch): the finished turn.
+
+        `grammar` (GBNF) travels in llama.cpp's own `grammar` field, which llavacam serve, llama-server and
+        llama-cpp-python's server honour. A frame the server did not read raises RemoteError("image_ignored")."""
+        url = image_data_url(image, self.config.max_image_side) if image is not None else None
+        messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
+        body = chat_body([*messages, _user_message(question, url)], sampling, model=self.config.model)
+        if grammar is not None:
+            body["grammar"] = grammar
+        turn = self.stream_body(body)
+        for _ in turn:
+            pass
+        if url is not None and not turn.cancelled:
+            check_image_seen(turn.state, Conversation(None, [SentTurn(question, url, turn.text)]), self.config)
+        return turn
+
     def stream_body(self, body: dict[str, Any]) -> RemoteTurn:
         sent_image = any(isinstance(m.get("content"), list) for m in body["messages"])
         return RemoteTurn(self._request("/chat/completions", body, sent_image=sent_image), self.config)
@@ -183,6 +201,7 @@ class RemoteStream:
             raise
         sent.answer = state.text
         self.stats = TurnStats(
+            image_encode_ms=float(state.timings.get("image_encode_ms", 0.0) or 0.0),
             prompt_tokens=state.prompt_tokens or 0,
             ttft_ms=state.ttft_ms(),
             decode_tokens=int(state.usage.get("completion_tokens", state.pieces) or 0),
