@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
 from app.cli import main
+from app.core.inference.answerer import PastTurn
 from app.core.inference.engine import Engine, EngineConfig
 from app.core.inference.images import RGBImage, load_image
 from app.core.inference.sampling import SamplingSettings
@@ -192,9 +193,11 @@ def test_ask_server_streams_the_same_answers_as_this_computer(llavacam_serve, en
 
 def test_follow_ups_send_the_conversation_with_each_image_encoded_once(llavacam_serve, engine, red_png,
                                                                         monkeypatch):  # fmt: skip
+    from app.core.remote import protocol
+
     encoded: list[str] = []
-    real = aio.image_data_url
-    monkeypatch.setattr(aio, "image_data_url", lambda *a, **k: encoded.append("x") or real(*a, **k))
+    real = protocol.image_data_url
+    monkeypatch.setattr(protocol, "image_data_url", lambda *a, **k: encoded.append("x") or real(*a, **k))
     bodies: list[dict] = []
 
     async def record(request: httpx.Request) -> None:
@@ -510,11 +513,14 @@ def test_the_stdlib_answerer_gives_this_computers_answers_and_stops(llavacam_ser
     answerer = RemoteAnswerer(RemoteChat(llavacam_serve.url, "sek"), DEFAULT_SYSTEM_PROMPT)
     first = answerer.ask("What colour is it?", load_image(green), GREEDY)
     first_stats = first.wait()
+    # ChatSession hands over the conversation before every question: the frame is not encoded again.
+    answerer.set_history([PastTurn("What colour is it?", first.text, load_image(green))], DEFAULT_SYSTEM_PROMPT)
     second = answerer.ask("Where is it?", None, GREEDY)
     second.wait()
     assert [first.text, second.text] == local_answers(engine, load_image(green), ["What colour is it?",
                                                                                   "Where is it?"])  # fmt: skip
     assert (first_stats.image_encode_ms > 0, first_stats.image_cached) == (True, False)  # the server encoded it
+    assert answerer.images.encoded == 1
     long = answerer.ask("Tell me more.", None, SamplingSettings(temperature=0.0, max_tokens=400))
     for _piece in long:
         long.cancel()

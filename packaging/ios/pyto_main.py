@@ -10,8 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Iterator, Sequence
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +20,9 @@ import userkeys
 
 from app.core.errors import LlavaCamError
 from app.core.history.store import HistoryStore
-from app.core.inference.answerer import PastTurn, TurnStats, completed
 from app.core.inference.images import RGBImage, load_image
 from app.core.inference.sampling import SamplingSettings
-from app.core.remote import RemoteChat, RemoteTurn, user_message
+from app.core.remote.stdlib import RemoteAnswerer, RemoteChat, RemoteStream
 from app.core.session import ChatSession, SessionEvent
 
 SERVER_KEY = "llavacam.server"
@@ -40,65 +37,23 @@ def _saved(key: str, default: str) -> str:
         return default
 
 
-class _ServerStream:
-    """A RemoteTurn seen as an AnswerStream (app.core.inference.answerer)."""
+class ServerAnswerer(RemoteAnswerer):
+    """The Answerer of the phone: any OpenAI-compatible server (the computer runs the model).
 
-    def __init__(self, turn: RemoteTurn, question: str, image: RGBImage | None) -> None:
-        self.turn = turn
-        self.question = question
-        self.image = image
-        self.finished = False
-
-    @property
-    def text(self) -> str:
-        return self.turn.text
-
-    def cancel(self) -> None:
-        self.turn.cancel()
-
-    def __iter__(self) -> Iterator[str]:
-        yield from self.turn
-        self.finished = True
-
-    def wait(self) -> TurnStats:
-        for _ in self:
-            pass
-        timings = self.turn.timings or {}
-        finish = "cancelled" if self.turn.cancelled else (self.turn.finish_reason or "stop")
-        return TurnStats(prompt_tokens=int(timings.get("prompt_n", 0) or 0),
-                         decode_tokens=int(timings.get("predicted_n", 0) or 0),
-                         decode_tok_s=float(timings.get("predicted_per_second", 0) or 0),
-                         finish_reason=finish)  # fmt: skip
-
-
-class ServerAnswerer:
-    """The Answerer of the phone: any OpenAI-compatible server (the computer runs the model)."""
+    The protocol and the blocking transport are the core's (app.core.remote); this only reads the server and token
+    fields at each question."""
 
     def __init__(self, server: Any, token: Any) -> None:
         self._server = server  # callables: the fields are read at each question
         self._token = token
-        self._messages: list[dict[str, Any]] = []
-        self._stream: _ServerStream | None = None
-
-    def set_history(self, turns: Sequence[PastTurn], system_prompt: str | None = None) -> Future[None]:
-        messages: list[dict[str, Any]] = [{"role": "system", "content": system_prompt}] if system_prompt else []
-        for turn in turns:
-            messages += [user_message(turn.question, turn.image), {"role": "assistant", "content": turn.answer}]
-        self._messages = messages
-        return completed()
+        super().__init__(RemoteChat(DEFAULT_SERVER))
 
     def ask(self, question: str, image: RGBImage | None = None, sampling: SamplingSettings | None = None
-            ) -> _ServerStream:  # fmt: skip
-        client = RemoteChat(self._server(), self._token() or None)
-        sampling = sampling or SamplingSettings(max_tokens=512, temperature=0.2)
-        turn = client.stream([*self._messages, user_message(question, image)], max_tokens=sampling.max_tokens,
-                             temperature=sampling.temperature, seed=sampling.seed)  # fmt: skip
-        self._stream = _ServerStream(turn, question, image)
-        return self._stream
-
-    def cancel(self) -> None:
-        if self._stream is not None:
-            self._stream.cancel()
+            ) -> RemoteStream:  # fmt: skip
+        server, token = self._server(), self._token() or None
+        if (server, token) != (self.chat.config.url, self.chat.config.token):
+            self.chat = RemoteChat(server, token)
+        return super().ask(question, image, sampling or SamplingSettings(max_tokens=512, temperature=0.2))
 
 
 class PytoApp:

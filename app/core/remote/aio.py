@@ -28,6 +28,7 @@ from app.core.inference.images import RGBImage
 from app.core.inference.sampling import SamplingSettings
 from app.core.remote.protocol import (
     Conversation,
+    ImageEncodings,
     RemoteError,
     SentTurn,
     ServerConfig,
@@ -37,7 +38,6 @@ from app.core.remote.protocol import (
     chat_body,
     check_image_seen,
     error_for_status,
-    image_data_url,
     model_entry,
     unreachable,
     validate_json_output,
@@ -116,6 +116,7 @@ class RemoteEngine:
         self._client: httpx.AsyncClient | None = None
         self._turn: RemoteTurn | None = None
         self._seen_images: set[str] = set()
+        self.images = ImageEncodings(config.max_image_side)
         self.model_info: dict[str, Any] = {}
 
     # --- connection --------------------------------------------------------------------------------------------
@@ -225,7 +226,10 @@ class RemoteEngine:
     # --- internals -----------------------------------------------------------------------------------------------
 
     def _encode(self, image: RGBImage) -> str:
-        return image_data_url(image, self.config.max_image_side)
+        if self.images.max_side != self.config.max_image_side:
+            self.images = ImageEncodings(self.config.max_image_side)
+        url = self.images.url(image)
+        return url
 
     def _start(
         self, turn: RemoteTurn, sampling: SamplingSettings, response_format: dict[str, Any] | None

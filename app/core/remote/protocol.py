@@ -86,6 +86,28 @@ def image_data_url(image: RGBImage, max_side: int = DEFAULT_MAX_IMAGE_SIDE, qual
     return "data:image/jpeg;base64," + base64.b64encode(image.to_jpeg(quality)).decode("ascii")
 
 
+class ImageEncodings:
+    """Each frame encoded once: a session that hands over the whole conversation before every question (as
+    ChatSession does) gets the earlier frames' data URLs back instead of encoding them again."""
+
+    def __init__(self, max_side: int = DEFAULT_MAX_IMAGE_SIDE, keep: int = 16) -> None:
+        self.max_side = max_side
+        self.keep = keep
+        self._urls: dict[str, str] = {}
+        self.encoded = 0  # how many encodes ran (the tests count them)
+
+    def url(self, image: RGBImage) -> str:
+        key = image.digest
+        found = self._urls.pop(key, None)
+        if found is None:
+            found = image_data_url(image, self.max_side)
+            self.encoded += 1
+        self._urls[key] = found  # most recent last
+        while len(self._urls) > self.keep:
+            self._urls.pop(next(iter(self._urls)))
+        return found
+
+
 def user_message(question: str, image_url: str | None = None) -> dict[str, Any]:
     """A user message; the image (a data URL) comes before the question."""
     if image_url is None:

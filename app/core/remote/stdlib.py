@@ -21,6 +21,7 @@ from app.core.inference.sampling import SamplingSettings
 from app.core.remote.protocol import (
     DEFAULT_MAX_IMAGE_SIDE,
     Conversation,
+    ImageEncodings,
     RemoteError,
     SentTurn,
     ServerConfig,
@@ -226,14 +227,14 @@ class RemoteAnswerer:
     def __init__(self, chat: RemoteChat, system_prompt: str | None = None) -> None:
         self.chat = chat
         self.conversation = Conversation(system_prompt)
+        self.images = ImageEncodings(chat.config.max_image_side)
         self._stream: RemoteStream | None = None
         self._seen: set[str] = set()
 
     def set_history(self, turns: Sequence[PastTurn], system_prompt: str | None = None) -> Future[None]:
         self.cancel()
-        side = self.chat.config.max_image_side
         self.conversation = Conversation(system_prompt or self.conversation.system_prompt, [
-            SentTurn(t.question, image_data_url(t.image, side) if t.image is not None else None, t.answer)
+            SentTurn(t.question, self.images.url(t.image) if t.image is not None else None, t.answer)
             for t in turns])  # fmt: skip
         self._seen.update(t.image_url for t in self.conversation.turns if t.image_url)
         return completed()
@@ -241,7 +242,7 @@ class RemoteAnswerer:
     def ask(self, question: str, image: RGBImage | None = None,
             sampling: SamplingSettings | None = None) -> RemoteStream:  # fmt: skip
         self.cancel()
-        url = image_data_url(image, self.chat.config.max_image_side) if image is not None else None
+        url = self.images.url(image) if image is not None else None
         sent = SentTurn(question, url)
         self.conversation.turns.append(sent)
         new_image = url is not None and url not in self._seen
