@@ -281,9 +281,10 @@ def test_a_model_without_vision_is_named_before_the_frame_is_sent(tiny_models, r
 # --- a labelled stub: a server that ignores the image ----------------------------------------------------------------
 
 
-def image_dropping_stub() -> Starlette:
+def image_dropping_stub(prompt_tokens: int = 9) -> Starlette:
     """STUB, not a real engine: answers every chat with "It is blue." and reports a 9-token prompt, as a text-only
-    server that silently drops image parts does."""
+    server that silently drops image parts does (with more tokens: a server that reads the image but ignores
+    grammar and response_format)."""
 
     async def models(request):
         return JSONResponse({"object": "list", "data": [{"id": "text-only-stub", "object": "model"}]})
@@ -292,7 +293,8 @@ def image_dropping_stub() -> Starlette:
         def events():
             for piece in ("It is ", "blue."):
                 yield f'data: {json.dumps({"choices": [{"index": 0, "delta": {"content": piece}}]})}\n\n'
-            yield f'data: {json.dumps({"choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 2}})}\n\n'
+            usage = {"prompt_tokens": prompt_tokens, "completion_tokens": 2}
+            yield f'data: {json.dumps({"choices": [], "usage": usage})}\n\n'
             yield "data: [DONE]\n\n"
 
         return StreamingResponse(events(), media_type="text/event-stream")
@@ -561,3 +563,34 @@ def test_serve_refuses_a_grammar_it_cannot_parse(llavacam_serve):
                        timeout=60, json={"messages": [{"role": "user", "content": "hi"}], "grammar": "root ::= ("})
     assert reply.status_code == 400
     assert reply.json()["error"]["message"] == "the answer's grammar could not be parsed"
+
+
+# --- llavacam extract --server ---------------------------------------------------------------------------------------
+
+
+def test_extract_server_gives_records_of_the_schema(llavacam_serve, tmp_path, capsys):
+    from app.core.extract.extractor import validate
+    from app.core.extract.schemas import PRESETS, request_schema
+
+    image = tmp_path / "note.png"
+    Image.new("RGB", (64, 48), (230, 230, 230)).save(image)
+    code = main(["extract", "--server", llavacam_serve.url, "--token", "sek", "--schema", "contact", "--image",
+                 str(image), "--json", "--no-history"])  # fmt: skip
+    captured = capsys.readouterr()
+    assert (code, captured.err.replace("llavacam: no records found in the image\n", "")) == (0, "")
+    records = [json.loads(line)["record"] for line in captured.out.splitlines()]
+    validate({"records": records}, request_schema(PRESETS["contact"]))  # held by the grammar the server honoured
+
+
+def test_extract_server_names_a_server_that_ignored_the_schema(tmp_path, capsys):
+    image = tmp_path / "note.png"
+    Image.new("RGB", (64, 48), (230, 230, 230)).save(image)
+    running = RunningServer(image_dropping_stub(prompt_tokens=700))  # it reads the frame, ignores the grammar
+    try:
+        code = main(["extract", "--server", running.url, "--schema", "todo", "--image", str(image), "--no-history"])
+    finally:
+        running.stop()
+    captured = capsys.readouterr()
+    assert (code, captured.out) == (2, "")
+    assert captured.err.strip() == ("llavacam: error: the server ignored the requested JSON format: its answer is "
+                                    "not JSON ('It is blue.')")  # fmt: skip

@@ -121,6 +121,56 @@ def server_answerer(args: argparse.Namespace, max_tokens: int) -> Any:
     from app.core.inference.images import load_image
     from app.core.inference.sampling import GREEDY
     from app.core.inference.templates import DEFAULT_SYSTEM_PROMPT
+
+    chat = server_chat(args)  # unreachable, a wrong token: said now, before the first frame
+    sampling = GREEDY.with_(max_tokens=max_tokens)
+
+    def answer(question: str, frame: Any, grammar: str | None) -> str | None:
+        turn = chat.answer_once(question, load_image(frame.rgb), sampling, grammar, system_prompt=DEFAULT_SYSTEM_PROMPT)
+        return None if turn.cancelled else turn.text.strip()
+
+    return answer
+
+
+class _Finished:
+    """A server's finished answer, seen as the local engine's Turn by code that waits on one (extract)."""
+
+    def __init__(self, text: str, stats: Any) -> None:
+        self.text = text
+        self._stats = stats
+
+    def wait(self) -> Any:
+        return self._stats
+
+    def cancel(self) -> None:
+        pass
+
+
+class ServerAside:
+    """`extract`'s engine over a server: `ask_aside` sends the schema's grammar in llama.cpp's own `grammar`
+    field (llavacam serve, llama-server, llama-cpp-python's server), then checks the answer is JSON of that schema,
+    so a server that ignored the grammar is named rather than its free text passed on."""
+
+    def __init__(self, chat: Any, schema: dict[str, Any]) -> None:
+        self.chat = chat
+        self.schema = schema
+
+    def ask_aside(self, question: str, image: Any, sampling: Any) -> _Finished:
+        from app.core.inference.answerer import TurnStats
+        from app.core.inference.images import load_image
+        from app.core.inference.templates import DEFAULT_SYSTEM_PROMPT
+        from app.core.remote.protocol import validate_json_output
+
+        turn = self.chat.answer_once(question, load_image(image), sampling.with_(grammar=None), sampling.grammar,
+                                     system_prompt=DEFAULT_SYSTEM_PROMPT)  # fmt: skip
+        finish = "cancelled" if turn.cancelled else ("length" if turn.finish_reason == "length" else "stop")
+        if finish == "stop":
+            validate_json_output(turn.text, self.schema)
+        return _Finished(turn.text, TurnStats(finish_reason=finish))
+
+
+def server_chat(args: argparse.Namespace) -> Any:
+    """A stdlib client for --server (token, TLS trust), checked now: unreachable or a wrong token is said at once."""
     from app.core.remote.protocol import ServerConfig
     from app.core.remote.stdlib import RemoteChat
 
@@ -129,11 +179,5 @@ def server_answerer(args: argparse.Namespace, max_tokens: int) -> Any:
                             "server's model with --server-model NAME")  # fmt: skip
     config = ServerConfig(args.server, _token(args), args.server_model)
     chat = RemoteChat(config.url, config.token, config.model, context=sync_tls_context(args, config))
-    chat.models()  # unreachable, a wrong token: said now, before the first frame
-    sampling = GREEDY.with_(max_tokens=max_tokens)
-
-    def answer(question: str, frame: Any, grammar: str | None) -> str | None:
-        turn = chat.answer_once(question, load_image(frame.rgb), sampling, grammar, system_prompt=DEFAULT_SYSTEM_PROMPT)
-        return None if turn.cancelled else turn.text.strip()
-
-    return answer
+    chat.models()
+    return chat

@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from app.commands.ask import _resolve_model, add_model_arguments, check_threads
+from app.commands.ask import _resolve_model, add_model_arguments, add_server_arguments, check_threads
 from app.core.errors import LlavaCamError, printable
 
 
@@ -36,6 +36,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--export-ics", type=Path, metavar="FILE", help="write stored to-dos as iCalendar VTODOs")
     parser.add_argument("--json", action="store_true", help="one JSON object per record")
     parser.add_argument("--verbose", action="store_true")
+    add_server_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -82,12 +83,19 @@ def _extract_and_export(args: argparse.Namespace, preset: Any, store: Any) -> No
     if args.image:
         image = load_image(args.image)  # a bad image fails before the model loads
         captured = datetime.now().astimezone()
-        text_model, mmproj, family = _resolve_model(args)
-        if not mmproj:
-            raise LlavaCamError("reading an image needs the vision projector: add --mmproj MMPROJ.gguf")
-        config = EngineConfig(n_ctx=args.n_ctx, n_threads=args.threads, template=family, verbose=args.verbose)
-        with Engine(text_model, mmproj, config) as engine:
-            result = extract(engine, image, preset, max_tokens=args.max_tokens)
+        if args.server:
+            from app.commands.ask_remote import ServerAside, server_chat
+            from app.core.extract.schemas import request_schema
+
+            aside = ServerAside(server_chat(args), request_schema(preset))
+            result = extract(aside, image, preset, max_tokens=args.max_tokens)
+        else:
+            text_model, mmproj, family = _resolve_model(args)
+            if not mmproj:
+                raise LlavaCamError("reading an image needs the vision projector: add --mmproj MMPROJ.gguf")
+            config = EngineConfig(n_ctx=args.n_ctx, n_threads=args.threads, template=family, verbose=args.verbose)
+            with Engine(text_model, mmproj, config) as engine:
+                result = extract(engine, image, preset, max_tokens=args.max_tokens)
         records = [with_dates(r, preset, captured) for r in result.records]
         stored: list[tuple[Any, bool]] = []
         if store is not None:
