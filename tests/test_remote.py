@@ -594,3 +594,21 @@ def test_extract_server_names_a_server_that_ignored_the_schema(tmp_path, capsys)
     assert (code, captured.out) == (2, "")
     assert captured.err.strip() == ("llavacam: error: the server ignored the requested JSON format: its answer is "
                                     "not JSON ('It is blue.')")  # fmt: skip
+
+
+def test_watch_server_with_a_preset_reads_each_new_scene_into_records(llavacam_serve, tmp_path, capsys):
+    from app.core.extract.extractor import validate
+    from app.core.extract.schemas import PRESETS, request_schema
+    from tests.support.watch_video import write_colour_video
+
+    video = write_colour_video(tmp_path / "v.avi", ["blue"] * 8 + ["red"] * 8)
+    code = main(["watch", "--server", llavacam_serve.url, "--token", "sek", "--camera", str(video), "--extract",
+                 "todo", "--json", "--max-rate", "0", "--no-history"])  # fmt: skip
+    captured = capsys.readouterr()
+    assert (code, captured.err) == (0, "")
+    events = [json.loads(line) for line in captured.out.splitlines()]
+    records = [e for e in events if e["event"] == "record"]
+    # one reading per scene (the first frame, the red scene once it settled), as on this computer
+    assert sorted({e["frame"] for e in records}) == [0, 9]
+    assert events[-1]["event"] == "end"
+    validate({"records": [e["record"] for e in records]}, request_schema(PRESETS["todo"]))

@@ -115,14 +115,13 @@ def sync_tls_context(args: argparse.Namespace, config: Any) -> Any:
     return None
 
 
-def server_answerer(args: argparse.Namespace, max_tokens: int) -> Any:
+def server_answerer(chat: Any, max_tokens: int) -> Any:
     """A watch's answerer asking a server (stdlib transport, on the watch's own thread): (question, frame, grammar)
     -> the answer, or None when it was cancelled."""
     from app.core.inference.images import load_image
     from app.core.inference.sampling import GREEDY
     from app.core.inference.templates import DEFAULT_SYSTEM_PROMPT
 
-    chat = server_chat(args)  # unreachable, a wrong token: said now, before the first frame
     sampling = GREEDY.with_(max_tokens=max_tokens)
 
     def answer(question: str, frame: Any, grammar: str | None) -> str | None:

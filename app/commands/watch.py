@@ -104,11 +104,15 @@ def run(args: argparse.Namespace) -> int:
     recorder = None
     try:
         if args.server:
-            from app.commands.ask_remote import server_answerer
+            from app.commands.ask_remote import ServerAside, server_answerer, server_chat
 
+            chat = server_chat(args)  # unreachable, a wrong token: said now, before the first frame
+            reader: Any = None
             if preset is not None:
-                raise LlavaCamError("--extract reads records on this computer: drop --server")
-            answerers: Any = contextlib.nullcontext((server_answerer(args, args.max_tokens), None))
+                from app.core.extract.schemas import request_schema
+
+                reader = ServerAside(chat, request_schema(preset))
+            answerers: Any = contextlib.nullcontext((server_answerer(chat, args.max_tokens), reader))
         else:
             text_model, mmproj, family = _resolve_model(args)
             if not mmproj:
