@@ -34,3 +34,14 @@ def border_colour(qtbot, change) -> tuple[int, int, int]:
 ])  # fmt: skip
 def test_a_stopped_or_failed_answer_is_drawn_with_its_border(qtbot, change, colour):
     assert border_colour(qtbot, change) == colour
+
+
+def test_copy_puts_the_answer_on_the_clipboard_and_says_copied(qtbot):
+    from PySide6.QtGui import QGuiApplication
+
+    bubble = Bubble("assistant", "A red square.")
+    qtbot.addWidget(bubble)
+    bubble.copy_button.click()
+    assert QGuiApplication.clipboard().text() == "A red square."
+    assert bubble.copy_button.text() == "Copied"
+    qtbot.waitUntil(lambda: bubble.copy_button.text() == "Copy", timeout=5000)

@@ -107,6 +107,12 @@ class Bubble(QFrame):
 
     def copy_text(self) -> None:
         QGuiApplication.clipboard().setText(self._text)
+        # Say it worked, then offer Copy again.
+        self.copy_button.setText("Copied")
+        QTimer.singleShot(COPIED_MS, self, lambda: self.copy_button.setText("Copy"))
+
+
+COPIED_MS = 1500
 
 
 def repolish(widget: QWidget) -> None:
