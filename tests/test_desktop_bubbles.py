@@ -45,3 +45,17 @@ def test_copy_puts_the_answer_on_the_clipboard_and_says_copied(qtbot):
     assert QGuiApplication.clipboard().text() == "A red square."
     assert bubble.copy_button.text() == "Copied"
     qtbot.waitUntil(lambda: bubble.copy_button.text() == "Copy", timeout=5000)
+
+
+def test_markdown_in_an_answer_loads_no_local_image(qtbot, tmp_path):
+    from PySide6.QtGui import QImage
+
+    picture = tmp_path / "private.png"
+    image = QImage(300, 300, QImage.Format.Format_RGB32)
+    image.fill(0xFF0000)
+    assert image.save(str(picture))
+    for link in (str(picture), picture.as_uri()):
+        bubble = Bubble("assistant", f"See ![x]({link})")
+        qtbot.addWidget(bubble)
+        assert bubble.text_label.sizeHint().height() < 150, link  # the 300 px picture was not read
+        assert bubble.text == f"See ![x]({link})"  # Copy still gives the answer as written

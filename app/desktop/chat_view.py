@@ -83,7 +83,8 @@ class Bubble(QFrame):
 
     def set_text(self, text: str) -> None:
         self._text = text
-        self.text_label.setText(text if text or self.role == "user" else "…")
+        shown = text if self.role == "user" else inert_markdown(text)
+        self.text_label.setText(shown if text or self.role == "user" else "…")
 
     def append(self, piece: str) -> None:
         self.set_text(self._text + piece)
@@ -113,6 +114,12 @@ class Bubble(QFrame):
 
 
 COPIED_MS = 1500
+
+
+def inert_markdown(text: str) -> str:
+    """Markdown that loads nothing: Qt's Markdown label reads `![alt](path)` images from disk (a model's answer,
+    or a stored chat, could name any local file). The image syntax is escaped, so it shows as the text it is."""
+    return text.replace("![", "!\\[")
 
 
 def repolish(widget: QWidget) -> None:
