@@ -337,3 +337,20 @@ def test_a_bad_model_file_in_settings_says_what_is_wrong_and_keeps_the_working_m
     assert load_settings(tmp_path)[0].model_path == settings.model_path
     stats = ask(qtbot, window, "Still answering?")
     assert stats["decode_tokens"] > 0
+
+
+def test_stop_while_the_question_waits_behind_other_work_is_not_lost(qtbot, make_window, settings):
+    import threading
+
+    window = make_window(replace(settings, temperature=0.8, seed=4, max_tokens=400))
+    wait_for_frame(qtbot, window)
+    release = threading.Event()
+    QTimer.singleShot(0, window.worker, lambda: release.wait(30))  # the worker is busy (as with a history load)
+    window.prompt_input.setPlainText("Tell me everything.")
+    window.send_button.click()
+    window.stop_button.click()
+    with qtbot.waitSignal(window.turn_finished, timeout=30000) as blocker:
+        release.set()
+    assert blocker.args[1]["finish_reason"] == "cancelled"
+    assert blocker.args[1]["decode_tokens"] == 0
+    assert window.send_button.isEnabled()

@@ -563,7 +563,7 @@ class MainWindow(QMainWindow):
 
     def stop(self) -> None:
         if self.active_request is not None:
-            self.worker.cancel()
+            self.worker.cancel(self.active_request)
             self.set_status("Stopping…")
 
     # --- history: every write runs on the background writer, in order, off the GUI thread -----------------------

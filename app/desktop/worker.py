@@ -12,7 +12,7 @@ from typing import Any
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from app.core.errors import LlavaCamError
-from app.core.inference.engine import Engine, EngineConfig
+from app.core.inference.engine import Engine, EngineConfig, TurnStats
 from app.core.inference.images import RGBImage
 from app.core.inference.sampling import SamplingSettings
 from app.core.models.switch import switch_engine
@@ -32,12 +32,16 @@ class InferenceWorker(QObject):
         super().__init__()
         self._engine: Engine | None = None
         self._engine_lock = threading.Lock()  # guards the reference, not the engine (it has its own thread)
+        self._stopped_requests: set[int] = set()  # Stop pressed before the request reached the engine
 
     # --- called directly from the GUI thread ---------------------------------------------------------------
 
-    def cancel(self) -> None:
-        """Stop the current answer within one token. Safe from any thread."""
+    def cancel(self, request_id: int | None = None) -> None:
+        """Stop the current answer within one token. Safe from any thread. With `request_id`, that request is
+        stopped even if it is still queued behind other work here (a history load): it will not start."""
         with self._engine_lock:
+            if request_id is not None:
+                self._stopped_requests.add(request_id)
             engine = self._engine
         if engine is not None:
             engine.cancel()
@@ -129,11 +133,16 @@ class InferenceWorker(QObject):
         if engine is None:
             self.error.emit(request_id, "No model is loaded yet: choose one in Settings, or wait for it to load.")
             return
+        if self._was_stopped(request_id):
+            self.finished.emit(request_id, TurnStats(finish_reason="cancelled").to_dict())
+            return
         try:
             if regenerate:
                 turn = engine.regenerate(sampling)
             else:
                 turn = engine.ask(question, image if engine.info.has_vision else None, sampling)
+            if self._was_stopped(request_id):
+                turn.cancel()  # Stop came while the turn was being submitted
             for piece in turn:
                 self.token.emit(request_id, piece)
             assert turn.stats is not None
@@ -142,6 +151,10 @@ class InferenceWorker(QObject):
             self.error.emit(request_id, str(exc))
         except Exception as exc:  # never a dead thread: one visible message instead
             self.error.emit(request_id, f"Something went wrong while answering: {exc}")
+
+    def _was_stopped(self, request_id: int) -> bool:
+        with self._engine_lock:
+            return request_id in self._stopped_requests
 
     @Slot(str)
     def new_chat(self, system_prompt: str) -> None:
