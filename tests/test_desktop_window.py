@@ -354,3 +354,15 @@ def test_stop_while_the_question_waits_behind_other_work_is_not_lost(qtbot, make
     assert blocker.args[1]["finish_reason"] == "cancelled"
     assert blocker.args[1]["decode_tokens"] == 0
     assert window.send_button.isEnabled()
+
+
+def test_a_pinned_image_that_cannot_be_prepared_does_not_stay_encoding(qtbot, make_window, settings):
+    from PIL import Image
+
+    from app.core.inference.images import load_image
+
+    window = make_window(replace(settings, mmproj_path=""))  # text only: nothing to encode
+    picture = load_image(Image.new("RGB", (40, 30), (10, 200, 30)))
+    with qtbot.waitSignal(window.worker.prepared, timeout=10000):
+        window.pin(picture)
+    assert window.pinned_badge.text() == "● pinned"

@@ -445,9 +445,11 @@ class MainWindow(QMainWindow):
             self._on_prepared(image.digest, True)
 
     def _on_prepared(self, digest: str, ok: bool) -> None:
-        if self.pinned is not None and self.pinned.digest == digest and ok:
-            self.pinned_ready = True
-            self.pinned_badge.setText("● pinned · ready")
+        if self.pinned is None or self.pinned.digest != digest:
+            return
+        self.pinned_ready = ok
+        # Not prepared (abandoned, no vision, no room): the frame is still pinned and asked about, just not early.
+        self.pinned_badge.setText("● pinned · ready" if ok else "● pinned")
 
     def unpin(self) -> None:
         self.pinned = None

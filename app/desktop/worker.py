@@ -116,13 +116,15 @@ class InferenceWorker(QObject):
     @Slot(object)
     def prepare(self, image: RGBImage) -> None:
         engine = self._engine
+        digest = image.digest
         if engine is None or not engine.info.has_vision:
+            self.prepared.emit(digest, False)  # nothing to prepare: the window must not wait for it
             return
         try:
             future = engine.prepare(image)
         except LlavaCamError:
+            self.prepared.emit(digest, False)
             return
-        digest = image.digest
         future.add_done_callback(lambda f: self.prepared.emit(digest, bool(not f.exception() and f.result())))
 
     @Slot(int, str, object, object, bool)
