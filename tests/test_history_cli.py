@@ -40,3 +40,25 @@ def test_list_show_search_export(tmp_path):
     missing = cli("history", "show", "999", "--data-dir", str(data))
     assert missing.returncode == 2
     assert "no chat 999" in missing.stderr
+
+
+def test_show_marks_regenerated_away_answers_and_json_says_which_is_chosen(tmp_path):
+    data = tmp_path / "data"
+    store = HistoryStore(data)
+    chat = store.create_chat()
+    store.add_user_message(chat, "What is it?")
+    first = store.begin_answer(chat)
+    first.append("A cat.")
+    first.finish()
+    again = store.begin_answer(chat, new_version=True)
+    again.append("A small cat.")
+    again.finish()
+    store.close()
+    shown = cli("history", "show", str(chat), "--data-dir", str(data)).stdout
+    assert "LlavaCam (other version, not in the conversation):\nA cat." in shown
+    assert "LlavaCam:\nA small cat." in shown
+    out = tmp_path / "export"
+    exported = cli("history", "export", str(chat), "--format", "json", "--out", str(out), "--data-dir", str(data))
+    messages = json.loads(Path(exported.stdout.strip()).read_text())["messages"]
+    assert [(m["text"], m["chosen"]) for m in messages if m["role"] == "assistant"] == [
+        ("A cat.", False), ("A small cat.", True)]  # fmt: skip
