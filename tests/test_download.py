@@ -241,3 +241,15 @@ def test_builtin_catalog_lists_the_default_pair_and_alternatives():
     assert default.template == "tinyllama"
     assert "drive.usercontent.google.com" in (default.text.url or "")
     assert sum(1 for e in entries.values() if e.text.hf_repo) >= 2
+
+
+def test_model_store_refuses_a_file_whose_sha256_does_not_match_the_catalog(server, tmp_path, tiny_models,
+                                                                            text_bytes):
+    server.routes["/tiny.gguf"] = Route(text_bytes)
+    server.routes["/mmproj.gguf"] = Route(tiny_models.mmproj.read_bytes())
+    catalog = write_catalog(tmp_path / "catalog.toml", server.url, sha(text_bytes + b"other"))
+    store = ModelStore(tmp_path / "data", catalog)
+    with pytest.raises(DownloadError, match="checksum mismatch"):
+        store.download("tiny")
+    assert "tiny" not in [m.id for m in store.installed()]
+    assert not any(p.name == "tiny.gguf" for p in (tmp_path / "data").rglob("*"))

@@ -219,3 +219,19 @@ def test_disk_full_is_a_clear_error_and_nothing_half_written(store):
     store.conn.execute("PRAGMA max_page_count = 1073741823")
     assert store.get_chat(chat).messages == []
     assert store.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_markdown_export_lists_the_messages_in_the_order_they_were_said(store, tmp_path):
+    chat = store.create_chat()
+    said = [("First question?", "First answer."), ("Second question?", "Second answer."), ("Third?", "Third.")]
+    for question, answer in said:
+        store.add_user_message(chat, question)
+        writer = store.begin_answer(chat)
+        writer.append(answer)
+        writer.finish()
+    lines = store.export(chat, tmp_path / "out", "md").read_text().split("\n")
+    body = [line for line in lines[4:] if line]
+    expected = []
+    for question, answer in said:
+        expected += ["**You**", question, "**LlavaCam**", answer]
+    assert body == expected
