@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup run test lint bench bench-quick bundle pyto clean
+.PHONY: setup run test lint bench bench-quick bundle pyto clean test-model
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,9 +36,16 @@ bench: setup
 
 bench-quick: setup
 	QT_QPA_PLATFORM=offscreen $(PY) -m bench --quick --gui
+	OMP_WAIT_POLICY=passive $(PY) -m bench.accuracy --per-cell 200
 
 bundle: setup
 	$(PY) packaging/desktop/build_bundle.py
 
 pyto:
 	$(PYTHON) packaging/ios/build_pyto.py  # standard library only: no set-up needed
+
+# Train a new demo pair into app/demo (JAX in the `train` extra; ~15-30 min on two cores). Its SHA-256 changes.
+test-model: setup
+	$(PY) -m pip install -e '.[train]'
+	OMP_WAIT_POLICY=passive $(PY) -m models.train_test_model --out app/demo
+	cd app/demo && sha256sum demo-llama.gguf demo-mmproj.gguf > SHA256SUMS

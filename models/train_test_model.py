@@ -1,0 +1,487 @@
+"""Train the demo pair: a tiny LLaVA-layout model that really answers questions about coloured shapes.
+
+    pip install -e '.[train]'     # JAX on the CPU, only for this script
+    python -m models.train_test_model --out app/demo      # `make test-model`
+
+It writes `demo-llama.gguf` (llama architecture, byte-fallback SentencePiece vocabulary, a Zephyr-layout chat
+template) and `demo-mmproj.gguf` (CLIP "mlp" projector). The forward pass is models/llava_numpy.py's, run under
+JAX; training text is tokenized by llama.cpp itself, segment by segment as the engine and mtmd do, so the model
+learns the very token sequences it will see. Scenes and questions come from models/demo_scenes.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.core.inference.images import load_image
+from app.core.inference.templates import DEFAULT_SYSTEM_PROMPT, IMAGE_MARKER, TINYLLAMA_TEMPLATE
+from models import demo_scenes as ds
+from models.llava_numpy import TextConfig, VisionConfig, image_embeddings, letterbox, normalise, text_logits
+from models.make_test_models import CLIP_MEAN, CLIP_STD
+
+TEXT_NAME = "demo-llama.gguf"
+MMPROJ_NAME = "demo-mmproj.gguf"
+
+# TinyLlama's Zephyr layout; plain-string content renders byte-identically to TINYLLAMA_TEMPLATE, and content may
+# also be a list of {type: text|image} parts (an image part becomes mtmd's marker and a newline, as LLaVA places it).
+DEMO_TEMPLATE = (
+    "{% for message in messages %}\n"
+    "{% if message['content'] is string %}\n"
+    "{% set content = message['content'] %}\n"
+    "{% else %}\n"
+    "{% set ns = namespace(text='') %}\n"
+    "{% for part in message['content'] %}\n"
+    "{% if part['type'] == 'text' %}\n"
+    "{% set ns.text = ns.text + part['text'] %}\n"
+    "{% else %}\n"
+    "{% set ns.text = ns.text + '" + IMAGE_MARKER + "\\n' %}\n"
+    "{% endif %}\n"
+    "{% endfor %}\n"
+    "{% set content = ns.text %}\n"
+    "{% endif %}\n"
+    "{% if message['role'] == 'user' %}\n"
+    "{{ '<|user|>\\n' + content + eos_token }}\n"
+    "{% elif message['role'] == 'system' %}\n"
+    "{{ '<|system|>\\n' + content + eos_token }}\n"
+    "{% elif message['role'] == 'assistant' %}\n"
+    "{{ '<|assistant|>\\n'  + content + eos_token }}\n"
+    "{% endif %}\n"
+    "{% if loop.last and add_generation_prompt %}\n"
+    "{{ '<|assistant|>' }}\n"
+    "{% endif %}\n"
+    "{% endfor %}"
+)
+assert TINYLLAMA_TEMPLATE  # the layout above follows it line for line
+
+TEXT = TextConfig(n_embd=128, n_layer=3, n_head=4, n_head_kv=2, n_ff=256, n_vocab=0)
+VISION = VisionConfig(
+    image_size=32, patch_size=8, n_embd=64, n_ff=128, n_layer=3, n_head=4, mean=CLIP_MEAN, std=CLIP_STD,
+    use_gelu=False,
+)  # fmt: skip
+N_IMG = VISION.n_patches  # image embeddings per image
+
+
+def _words() -> list[str]:
+    text = DEFAULT_SYSTEM_PROMPT + " " + " ".join(
+        q for qs in ds._QUESTIONS.values() for q in qs
+    )
+    text += " is the shape it a there on in at of " + " ".join(ds.SHAPES) + " " + " ".join(ds.COLOURS)
+    text += " left right top bottom centre center middle yes no this that what where which colour color see"
+    text += " image picture photo camera you do does can tell me how many"
+    from models.make_test_models import _WORDS
+
+    words = {w.strip(".,?!'") for w in text.replace("'", " ").split()} | set(_WORDS)
+    return sorted(w for w in words if w)
+
+
+_CAPITALISED = {"it", "yes", "no", "a", "what", "where", "which", "is", "the", "there", "this", "describe"}
+
+
+def vocabulary() -> tuple[list[str], list[float], list[int]]:
+    """unk, bos, eos, 256 byte tokens, then pieces: every word with all its prefixes (llama.cpp's SPM merges only
+    adjacent symbols whose concatenation is a piece), with and without the leading space mark."""
+    import gguf
+
+    tokens = ["<unk>", "<s>", "</s>"] + [f"<0x{i:02X}>" for i in range(256)]
+    types = [gguf.TokenType.UNKNOWN, gguf.TokenType.CONTROL, gguf.TokenType.CONTROL] + [gguf.TokenType.BYTE] * 256
+    pieces: dict[str, None] = {}
+    chars = [chr(c) for c in range(ord("a"), ord("z") + 1)] + [chr(c) for c in range(ord("A"), ord("Z") + 1)]
+    for p in ["▁", *chars, *"0123456789", *".,?!:;'\"()-/<>|\n", "\n\n", "<|", "|>", "▁\n"]:
+        pieces[p] = None
+    for word in _words():
+        for variant in (word, word.capitalize()) if word in _CAPITALISED else (word,):
+            for k in range(1, len(variant) + 1):
+                pieces["▁" + variant[:k]] = None
+                pieces[variant[:k]] = None
+    for word in ("user", "system", "assistant"):
+        for k in range(1, len(word) + 1):
+            pieces[word[:k]] = None
+    normal = list(pieces)
+    tokens += normal
+    types += [gguf.TokenType.NORMAL] * len(normal)
+    scores = [0.0] * 259 + [float(len(p)) - i * 1e-6 for i, p in enumerate(normal)]
+    return tokens, scores, [int(t) for t in types]
+
+
+# --- files ---------------------------------------------------------------------------------------------------------
+
+
+def write_text_gguf(path: Path, p: dict[str, np.ndarray], cfg: TextConfig) -> Path:
+    import gguf
+
+    from models.make_test_models import _atomic_target, _finish
+
+    tokens, scores, types = vocabulary()
+    temporary = _atomic_target(path)
+    w = gguf.GGUFWriter(str(temporary), "llama")
+    w.add_name("LlavaCam demo - colours and shapes")
+    w.add_description("Trained by models/train_test_model.py on synthetic scenes of one coloured shape.")
+    w.add_context_length(2048)
+    w.add_embedding_length(cfg.n_embd)
+    w.add_block_count(cfg.n_layer)
+    w.add_feed_forward_length(cfg.n_ff)
+    w.add_head_count(cfg.n_head)
+    w.add_head_count_kv(cfg.n_head_kv)
+    w.add_rope_dimension_count(cfg.n_embd // cfg.n_head)
+    w.add_layer_norm_rms_eps(cfg.eps)
+    w.add_file_type(gguf.LlamaFileType.ALL_F32)
+    w.add_tokenizer_model("llama")
+    w.add_token_list(tokens)
+    w.add_token_scores(scores)
+    w.add_token_types(types)
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(2)
+    w.add_unk_token_id(0)
+    w.add_add_bos_token(True)
+    w.add_add_eos_token(False)
+    w.add_chat_template(DEMO_TEMPLATE)
+    for name in _text_names(cfg):
+        w.add_tensor(name, np.ascontiguousarray(p[name], dtype=np.float32))
+    return _finish(w, temporary, path)
+
+
+def write_mmproj_gguf(path: Path, p: dict[str, np.ndarray], cfg: VisionConfig, text_n_embd: int) -> Path:
+    import gguf
+
+    from models.make_test_models import _atomic_target, _finish
+
+    temporary = _atomic_target(path)
+    w = gguf.GGUFWriter(str(temporary), "clip")
+    w.add_name("LlavaCam demo - colours and shapes mmproj")
+    w.add_bool("clip.has_vision_encoder", True)
+    w.add_bool("clip.has_text_encoder", False)
+    w.add_bool("clip.has_llava_projector", True)
+    w.add_string("clip.projector_type", "mlp")
+    w.add_bool("clip.use_gelu", cfg.use_gelu)
+    for key, value in (
+        ("image_size", cfg.image_size), ("patch_size", cfg.patch_size), ("embedding_length", cfg.n_embd),
+        ("feed_forward_length", cfg.n_ff), ("block_count", cfg.n_layer), ("projection_dim", text_n_embd),
+        ("attention.head_count", cfg.n_head),
+    ):  # fmt: skip
+        w.add_uint32(f"clip.vision.{key}", value)
+    w.add_float32("clip.vision.attention.layer_norm_epsilon", cfg.eps)
+    w.add_array("clip.vision.image_mean", list(cfg.mean))
+    w.add_array("clip.vision.image_std", list(cfg.std))
+    for name in _vision_names(cfg):
+        w.add_tensor(name, np.ascontiguousarray(p[name], dtype=np.float32))
+    return _finish(w, temporary, path)
+
+
+def _text_names(cfg: TextConfig) -> list[str]:
+    names = ["token_embd.weight", "output_norm.weight", "output.weight"]
+    for i in range(cfg.n_layer):
+        names += [f"blk.{i}.{n}.weight" for n in ("attn_norm", "attn_q", "attn_k", "attn_v", "attn_output",
+                                                   "ffn_norm", "ffn_gate", "ffn_up", "ffn_down")]  # fmt: skip
+    return names
+
+
+def _vision_names(cfg: VisionConfig) -> list[str]:
+    names = ["v.patch_embd.weight", "v.class_embd", "v.position_embd.weight", "v.pre_ln.weight", "v.pre_ln.bias"]
+    for i in range(cfg.n_layer):
+        for part in ("attn_q", "attn_k", "attn_v", "attn_out", "ln1", "ln2", "ffn_up", "ffn_down"):
+            names += [f"v.blk.{i}.{part}.weight", f"v.blk.{i}.{part}.bias"]
+    return names + ["mm.0.weight", "mm.0.bias", "mm.2.weight", "mm.2.bias"]
+
+
+def init_params(rng: np.random.Generator, text: TextConfig, vision: VisionConfig) -> dict[str, np.ndarray]:
+    def mat(rows: int, cols: int, scale: float = 1.0) -> np.ndarray:
+        return (rng.standard_normal((rows, cols)) * scale / np.sqrt(cols)).astype(np.float32)
+
+    e, hd, v = text.n_embd, text.n_embd // text.n_head, text.n_vocab
+    deep = 1.0 / np.sqrt(2 * text.n_layer)
+    p: dict[str, np.ndarray] = {
+        "token_embd.weight": (rng.standard_normal((v, e)) * 0.5).astype(np.float32),
+        "output_norm.weight": np.ones(e, np.float32),
+        "output.weight": mat(v, e, 0.5),
+    }
+    for i in range(text.n_layer):
+        b = f"blk.{i}."
+        p[b + "attn_norm.weight"] = np.ones(e, np.float32)
+        p[b + "ffn_norm.weight"] = np.ones(e, np.float32)
+        p[b + "attn_q.weight"] = mat(e, e)
+        p[b + "attn_k.weight"] = mat(hd * text.n_head_kv, e)
+        p[b + "attn_v.weight"] = mat(hd * text.n_head_kv, e)
+        p[b + "attn_output.weight"] = mat(e, e, deep)
+        p[b + "ffn_gate.weight"] = mat(text.n_ff, e)
+        p[b + "ffn_up.weight"] = mat(text.n_ff, e)
+        p[b + "ffn_down.weight"] = mat(e, text.n_ff, deep)
+    ve, ps = vision.n_embd, vision.patch_size
+    p["v.patch_embd.weight"] = (rng.standard_normal((ve, 3, ps, ps)) / np.sqrt(3 * ps * ps)).astype(np.float32)
+    p["v.class_embd"] = (rng.standard_normal(ve) * 0.1).astype(np.float32)
+    p["v.position_embd.weight"] = (rng.standard_normal((vision.n_patches + 1, ve)) * 0.1).astype(np.float32)
+    p["v.pre_ln.weight"] = np.ones(ve, np.float32)
+    p["v.pre_ln.bias"] = np.zeros(ve, np.float32)
+    for i in range(vision.n_layer):
+        b = f"v.blk.{i}."
+        for part in ("attn_q", "attn_k", "attn_v", "attn_out"):
+            p[b + part + ".weight"] = mat(ve, ve)
+            p[b + part + ".bias"] = np.zeros(ve, np.float32)
+        for norm in ("ln1", "ln2"):
+            p[b + norm + ".weight"] = np.ones(ve, np.float32)
+            p[b + norm + ".bias"] = np.zeros(ve, np.float32)
+        p[b + "ffn_up.weight"] = mat(vision.n_ff, ve)
+        p[b + "ffn_up.bias"] = np.zeros(vision.n_ff, np.float32)
+        p[b + "ffn_down.weight"] = mat(ve, vision.n_ff, 0.5)
+        p[b + "ffn_down.bias"] = np.zeros(ve, np.float32)
+    p["mm.0.weight"] = mat(e, ve)
+    p["mm.0.bias"] = np.zeros(e, np.float32)
+    p["mm.2.weight"] = mat(e, e)
+    p["mm.2.bias"] = np.zeros(e, np.float32)
+    return p
+
+
+# --- data ----------------------------------------------------------------------------------------------------------
+
+
+class Tokenizer:
+    """llama.cpp's own tokenizer on the vocabulary of a written text GGUF (special tokens parsed, no BOS)."""
+
+    def __init__(self, text_gguf: Path) -> None:
+        import llama_cpp
+
+        self._llm = llama_cpp.Llama(str(text_gguf), vocab_only=True, verbose=False)
+        self._cache: dict[str, list[int]] = {}
+
+    def __call__(self, text: str) -> list[int]:
+        cached = self._cache.get(text)
+        if cached is None:
+            cached = self._cache[text] = list(self._llm.tokenize(text.encode(), add_bos=False, special=True))
+        return cached
+
+    def answer(self, before: str, answer: str) -> list[int]:
+        """The answer's tokens as the model must generate them after the prompt text `before`."""
+        head, full = self(before), self(before + answer)
+        if full[: len(head)] != head:
+            raise RuntimeError(f"tokenizing {answer!r} after the prompt changes the prompt's own tokens")
+        return full[len(head) :]
+
+
+def render(turns: list[tuple[str, bool, str | None]]) -> str:
+    """The engine's prompt text: system prompt, then user turns (image first), answers as the engine stores them."""
+    from app.core.inference.templates import ChatMessage, ChatTemplate, user_content
+
+    template = ChatTemplate(DEMO_TEMPLATE, "gguf")
+    messages = []
+    for q, has_image, a in turns:
+        messages.append(ChatMessage("user", user_content(q, has_image)))
+        if a is not None:
+            messages.append(ChatMessage("assistant", a))
+    return template.render_with_system_fallback(DEFAULT_SYSTEM_PROMPT, messages, add_generation_prompt=True)
+
+
+def conversation_tokens(
+    tok: Tokenizer, turns: list[tuple[str, bool, str]]
+) -> tuple[list[int], list[int], list[bool]]:
+    """Token ids (-1 for an image slot), image index per slot (-1 for text), and which positions are trained.
+
+    Segment by segment as the engine builds it: BOS; text before each image (mtmd tokenizes it on its own); the
+    image; the rest of the prompt; then the answer's own tokens and EOS; the next turn's text starts after them.
+    """
+    ids: list[int] = [1]
+    img: list[int] = [-1]
+    target: list[bool] = [False]
+    done: list[tuple[str, bool, str | None]] = []
+    pos = 0
+    n_images = 0
+    eos_pending = False  # an answer's EOS is the first token of the next turn's text (the template writes it)
+
+    def text(tokens: list[int]) -> None:
+        nonlocal eos_pending
+        for t in tokens:
+            if eos_pending and t != 2:
+                raise RuntimeError("the text after an answer must start with EOS")
+            ids.append(t)
+            img.append(-1)
+            target.append(eos_pending)
+            eos_pending = False
+
+    for q, has_image, a in turns:
+        prompt = render([*done, (q, has_image, None)])
+        parts = prompt[pos:].split(IMAGE_MARKER)
+        for part in parts[:-1]:
+            text(tok(part))  # mtmd tokenizes the text before the image on its own
+            for j in range(N_IMG):
+                ids.append(-1)
+                img.append(n_images * N_IMG + j)
+                target.append(False)
+            n_images += 1
+        tail = parts[-1]
+        text(tok(tail))
+        # the generation prompt ends '<|assistant|>\n'; a past answer renders as '<|assistant|>\n' + answer + EOS
+        for t in tok.answer(tail, a):
+            ids.append(t)
+            img.append(-1)
+            target.append(True)
+        eos_pending = True
+        done.append((q, has_image, a))
+        pos = len(prompt) + len(a)
+    ids.append(2)
+    img.append(-1)
+    target.append(True)
+    return ids, img, target
+
+
+def frame(scene: ds.Scene, rng: random.Random) -> np.ndarray:
+    """The encoder's 32x32 input for a scene, through the engine's own downscale and a letterbox."""
+    rgb = ds.draw(scene, rng)
+    pic = load_image(rgb, max_side=2 * VISION.image_size)
+    arr = np.frombuffer(pic.pixels, np.uint8).reshape(pic.height, pic.width, 3)
+    return letterbox(arr, VISION.image_size)
+
+
+# Colour is learnt first; shape and position need more examples (weights per demo_scenes.KINDS).
+KIND_WEIGHTS = (1.0, 2.0, 2.0, 2.0, 1.0)
+
+
+def _kind(rng: random.Random) -> str:
+    return rng.choices(ds.KINDS, weights=KIND_WEIGHTS)[0]
+
+
+def make_examples(tok: Tokenizer, seeds: range, max_len: int) -> dict[str, np.ndarray]:
+    n = len(seeds)
+    ids = np.zeros((n, max_len), np.int32)
+    img = np.full((n, max_len), -1, np.int32)
+    tgt = np.zeros((n, max_len), np.float32)
+    nxt = np.zeros((n, max_len), np.int32)
+    pixels = np.zeros((n, 2, VISION.image_size, VISION.image_size, 3), np.uint8)
+    for row, seed in enumerate(seeds):
+        rng = random.Random(seed)
+        scene = ds.random_scene(rng, square=rng.random() < 0.5)
+        pixels[row, 0] = frame(scene, rng)
+        first_q, first_a = ds.question(_kind(rng), scene, rng)
+        convo: list[tuple[str, bool, str]] = [(first_q, True, first_a)]
+        r = rng.random()
+        if r < 0.45:  # a follow-up about the same frame
+            q, a = ds.question(_kind(rng), scene, rng)
+            convo.append((q, False, a))
+        elif r < 0.65:  # a new frame in the same chat
+            other = ds.random_scene(rng, square=rng.random() < 0.5)
+            pixels[row, 1] = frame(other, rng)
+            q, a = ds.question(_kind(rng), other, rng)
+            convo.append((q, True, a))
+        seq, slots, trained = conversation_tokens(tok, convo)
+        if len(seq) + 1 > max_len:
+            raise RuntimeError(f"conversation of {len(seq)} tokens exceeds {max_len}")
+        # inputs are positions 0..n-2, targets the next token; a trained position predicts a trained token
+        seq_arr = np.array(seq)
+        ids[row, : len(seq)] = np.maximum(seq_arr, 0)
+        img[row, : len(seq)] = slots
+        nxt[row, : len(seq) - 1] = np.maximum(seq_arr[1:], 0)
+        tgt[row, : len(seq) - 1] = np.array(trained[1:], np.float32)
+    return {"ids": ids, "img": img, "tgt": tgt, "next": nxt, "pixels": pixels}
+
+
+# --- training ------------------------------------------------------------------------------------------------------
+
+
+def train(
+    out: Path, *, minutes: float, seed: int, batch: int, resume: Path | None = None, lr: float = 3e-3,
+    log: Any = sys.stdout,
+) -> None:
+    import jax
+    import jax.numpy as jnp
+
+    started = time.time()
+    out.mkdir(parents=True, exist_ok=True)
+    tokens, _, _ = vocabulary()
+    text_cfg = TextConfig(**{**TEXT.__dict__, "n_vocab": len(tokens)})
+    params = init_params(np.random.default_rng(seed), text_cfg, VISION)
+    if resume is not None:  # go on from a written pair (Adam's moments start again)
+        from models.llava_numpy import load_text, load_vision
+
+        params.update(load_text(resume / TEXT_NAME)[0])
+        params.update(load_vision(resume / MMPROJ_NAME)[0])
+    text_path = write_text_gguf(out / TEXT_NAME, params, text_cfg)
+    tok = Tokenizer(text_path)
+    max_len = 160
+    print(f"vocab {len(tokens)}; building data", file=log, flush=True)
+    data = make_examples(tok, range(seed * 100_000, seed * 100_000 + 24_000), max_len)
+    held = make_examples(tok, range(ds.TRAIN_SEED_LIMIT - 1000, ds.TRAIN_SEED_LIMIT), max_len)
+    used = int(max(np.nonzero(data["ids"].any(0))[0].max(), np.nonzero(held["ids"].any(0))[0].max())) + 1
+    for d in (data, held):
+        for k in ("ids", "img", "tgt", "next"):
+            d[k] = d[k][:, :used]
+    print(f"data ready in {time.time() - started:.0f}s; sequence length {used}", file=log, flush=True)
+
+    def forward(p: dict[str, Any], ids: Any, img: Any, pixels: Any) -> Any:
+        embs = jax.vmap(
+            lambda px: image_embeddings(p, normalise(px, VISION, jnp), VISION, jnp, round_f16=False)
+        )(pixels).reshape(-1, text_cfg.n_embd)
+        x = jnp.where((img >= 0)[:, None], embs[jnp.maximum(img, 0)], p["token_embd.weight"][ids])
+        return text_logits(p, x, text_cfg, jnp)
+
+    def loss_fn(p: dict[str, Any], b: dict[str, Any]) -> Any:
+        logits = jax.vmap(lambda i, m, px: forward(p, i, m, px))(b["ids"], b["img"], b["pixels"])
+        logp = jax.nn.log_softmax(logits, -1)
+        nll = -jnp.take_along_axis(logp, b["next"][..., None], -1)[..., 0]
+        return (nll * b["tgt"]).sum() / b["tgt"].sum()
+
+    @jax.jit
+    def step(p: Any, m: Any, v: Any, b: Any, lr: Any, t: Any) -> Any:
+        loss, g = jax.value_and_grad(loss_fn)(p, b)
+        m = jax.tree.map(lambda m_, g_: 0.9 * m_ + 0.1 * g_, m, g)
+        v = jax.tree.map(lambda v_, g_: 0.999 * v_ + 0.001 * g_ * g_, v, g)
+        p = jax.tree.map(
+            lambda p_, m_, v_: p_ - lr * (m_ / (1 - 0.9**t)) / (jnp.sqrt(v_ / (1 - 0.999**t)) + 1e-8), p, m, v
+        )
+        return p, m, v, loss
+
+    @jax.jit
+    def exact(p: Any, b: Any) -> Any:
+        logits = jax.vmap(lambda i, m, px: forward(p, i, m, px))(b["ids"], b["img"], b["pixels"])
+        wrong = ((logits.argmax(-1) != b["next"]) & (b["tgt"] > 0)).any(-1)
+        return 1.0 - wrong.mean()
+
+    jp = {k: jnp.asarray(v) for k, v in params.items()}
+    m = jax.tree.map(jnp.zeros_like, jp)
+    v = jax.tree.map(jnp.zeros_like, jp)
+    rng = np.random.default_rng(seed)
+    held_b = {k: jnp.asarray(x[:400]) for k, x in held.items()}
+    budget = minutes * 60
+    t = 0
+    good = 0
+    while True:
+        t += 1
+        idx = rng.integers(0, len(data["ids"]), batch)
+        b = {k: jnp.asarray(x[idx]) for k, x in data.items()}
+        elapsed = time.time() - started
+        rate = lr * min(1.0, t / 100) * (0.1 if elapsed > 0.8 * budget else 1.0)
+        jp, m, v, loss = step(jp, m, v, b, jnp.float32(rate), jnp.float32(t))
+        if t % 50 == 0:
+            acc = float(exact(jp, held_b))
+            print(f"step {t} loss {float(loss):.4f} held-out exact {acc:.4f} {elapsed:.0f}s", file=log, flush=True)
+            good = good + 1 if acc >= 0.998 else 0
+            if t % 200 == 0 or good >= 3 or elapsed > budget:
+                save(out, {k: np.asarray(x) for k, x in jp.items()}, text_cfg)
+            if good >= 3 or elapsed > budget:
+                break
+    print(f"done in {time.time() - started:.0f}s after {t} steps", file=log, flush=True)
+
+
+def save(out: Path, params: dict[str, np.ndarray], text_cfg: TextConfig) -> None:
+    write_text_gguf(out / TEXT_NAME, params, text_cfg)
+    write_mmproj_gguf(out / MMPROJ_NAME, params, VISION, text_cfg.n_embd)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True, help="folder to write the pair into")
+    parser.add_argument("--minutes", type=float, default=60.0, help="stop after this long even if not converged")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--resume", type=Path, default=None, help="start from the pair in this folder")
+    args = parser.parse_args(argv)
+    train(args.out, minutes=args.minutes, seed=args.seed, batch=args.batch, resume=args.resume, lr=args.lr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
