@@ -80,7 +80,7 @@ def _run(args: argparse.Namespace) -> int:
             if entry.unverified:
                 mark += "; not yet downloaded and run by us"
             print(f"  {entry.id:18} {entry.name}  [{mark}; {_size(entry.total_size)}; {entry.licence}]")
-        others = [m for m in installed.values() if m.origin != "catalog"]
+        others = [m for m in [*installed.values(), *store.builtin()] if m.origin != "catalog"]
         if others:
             print("Local pairs:")
             for model in others:

@@ -26,6 +26,8 @@ from app.core.models.probe import ensure_pair_safe
 from app.core.paths import data_dir, models_dir, source_checkout_models_dir
 
 MANIFEST = "installed.json"
+DEMO_ID = "demo"
+DEMO_NAME = "Demo — colours and shapes (built in, a few MB)"
 SEEN_HASHES = "seen-hashes.json"
 LOCK_NAME = "installed.json.lock"
 LOCK_TIMEOUT_S = 30.0
@@ -55,7 +57,7 @@ class InstalledModel:
     text: Path
     mmproj: Path | None
     template: str | None
-    origin: str  # "catalog", "local" or "checkout"
+    origin: str  # "catalog", "local", "checkout" or "builtin"
 
     @property
     def size(self) -> int:
@@ -204,8 +206,18 @@ class ModelStore:
             for t in texts
         ]
 
+    @staticmethod
+    def builtin() -> list[InstalledModel]:
+        """The demo pair shipped inside the package (app/demo), whatever catalog is in use."""
+        from app.core.resources import demo_model_files
+
+        text, mmproj = demo_model_files()
+        if not text.exists() or not mmproj.exists():
+            return []
+        return [InstalledModel(DEMO_ID, DEMO_NAME, text, mmproj, None, "builtin")]
+
     def get(self, model_id: str) -> InstalledModel:
-        for model in self.installed():
+        for model in self.installed() + self.builtin():
             if model.id == model_id:
                 return model
         raise ModelNotInstalledError(
@@ -310,6 +322,8 @@ class ModelStore:
 
     def delete(self, model_id: str) -> None:
         model = self.get(model_id)
+        if model.origin == "builtin":
+            raise LlavaCamError(f"{model_id} is built into LlavaCam and cannot be deleted")
         if model.origin == "checkout":
             raise LlavaCamError(f"{model_id} is a file in the source checkout's models/ folder: delete it there")
         folder = self.root / check_model_id(model_id) if model.origin == "catalog" else None
@@ -329,6 +343,14 @@ class ModelStore:
         fresh test load in a child process."""
         model = self.get(model_id)
         check_pair(model.text, model.mmproj)
+        if model.origin == "builtin":
+            from app.core.models.download import _sha256
+
+            listed = (model.text.parent / "SHA256SUMS").read_text(encoding="utf-8").split("\n")
+            sums = {name: digest for digest, name in (line.split() for line in listed if line.strip())}
+            for path in (model.text, model.mmproj):
+                if path is not None and _sha256(path) != sums.get(path.name):
+                    raise ModelFileError(path, "its SHA-256 does not match SHA256SUMS: reinstall LlavaCam")
         if model.origin == "catalog":
             from app.core.models.download import _sha256
 
