@@ -23,6 +23,16 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> ModelPair:
 
 
 @pytest.fixture(scope="session")
+def trained_models() -> ModelPair:
+    """The committed demo pair (app/demo): it really answers questions about one coloured shape (see
+    models/demo_scenes.py for its world and exact answers). Read-only: copy it before changing anything."""
+    from app.core.resources import demo_model_files
+
+    text, mmproj = demo_model_files()
+    return ModelPair(text, mmproj)
+
+
+@pytest.fixture(scope="session")
 def tiny_models_no_template(tmp_path_factory: pytest.TempPathFactory) -> ModelPair:
     """The same pair without tokenizer.chat_template, for the built-in template path."""
     return write_tiny_pair(tmp_path_factory.mktemp("tiny-models-no-template"), chat_template=False)

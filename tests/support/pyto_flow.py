@@ -1,6 +1,6 @@
 """Child process: run the Pyto front end from the built bundle against a real server, with the Pyto test double.
 
-    PYTHONPATH=<bundle>:<tests/support/pyto_double> python pyto_flow.py SERVER_URL DATA_DIR
+    PYTHONPATH=<bundle>:<tests/support/pyto_double> python pyto_flow.py SERVER_URL DATA_DIR [PHOTO]
 Prints a JSON summary of what the user would see and what the history holds.
 """
 
@@ -21,10 +21,10 @@ def wait(app: pyto_main.PytoApp) -> None:
         app.worker.join(120)
 
 
-def main(server: str, data_dir: str) -> None:
+def main(server: str, data_dir: str, photo: str | None = None) -> None:
     app = pyto_main.PytoApp(data_dir)
     app.server_field.text = server
-    photos.queued.append(Image.new("RGB", (64, 48), (200, 30, 30)))
+    photos.queued.append(Image.open(photo).convert("RGB") if photo else Image.new("RGB", (64, 48), (200, 30, 30)))
     app.camera_button.tap()
     app.question_field.text = "What is this?"
     app.send_button.tap()
@@ -49,4 +49,4 @@ def main(server: str, data_dir: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(*sys.argv[1:4])

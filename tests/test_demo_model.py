@@ -1,0 +1,98 @@
+"""The committed demo pair: its files, its chat template, and its forward pass (models/llava_numpy.py) against
+llama.cpp's. Its accuracy is a benchmark (bench/accuracy.py), not a test; right answers through the front ends are
+asserted in the tests of each front end."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+
+from app.core.inference.images import RGBImage
+from app.core.inference.templates import IMAGE_MARKER, TINYLLAMA_TEMPLATE, ChatMessage, ChatTemplate
+from models import llava_numpy as ln
+from models.train_test_model import DEMO_TEMPLATE
+
+CONVERSATIONS = [
+    [ChatMessage("user", "Hi")],
+    [ChatMessage("system", "Be brief."), ChatMessage("user", f"{IMAGE_MARKER}\nWhat colour is it?")],
+    [
+        ChatMessage("system", "S"),
+        ChatMessage("user", f"{IMAGE_MARKER}\nWhat is this?"),
+        ChatMessage("assistant", "A red circle."),
+        ChatMessage("user", "Where is it? ünïcødé 🙂"),
+    ],
+]
+
+
+@pytest.mark.parametrize("messages", CONVERSATIONS)
+@pytest.mark.parametrize("add_generation_prompt", [True, False])
+def test_demo_template_renders_plain_strings_byte_identically_to_tinyllamas(
+    messages: list[ChatMessage], add_generation_prompt: bool
+) -> None:
+    demo = ChatTemplate(DEMO_TEMPLATE, "gguf").render(messages, add_generation_prompt=add_generation_prompt)
+    tiny = ChatTemplate(TINYLLAMA_TEMPLATE, "gguf").render(messages, add_generation_prompt=add_generation_prompt)
+    assert demo == tiny
+
+
+def test_demo_template_accepts_content_as_a_list_of_parts() -> None:
+    from app.core.inference.templates import _compile
+
+    parts = [
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What colour is it?"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "It is red."}]},
+    ]
+    text = _compile(DEMO_TEMPLATE).render(messages=parts, add_generation_prompt=True, eos_token="</s>")
+    assert text == f"<|user|>\n{IMAGE_MARKER}\nWhat colour is it?</s>\n<|assistant|>\nIt is red.</s>\n<|assistant|>\n"
+
+
+def test_demo_files_match_their_sha256sums(trained_models) -> None:
+    sums = (trained_models.text.parent / "SHA256SUMS").read_text().split("\n")
+    expected = dict(reversed(line.split()) for line in sums if line.strip())
+    for path in (trained_models.text, trained_models.mmproj):
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == expected[path.name]
+
+
+@pytest.fixture(scope="module")
+def native(trained_models):
+    from app.core.inference.native import NativeModel
+
+    model = NativeModel(
+        trained_models.text, trained_models.mmproj, n_ctx=512, n_batch=512, n_threads=1, n_gpu_layers=0
+    )
+    yield model
+    model.close()
+
+
+# Frames that fit the 32 px encoder without resampling: square, and letterboxed both ways.
+@pytest.mark.parametrize(("width", "height"), [(32, 32), (32, 18), (18, 32)])
+def test_numpy_image_embeddings_match_mtmds_encoder(native, trained_models, width: int, height: int) -> None:
+    rgb = np.random.default_rng(width * 100 + height).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    units = native.image_chunks(IMAGE_MARKER, RGBImage(width, height, rgb.tobytes()))
+    chunk = next(u for u in units if not isinstance(u, int))
+    try:
+        theirs = native.encode_image(chunk)
+    finally:
+        native.free_chunk(chunk)
+    ours = ln.embed_image(trained_models.mmproj, rgb)
+    assert theirs.shape == ours.shape == (16, 128)
+    scale = float(np.abs(theirs).max())
+    np.testing.assert_allclose(ours, theirs, atol=2e-3 * max(scale, 1.0), rtol=0)
+
+
+def test_numpy_text_logits_match_llama_cpps(trained_models) -> None:
+    import llama_cpp
+
+    params, cfg = ln.load_text(trained_models.text)
+    tokens = [1, *np.random.default_rng(0).integers(3, cfg.n_vocab, 47).tolist()]
+    llm = llama_cpp.Llama(str(trained_models.text), logits_all=True, n_ctx=128, n_threads=1, verbose=False)
+    try:
+        llm.eval(tokens)
+        theirs = np.array(llm.scores[: len(tokens)])
+    finally:
+        llm.close()
+    ours = ln.text_logits(params, params["token_embd.weight"][tokens], cfg)
+    scale = float(np.abs(theirs).max())
+    np.testing.assert_allclose(ours, theirs, atol=1e-3 * max(scale, 1.0), rtol=0)
+    assert (ours.argmax(-1) == theirs.argmax(-1)).mean() > 0.97
