@@ -265,12 +265,12 @@ class Tokenizer:
 
 def render(turns: list[tuple[str, bool, str | None]]) -> str:
     """The engine's prompt text: system prompt, then user turns (image first), answers as the engine stores them."""
-    from app.core.inference.templates import ChatMessage, ChatTemplate, user_content
+    from app.core.inference.templates import ChatMessage, ChatTemplate
 
     template = ChatTemplate(DEMO_TEMPLATE, "gguf")
     messages = []
     for q, has_image, a in turns:
-        messages.append(ChatMessage("user", user_content(q, has_image)))
+        messages.append(ChatMessage("user", q, image=has_image))
         if a is not None:
             messages.append(ChatMessage("assistant", a))
     return template.render_with_system_fallback(DEFAULT_SYSTEM_PROMPT, messages, add_generation_prompt=True)

@@ -16,10 +16,10 @@ from models.train_test_model import DEMO_TEMPLATE
 
 CONVERSATIONS = [
     [ChatMessage("user", "Hi")],
-    [ChatMessage("system", "Be brief."), ChatMessage("user", f"{IMAGE_MARKER}\nWhat colour is it?")],
+    [ChatMessage("system", "Be brief."), ChatMessage("user", "What colour is it?", image=True)],
     [
         ChatMessage("system", "S"),
-        ChatMessage("user", f"{IMAGE_MARKER}\nWhat is this?"),
+        ChatMessage("user", "What is this?", image=True),
         ChatMessage("assistant", "A red circle."),
         ChatMessage("user", "Where is it? ünïcødé 🙂"),
     ],
@@ -34,6 +34,7 @@ def test_demo_template_renders_plain_strings_byte_identically_to_tinyllamas(
     demo = ChatTemplate(DEMO_TEMPLATE, "gguf").render(messages, add_generation_prompt=add_generation_prompt)
     tiny = ChatTemplate(TINYLLAMA_TEMPLATE, "gguf").render(messages, add_generation_prompt=add_generation_prompt)
     assert demo == tiny
+    assert demo.count(IMAGE_MARKER) == sum(m.image for m in messages)
 
 
 def test_demo_template_accepts_content_as_a_list_of_parts() -> None:
