@@ -144,6 +144,11 @@ def test_the_window_watches_its_camera_aside_and_closing_stops_the_watch(qtbot, 
     qtbot.waitUntil(lambda: panel.timeline.count() >= 1, timeout=30000)
     assert panel.indicator.text() == "● Watching: What is this?"
     assert window.worker.engine.history == []  # asked aside: the chat is untouched
+    [chat] = [c for c in window.history.list_chats() if c.title == "Watch: What is this?"]
+    [first, *_] = window.history.get_turns(chat.id)
+    assert first.question.endswith("] What is this?")
+    assert first.answer == panel.timeline.item(0).text().split("  ", 1)[1].split("  ×")[0]
+    assert first.image_path is not None
     window.close()
     assert not panel.runner.running
     assert window.statusBar().currentMessage() == "The watch (What is this?) was stopped."

@@ -132,22 +132,17 @@ def run(args: argparse.Namespace) -> int:
                 recorder = WatchRecorder(store, title, source=frames.name, store_frames=not args.no_frames,
                                          max_frames=args.max_frames)  # fmt: skip
         with answerers as (answerer, engine):
-            last_frame: dict[int, Any] = {}
-
-            def remember(question: str, frame: Any, grammar: str | None) -> str | None:
-                last_frame[frame.index] = frame
-                while len(last_frame) > 2:
-                    last_frame.pop(next(iter(last_frame)))
-                return answerer(question, frame, grammar)
+            if recorder is not None:
+                answerer = recorder.remembering(answerer)
 
             def on_event(event: Any) -> None:
                 if recorder is not None:  # stored first: a line printed is a line kept
-                    recorder.record(event, last_frame.get(event.frame_index))
+                    recorder.on_event(event)
                 print(printable(_line(event, args.json), limit=4000), flush=True)
 
             on_scene = _scene_reader(engine, preset, recorder, args.json) if preset is not None else None
             watcher = Watcher(
-                remember,
+                answerer,
                 args.question,
                 condition=condition,
                 on_scene=on_scene,
@@ -161,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
         frames.close()
         if recorder is not None:
             recorder.store.close()
-    if recorder is not None:
+    if recorder is not None and recorder.has_chat:
         print(f"llavacam: the watch is kept as chat {recorder.chat_id} (llavacam history show {recorder.chat_id})",
               file=sys.stderr)  # fmt: skip
     return 0

@@ -816,6 +816,7 @@ class MainWindow(QMainWindow):
         from PySide6.QtWidgets import QDockWidget
 
         from app.core.watch import Condition, EngineAnswerer, Watcher
+        from app.core.watch.record import WatchRecorder
         from app.desktop.watch_panel import CameraFrames, DBusNotifier, TrayNotifier, WatchPanel, WatchRunner
 
         engine = self.worker.engine
@@ -824,8 +825,13 @@ class MainWindow(QMainWindow):
             return
         self.stop_watch()
         is_condition = text.lower().startswith(("tell me when", "let me know when", "notify me when"))
-        watcher = Watcher(EngineAnswerer(engine), None if is_condition else text,
-                          condition=Condition(text) if is_condition else None)  # fmt: skip
+        answer: Any = EngineAnswerer(engine)
+        recorder = None
+        if not self.history.read_only:  # the watch is a chat with its timestamped frames (written on its thread)
+            recorder = WatchRecorder(self.history, f"Watch: {text}", source=self.camera.name)
+            answer = recorder.remembering(answer)
+        watcher = Watcher(answer, None if is_condition else text, condition=Condition(text) if is_condition else None,
+                          on_event=recorder.on_event if recorder is not None else None)  # fmt: skip
         stop = threading.Event()
         runner = WatchRunner(watcher, CameraFrames(self.camera, stop), self)
         runner.source.stop = stop

@@ -7,9 +7,11 @@ and `store_frames=False` keeps no frames at all. The chat exports like any other
 
 from __future__ import annotations
 
+from typing import Any
+
 from app.core.history.store import HistoryStore
 from app.core.inference.images import load_image
-from app.core.watch.watcher import Frame, WatchEvent
+from app.core.watch.watcher import Answerer, Frame, WatchEvent
 
 DEFAULT_MAX_FRAMES = 200
 FRAME_SIDE = 1024  # stored frames are at most this long a side
@@ -31,8 +33,37 @@ class WatchRecorder:
         self.model_id = model_id
         self.store_frames = store_frames
         self.max_frames = max_frames
-        self.chat_id = store.create_chat(title, model_id)
+        self.title = title
+        self._chat_id: int | None = None  # created with the first answer, on the thread that records it
         self._frames_kept = 0
+        self._recent: dict[int, Frame] = {}
+
+    @property
+    def chat_id(self) -> int:
+        if self._chat_id is None:
+            self._chat_id = self.store.create_chat(self.title, self.model_id)
+        return self._chat_id
+
+    @property
+    def has_chat(self) -> bool:
+        return self._chat_id is not None
+
+    def remembering(self, answer: Answerer) -> Any:
+        """`answer`, remembering the frames it is asked about, so `on_event` can store each answer's frame."""
+        recent: dict[int, Frame] = self._recent
+
+        def ask(question: str, frame: Frame, grammar: str | None) -> str | None:
+            recent[frame.index] = frame
+            while len(recent) > 2:
+                recent.pop(next(iter(recent)))
+            return answer(question, frame, grammar)
+
+        ask.cancel = getattr(answer, "cancel", None)  # type: ignore[attr-defined]
+        return ask
+
+    def on_event(self, event: WatchEvent) -> None:
+        """A `Watcher` on_event that stores the event with the frame it is about (see `remembering`)."""
+        self.record(event, self._recent.get(event.frame_index))
 
     def record(self, event: WatchEvent, frame: Frame | None) -> None:
         """Store an "answer" event (with its frame) or a "match" (a note in the chat); others are not stored."""
