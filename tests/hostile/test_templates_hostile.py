@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from app.core.errors import LlavaCamError
+from app.core.inference import templates
 from app.core.inference.templates import ChatMessage, ChatTemplate, TemplateError
+
+
+@pytest.fixture(autouse=True)
+def step_limits_decide(monkeypatch):
+    """Each case asserts which limit stopped it; on a loaded machine the 5 s clock could stop a case first."""
+    monkeypatch.setattr(templates, "MAX_TEMPLATE_SECONDS", 600.0)
 
 # case -> (template, what the error says it did)
 HOSTILE_TEMPLATES = {
@@ -36,6 +43,13 @@ def test_hostile_chat_template_fails_with_an_error_naming_the_model(case):
         template.render([ChatMessage("user", "hi")])
     assert str(info.value).startswith(f"the chat template of evil-model.gguf {said}")
     assert isinstance(info.value, LlavaCamError)  # the CLI and the window show it as one clear line
+
+
+def test_a_template_that_runs_past_the_clock_is_stopped(monkeypatch):
+    monkeypatch.setattr(templates, "MAX_TEMPLATE_SECONDS", 0.0)
+    template = ChatTemplate("{% for i in range(100000) %}{% endfor %}", "gguf", model_name="slow-model.gguf")
+    with pytest.raises(TemplateError, match="^the chat template of slow-model.gguf runs longer than 0 s"):
+        template.render([ChatMessage("user", "hi")])
 
 
 def test_template_error_is_one_of_our_errors_for_the_cli():
