@@ -8,6 +8,7 @@ from app.core.errors import DownloadError
 from app.core.models import download as download_module
 from app.core.models.download import download, part_path
 from app.core.models.modelfile import inspect_text_model
+from tests.support.drive_pages import HTML, virus_scan_page
 from tests.support.http_server import FileServer, Route
 from tests.support.mounts import small_disk
 
@@ -84,3 +85,29 @@ def test_content_length_larger_than_the_catalog_is_refused_before_writing(server
 def test_nul_in_a_destination_name_is_a_clear_error(server, tmp_path):
     with pytest.raises(DownloadError, match="a file name cannot contain a NUL character"):
         download(server.url + "/m.gguf", tmp_path / "m\0.gguf")
+
+
+def test_download_form_pointing_at_a_local_file_is_refused(server, tmp_path):
+    secret = tmp_path / "secret.gguf"
+    secret.write_bytes(b"GGUF local secret")
+    server.routes["/download"] = Route(virus_scan_page(secret.as_uri(), "F1"), content_type=HTML)
+    with pytest.raises(DownloadError) as caught:
+        download(server.url + "/download?id=F1", tmp_path / "m.gguf")
+    assert str(caught.value) == (f"{server.url[7:]} sent a web page instead of a model file (a login or quota "
+                                 f"page?): {server.url}/download?id=F1")  # the form is not followed to file://
+    assert not (tmp_path / "m.gguf").exists()
+    assert not part_path(tmp_path / "m.gguf").exists()
+
+
+def test_confirmation_form_that_never_ends_is_a_clear_error(server, tmp_path):
+    server.routes["/download"] = Route(virus_scan_page(server.url + "/download", "F1"), content_type=HTML)
+    with pytest.raises(DownloadError, match=r"kept answering with a confirmation page, not the file$"):
+        download(server.url + "/download?id=F1", tmp_path / "m.gguf")
+    assert len(server.requests) == 4  # the link and three submissions, then it stops
+
+
+def test_endless_web_page_is_read_only_to_its_bound(server, tmp_path):
+    server.routes["/page"] = Route(b"<html><body>" + b"spam " * 1000, content_type=HTML, endless=True)
+    with pytest.raises(DownloadError, match="sent a web page instead of a model file"):
+        download(server.url + "/page", tmp_path / "m.gguf")
+    assert not part_path(tmp_path / "m.gguf").exists()

@@ -1,8 +1,10 @@
-"""A real HTTP server on 127.0.0.1 for download tests: Range, redirects, errors, dropped connections, HTML pages."""
+"""A real HTTP server on 127.0.0.1 for download tests: Range, redirects, errors, dropped connections, HTML pages,
+query-dependent answers (Google Drive's confirmation form) and HEAD with extra headers (the Hugging Face hub)."""
 
 from __future__ import annotations
 
 import threading
+import urllib.parse
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -19,6 +21,9 @@ class Route:
     endless: bool = False  # no Content-Length, the body never ends (until the client hangs up)
     range_from: int | None = None  # answer a Range request with 206 from this byte, whatever was asked
     content_length: int | None = None  # announce this Content-Length instead of the true one
+    headers: dict[str, str] = field(default_factory=dict)  # extra response headers (X-Linked-Size, ...)
+    needs_query: dict[str, str] | None = None  # serve this route only when the query has these values ...
+    otherwise: Route | None = None  # ... else this one (a confirmation page)
 
 
 @dataclass
@@ -35,15 +40,41 @@ class FileServer:
             def log_message(self, *args: object) -> None:
                 pass
 
+            def _route(self) -> Route | None:
+                route = server.routes.get(self.path.split("?")[0])
+                query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query))
+                while route is not None and route.needs_query is not None and any(
+                    query.get(key) != value for key, value in route.needs_query.items()
+                ):
+                    route = route.otherwise
+                return route
+
+            def do_HEAD(self) -> None:  # noqa: N802
+                server.requests.append(("HEAD " + self.path, dict(self.headers.items())))
+                route = self._route()
+                if route is None:
+                    self._simple(404, b"", head=True)
+                    return
+                self.send_response(302 if route.redirect_to else route.status)
+                if route.redirect_to:
+                    self.send_header("Location", route.redirect_to)
+                for name, value in route.headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Type", route.content_type)
+                self.send_header("Content-Length", "0" if route.redirect_to else str(len(route.body)))
+                self.end_headers()
+
             def do_GET(self) -> None:  # noqa: N802
                 server.requests.append((self.path, dict(self.headers.items())))
-                route = server.routes.get(self.path.split("?")[0])
+                route = self._route()
                 if route is None:
                     self._simple(404, b"not found")
                     return
                 if route.redirect_to:
                     self.send_response(302)
                     self.send_header("Location", route.redirect_to)
+                    for name, value in route.headers.items():
+                        self.send_header(name, value)
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
@@ -68,6 +99,8 @@ class FileServer:
                     self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
                 else:
                     self.send_response(200)
+                for name, value in route.headers.items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", route.content_type)
                 length = route.content_length if route.content_length is not None else len(body) - start
                 self.send_header("Content-Length", str(length))
@@ -95,11 +128,12 @@ class FileServer:
                 except OSError:  # the client hung up: what a client that stops in time does
                     return
 
-            def _simple(self, status: int, body: bytes) -> None:
+            def _simple(self, status: int, body: bytes, head: bool = False) -> None:
                 self.send_response(status)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                if not head:
+                    self.wfile.write(body)
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
