@@ -153,4 +153,5 @@ def test_entries_nobody_ran_yet_say_so(tmp_path):
     command = [sys.executable, "-m", "app", "models", "list", "--data-dir", str(tmp_path)]
     listed = subprocess.run(command, capture_output=True, text=True, cwd=repo, timeout=60)
     line = next(x for x in listed.stdout.splitlines() if x.strip().startswith("qwen3-vl-2b"))
-    assert "not installed; not yet downloaded and run by us" in line
+    assert "[not installed; " in line
+    assert line.endswith("; not yet downloaded and run by us]")

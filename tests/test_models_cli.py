@@ -75,3 +75,40 @@ def test_download_errors_are_one_clear_line(served, tmp_path):
     unknown = cli("models", "--catalog", str(catalog), "download", "nope", "--data-dir", str(tmp_path / "d"))
     assert unknown.returncode == 2
     assert "no model 'nope'" in unknown.stderr
+
+
+def test_list_shows_status_memory_and_a_recommendation_and_keeps_pairs_gone_from_the_catalog(served, tmp_path):
+    _server, catalog = served
+    data = str(tmp_path / "data")
+    fetched = cli("--data-dir", data, "models", "--catalog", str(catalog), "download", "tiny")
+    assert fetched.returncode == 0, fetched.stderr
+    assert "tiny: text ? + mmproj ? = ? (the host gives no SHA-256 for some files: the first download's hash is " \
+           "remembered); not yet downloaded and run by us" in fetched.stderr  # fmt: skip
+    builtin = cli("models", "list", "--data-dir", data)  # the built-in catalog has no "tiny"
+    assert builtin.returncode == 0, builtin.stderr
+    lines = builtin.stdout.splitlines()
+    assert lines[0].startswith("Catalog (this machine: ")
+    assert "; recommended: " in lines[0]
+    qwen = next(line for line in lines if line.strip().startswith("qwen3-vl-2b "))
+    assert qwen.endswith("[not installed; ~2.28 GB download; needs ~3.2 GB memory; Apache-2.0; "
+                         "not yet downloaded and run by us]")  # fmt: skip
+    assert "Local pairs and pairs no longer in the catalog (still usable):" in lines
+    gone = next(line for line in lines if line.strip().startswith("tiny "))
+    assert "[not in the catalog; " in gone
+    path = cli("models", "path", "tiny", "--data-dir", data)  # still usable
+    assert path.returncode == 0, path.stderr
+
+
+def test_licence_terms_are_shown_and_accepted_before_downloading(served, tmp_path):
+    server, catalog = served
+    text = catalog.read_text().replace('licence = "MIT"', 'licence = "MIT"\nlicence_terms = "Be nice to robots."')
+    catalog.write_text(text)
+    data = str(tmp_path / "data")
+    refused = cli("--data-dir", data, "models", "--catalog", str(catalog), "download", "tiny")
+    assert refused.returncode == 2
+    assert "Tiny test pair: licence terms\nBe nice to robots." in refused.stderr
+    assert refused.stderr.strip().splitlines()[-1] == ("llavacam: error: tiny: read the licence terms above, then "
+                                                        "run the download again with --accept-licence")  # fmt: skip
+    assert server.requests == []  # nothing downloaded before accepting
+    accepted = cli("--data-dir", data, "models", "--catalog", str(catalog), "download", "tiny", "--accept-licence")
+    assert accepted.returncode == 0, accepted.stderr

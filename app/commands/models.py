@@ -22,6 +22,9 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
                        ("delete", "remove an installed pair")):  # fmt: skip
         action = actions.add_parser(name, parents=[common], help=text)
         action.add_argument("id")
+        if name == "download":
+            action.add_argument("--accept-licence", action="store_true",
+                                help="accept the licence terms the entry shows before downloading")  # fmt: skip
     add = actions.add_parser("add", parents=[common], help="register a pair of local files (checked first)")
     add.add_argument("--model", required=True, metavar="TEXT.gguf")
     add.add_argument("--mmproj", metavar="MMPROJ.gguf")
@@ -73,23 +76,44 @@ def _run(args: argparse.Namespace) -> int:
 
     store = ModelStore(getattr(args, "data_dir", None), getattr(args, "catalog", None))
     if args.action == "list":
+        from app.core.models.advice import recommend, this_machine
+
         installed = {m.id: m for m in store.installed()}
-        print("Catalog:")
-        for entry in store.catalog_entries():
+        entries = store.catalog_entries()
+        machine = this_machine()
+        best = recommend(entries, machine)
+        print(f"Catalog (this machine: {machine.describe()}; recommended: {best.id if best else '?'}):")
+        for entry in entries:
             mark = "installed" if entry.id in installed else "not installed"
-            if entry.unverified:
-                mark += "; not yet downloaded and run by us"
-            print(f"  {entry.id:18} {entry.name}  [{mark}; {_size(entry.total_size)}; {entry.licence}]")
-        others = [m for m in [*installed.values(), *store.builtin()] if m.origin != "catalog"]
+            memory = f"needs ~{entry.memory_gb:.1f} GB memory" if entry.memory_gb else "memory ?"
+            print(f"  {entry.id:20} {entry.name}  [{mark}; ~{_size(entry.total_size)} download; {memory}; "
+                  f"{entry.licence}; {entry.status}]")  # fmt: skip
+            if entry.best_for:
+                print(f"  {'':20} best for: {entry.best_for}")
+        known = {e.id for e in entries}
+        others = [m for m in [*installed.values(), *store.builtin()] if m.origin != "catalog" or m.id not in known]
         if others:
-            print("Local pairs:")
+            print("Local pairs and pairs no longer in the catalog (still usable):")
             for model in others:
-                print(f"  {model.id:18} {model.name}  [{model.origin}; {_size(model.size)}]")
+                origin = model.origin if model.id in known or model.origin != "catalog" else "not in the catalog"
+                print(f"  {model.id:20} {model.name}  [{origin}; {_size(model.size)}]")
         return 0
     if args.action == "download":
+        from app.core.errors import LlavaCamError
+
+        plan = store.plan(args.id)
+        entry = plan.entry
+        if entry.licence_terms and not args.accept_licence:
+            print(f"{entry.name}: licence terms\n{entry.licence_terms}", file=sys.stderr)
+            raise LlavaCamError(f"{entry.id}: read the licence terms above, then run the download again with "
+                                "--accept-licence")  # fmt: skip
+        sizes = " + ".join(f"{f.part} {_size(f.size)}" for f in plan.files)
+        hashes = ("SHA-256 from the host, checked after download" if all(f.sha256 for f in plan.files)
+                  else "the host gives no SHA-256 for some files: the first download's hash is remembered")  # fmt: skip
+        print(f"{entry.id}: {sizes} = {_size(plan.total_size)} ({hashes}); {entry.status}", file=sys.stderr)
         cancel = threading.Event()
         try:
-            model = store.download(args.id, progress=_ProgressLine(), cancel=cancel)
+            model = store.download(args.id, progress=_ProgressLine(), cancel=cancel, plan=plan)
         except KeyboardInterrupt:
             cancel.set()
             raise

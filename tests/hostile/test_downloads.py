@@ -8,9 +8,12 @@ from app.core.errors import DownloadError
 from app.core.models import download as download_module
 from app.core.models.download import download, part_path
 from app.core.models.modelfile import inspect_text_model
+from app.core.models.store import ModelStore
 from tests.support.drive_pages import HTML, virus_scan_page
 from tests.support.http_server import FileServer, Route
+from tests.support.hub_server import ImitationHub
 from tests.support.mounts import small_disk
+from tests.test_hub import hf_catalog
 
 
 @pytest.fixture
@@ -111,3 +114,32 @@ def test_endless_web_page_is_read_only_to_its_bound(server, tmp_path):
     with pytest.raises(DownloadError, match="sent a web page instead of a model file"):
         download(server.url + "/page", tmp_path / "m.gguf")
     assert not part_path(tmp_path / "m.gguf").exists()
+
+
+def test_hub_hash_that_differs_from_the_bytes_removes_the_file(tmp_path, tiny_models, monkeypatch):
+    hub = ImitationHub().start()
+    try:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        hub.add_lfs("org/tiny-GGUF", "tiny.gguf", tiny_models.text.read_bytes(), announced_sha256="ab" * 32)
+        hub.add_lfs("org/tiny-GGUF", "mmproj-tiny.gguf", tiny_models.mmproj.read_bytes())
+        store = ModelStore(tmp_path / "data", hf_catalog(tmp_path / "catalog.toml"))
+        with pytest.raises(DownloadError, match=f"tiny.gguf: checksum mismatch \\(expected {'ab' * 32}, got "):
+            store.download("tiny")
+        assert not (store.root / "tiny" / "tiny.gguf").exists()
+        assert not part_path(store.root / "tiny" / "tiny.gguf").exists()
+    finally:
+        hub.stop()
+
+
+def test_hub_size_smaller_than_the_file_is_refused_before_writing(tmp_path, tiny_models, monkeypatch):
+    hub = ImitationHub().start()
+    try:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        hub.add_lfs("org/tiny-GGUF", "tiny.gguf", tiny_models.text.read_bytes(), announced_size=1000)
+        hub.add_lfs("org/tiny-GGUF", "mmproj-tiny.gguf", tiny_models.mmproj.read_bytes())
+        store = ModelStore(tmp_path / "data", hf_catalog(tmp_path / "catalog.toml"))
+        with pytest.raises(DownloadError, match="tiny.gguf: the server announced .* bytes but the catalog says 1000"):
+            store.download("tiny")
+        assert not part_path(store.root / "tiny" / "tiny.gguf").exists()
+    finally:
+        hub.stop()

@@ -59,11 +59,13 @@ class Source:
         """The URL to fetch: a direct URL, or the Hugging Face resolve URL (honouring HF_ENDPOINT)."""
         if self.url:
             return self.url
-        from huggingface_hub import hf_hub_url
+        from huggingface_hub import constants, hf_hub_url
 
         if not (self.hf_repo and self.hf_file):
             raise ValueError("a source needs url, or hf_repo and hf_file")
-        return str(hf_hub_url(self.hf_repo, self.hf_file, revision=self.hf_revision))
+        # HF_ENDPOINT as it is now: huggingface_hub reads it only once, at import
+        endpoint = (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
+        return str(hf_hub_url(self.hf_repo, self.hf_file, revision=self.hf_revision, endpoint=endpoint))
 
     def remote_facts(self, timeout: float = 10.0) -> RemoteFacts:
         """Size and SHA-256 as the host publishes them, before downloading: for a Hugging Face file its metadata
@@ -104,15 +106,28 @@ class CatalogEntry:
     mmproj: Source
     # Who downloaded and ran this pair, and how ("" = nobody yet: the picker says "not yet run by us").
     verified: str = ""
+    # For the picker: sizes here are approximate (for choosing offline); the exact size and SHA-256 come from the
+    # host before downloading (Source.remote_facts).
+    family: str = ""
+    best_for: str = ""
+    download_mb: int | None = None
+    memory_gb: float | None = None
+    licence_terms: str = ""  # shown, and accepted, before downloading
 
     @property
     def unverified(self) -> bool:
         return not self.verified.strip()
 
     @property
+    def status(self) -> str:
+        """What the picker and `models list` say about how far this pair is proven."""
+        return "not yet downloaded and run by us" if self.unverified else f"verified: {self.verified.strip()}"
+
+    @property
     def total_size(self) -> int | None:
+        """Bytes to download: exact when the catalog lists both sizes, else its approximate download_mb."""
         if self.text.size is None or self.mmproj.size is None:
-            return None
+            return self.download_mb * 1_000_000 if self.download_mb is not None else None
         return self.text.size + self.mmproj.size
 
 
@@ -167,6 +182,13 @@ def _entry(path: Path, index: int, raw: Any) -> CatalogEntry:
     if text.filename.lower() == mmproj.filename.lower():  # one file would overwrite the other in the folder
         raise CatalogError(f"{where}: the text model and the mmproj need different filenames, not both "
                            f"{text.filename!r}")  # fmt: skip
+    download_mb, memory_gb = raw.get("download_mb"), raw.get("memory_gb")
+    if download_mb is not None and (not isinstance(download_mb, int) or isinstance(download_mb, bool)
+                                    or not 0 < download_mb < 10**7):  # fmt: skip
+        raise CatalogError(f"{where}: download_mb must be a positive whole number of megabytes")
+    if memory_gb is not None and (not isinstance(memory_gb, (int, float)) or isinstance(memory_gb, bool)
+                                  or not 0 < memory_gb < 10**4):  # fmt: skip
+        raise CatalogError(f"{where}: memory_gb must be a positive number of gigabytes")
     return CatalogEntry(
         id=model_id,
         name=str(raw.get("name", model_id)),
@@ -175,7 +197,12 @@ def _entry(path: Path, index: int, raw: Any) -> CatalogEntry:
         notes=str(raw.get("notes", "")),
         text=text,
         mmproj=mmproj,
-        verified=str(raw.get("verified", "")),
+        verified=str(raw.get("verified", ""))[:300],
+        family=str(raw.get("family", ""))[:100],
+        best_for=str(raw.get("best_for", ""))[:200],
+        download_mb=download_mb,
+        memory_gb=float(memory_gb) if memory_gb is not None else None,
+        licence_terms=str(raw.get("licence_terms", ""))[:4000],
     )
 
 

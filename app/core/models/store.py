@@ -18,9 +18,9 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from app.core.errors import CatalogError, LlavaCamError, ModelFileError
+from app.core.errors import CatalogError, DownloadError, LlavaCamError, ModelFileError
 from app.core.models.catalog import CatalogEntry, Source, check_model_id, find_entry, is_plain_id, load_catalog
-from app.core.models.download import Progress, download
+from app.core.models.download import SPACE_MARGIN, Progress, download, free_space, part_path
 from app.core.models.modelfile import check_pair, inspect_mmproj, inspect_text_model
 from app.core.models.probe import ensure_pair_safe
 from app.core.paths import data_dir, models_dir, source_checkout_models_dir
@@ -65,6 +65,35 @@ class InstalledModel:
 
 
 ProgressByPart = Callable[[str, Progress], None]  # ("text" | "mmproj", progress)
+
+
+@dataclass(frozen=True)
+class PlannedFile:
+    """One file of a pair as the host describes it, before any byte is downloaded."""
+
+    part: str  # "text" | "mmproj"
+    source: Source
+    url: str
+    size: int | None  # bytes: the catalog's, else the hub's X-Linked-Size; None when the host does not say
+    sha256: str | None  # the catalog's, else the hub's X-Linked-Etag; None: the first download's hash is kept
+    present: bool  # already downloaded and whole
+    partial: int  # bytes of a .part from an earlier run
+
+
+@dataclass(frozen=True)
+class DownloadPlan:
+    entry: CatalogEntry
+    files: tuple[PlannedFile, ...]
+
+    @property
+    def total_size(self) -> int | None:
+        sizes = [f.size for f in self.files]
+        return None if any(s is None for s in sizes) else sum(s for s in sizes if s is not None)
+
+    @property
+    def still_needed(self) -> int:
+        """Bytes still to fetch (what is known of them): sizes minus what is there already."""
+        return sum(max((f.size or 0) - f.partial, 0) for f in self.files if not f.present)
 
 
 class ModelStore:
@@ -234,26 +263,53 @@ class ModelStore:
         cancel: threading.Event | None = None,
         **download_options: Any,
     ) -> InstalledModel:
-        """Download, verify and install a catalog pair (resuming partial files)."""
-        entry = find_entry(model_id, self.catalog)
+        """Download, verify and install a catalog pair (resuming partial files). `plan` (from `plan()`, which the
+        caller may have shown) saves asking the host again; free space for all of it is checked before the first
+        byte."""
+        plan = download_options.pop("plan", None) or self.plan(model_id)
+        entry = plan.entry
         folder = self._inside(self.root / check_model_id(entry.id), "a model's folder")
-        text = self._fetch(entry, "text", entry.text, folder, inspect_text_model, progress, cancel, download_options)
-        mmproj = self._fetch(entry, "mmproj", entry.mmproj, folder, inspect_mmproj, progress, cancel,
-                             download_options)  # fmt: skip
+        disk_free = download_options.get("disk_free", free_space)
+        needed = plan.still_needed
+        if needed:
+            free = disk_free(self.root)
+            if free < needed + SPACE_MARGIN:
+                raise DownloadError(f"not enough free disk space in {self.root} for {entry.name}: "
+                                    f"{needed / 1e9:.2f} GB needed, {free / 1e9:.2f} GB free")  # fmt: skip
+        planned = {f.part: f for f in plan.files}
+        text = self._fetch(planned["text"], folder, inspect_text_model, progress, cancel, download_options)
+        mmproj = self._fetch(planned["mmproj"], folder, inspect_mmproj, progress, cancel, download_options)
         ensure_pair_safe(text, mmproj, data_dir=self.base)
         return self._record(entry.id, entry.name, text, mmproj, entry.template, "catalog")
 
+    def plan(self, model_id: str) -> DownloadPlan:
+        """What downloading `model_id` involves: each file's URL, size and SHA-256 as the host states them (the
+        hub's metadata for Hugging Face sources; a direct URL states nothing until its download starts)."""
+        entry = find_entry(model_id, self.catalog)
+        folder = self.root / check_model_id(entry.id)
+        files = []
+        for part, source, validate in (("text", entry.text, inspect_text_model),
+                                       ("mmproj", entry.mmproj, inspect_mmproj)):  # fmt: skip
+            facts = source.remote_facts()  # the hub's own size and SHA-256 (catalog values win where listed)
+            size, sha256 = source.size or facts.size, source.sha256 or facts.sha256
+            dest = folder / source.filename
+            present = (dest.is_file() and not dest.is_symlink()
+                       and _damage(dest, _with_size(source, size), validate) is None)  # fmt: skip
+            part_file = part_path(dest)
+            partial = part_file.stat().st_size if part_file.is_file() and not part_file.is_symlink() else 0
+            files.append(PlannedFile(part, source, source.resolve_url(), size, sha256, present, partial))
+        return DownloadPlan(entry, tuple(files))
+
     def _fetch(
         self,
-        entry: CatalogEntry,
-        part: str,
-        source: Source,
+        planned: PlannedFile,
         folder: Path,
         validate: Any,
         progress: ProgressByPart | None,
         cancel: threading.Event | None,
         options: dict[str, Any],
     ) -> Path:
+        part, source = planned.part, _with_size(planned.source, planned.size)
         dest = folder / source.filename  # folder is resolved and inside models/, the name is plain (catalog.py)
         if dest.parent != folder:
             raise UnsafeModelPathError(f"refusing to write {dest}: it is not a file of {folder}")
@@ -267,13 +323,12 @@ class ModelStore:
                 shutil.rmtree(dest)
             else:
                 dest.unlink()
-        url = source.resolve_url()
-        facts = source.remote_facts()  # the hub's own size and SHA-256, checked before and after the transfer
+        url = planned.url
         result = download(
-            url, dest, sha256=facts.sha256, expected_size=facts.size, validate=validate, cancel=cancel,
+            url, dest, sha256=planned.sha256, expected_size=planned.size, validate=validate, cancel=cancel,
             progress=(lambda p: progress(part, p)) if progress else None, **options,
         )  # fmt: skip
-        if facts.sha256 is None:
+        if planned.sha256 is None:
             self._remember_hash(url, result.sha256, dest.name)
         return dest
 
@@ -379,6 +434,15 @@ def _valid_record(model_id: object, raw: object) -> bool:
     strings_or_none = all(raw.get(k) is None or isinstance(raw.get(k), str) for k in ("name", "template"))
     return (isinstance(text, str) and bool(text) and "\0" not in text and strings_or_none
             and (mmproj is None or (isinstance(mmproj, str) and bool(mmproj) and "\0" not in mmproj)))  # fmt: skip
+
+
+def _with_size(source: Source, size: int | None) -> Source:
+    """`source` with the size the host stated (so a cut-short file already on disk is recognised as such)."""
+    if size is None or source.size == size:
+        return source
+    from dataclasses import replace
+
+    return replace(source, size=size)
 
 
 def _damage(dest: Path, source: Source, validate: Any) -> str | None:
