@@ -83,3 +83,35 @@ def test_files_on_disk_are_checked_and_used(qtbot, tmp_path, tiny_models, mismat
     assert not ModelStore(tmp_path / "data").installed() or all(
         m.origin == "checkout" for m in ModelStore(tmp_path / "data").installed()
     )
+
+
+def test_picker_shows_status_memory_recommendation_and_pairs_gone_from_the_catalog(qtbot, tmp_path, tiny_models):
+    store = ModelStore(tmp_path / "data")  # the built-in catalog
+    store.add_local(tiny_models.text, tiny_models.mmproj, model_id="local-tiny")
+    dialog = ModelSetupDialog(store)
+    qtbot.addWidget(dialog)
+    texts = [dialog.list.item(i).text() for i in range(dialog.list.count())]
+    qwen = next(t for t in texts if t.startswith("Qwen3-VL 2B Instruct"))
+    assert qwen.splitlines()[1:] == [
+        "    ~2.28 GB download · needs ~3.2 GB memory · Apache-2.0",
+        "    best answers under 3 GB (previous generation) · not yet downloaded and run by us",
+    ]
+    assert dialog.machine.text().startswith("This computer: ")
+    assert " Recommended here: " in dialog.machine.text()
+    assert sum("★ recommended" in t for t in texts) == 1
+    assert any("\n    local files · " in t for t in texts)
+
+
+def test_licence_terms_are_accepted_before_the_download_starts(qtbot, served, tmp_path):
+    server, catalog = served
+    catalog.write_text(catalog.read_text().replace('licence = "MIT"', 'licence = "MIT"\nlicence_terms = "Be kind."'))
+    dialog = ModelSetupDialog(ModelStore(tmp_path / "data", catalog))
+    qtbot.addWidget(dialog)
+    shown = []
+    dialog.accept_terms = lambda name, terms: shown.append((name, terms)) or False  # the user says No
+    dialog.select("tiny")
+    dialog.download_or_use()
+    assert shown == [("Tiny test pair", "Be kind.")]
+    assert dialog.status.text() == "Tiny test pair: not downloaded (licence terms not accepted)."
+    assert dialog.job is None
+    assert server.requests == []

@@ -24,8 +24,9 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.errors import DownloadCancelled, LlavaCamError
+from app.core.models.advice import recommend, this_machine
 from app.core.models.download import Progress
-from app.core.models.store import InstalledModel, ModelStore
+from app.core.models.store import DownloadPlan, InstalledModel, ModelStore
 
 
 def _size(n: int | None) -> str:
@@ -36,6 +37,7 @@ class DownloadJob(QObject):
     """Runs ModelStore.download on a plain thread; reports through queued signals."""
 
     progress = Signal(str, object)  # "text" | "mmproj", Progress
+    planned = Signal(object)  # DownloadPlan: the sizes and hashes the host stated, before the first byte
     installed = Signal(object)  # InstalledModel
     failed = Signal(str)
     cancelled = Signal()
@@ -55,9 +57,12 @@ class DownloadJob(QObject):
 
     def _run(self) -> None:
         try:
+            plan = self.store.plan(self.model_id)  # the hub's metadata: network, so here and not on the GUI thread
+            self.planned.emit(plan)
             model = self.store.download(
-                self.model_id, progress=lambda part, p: self.progress.emit(part, p), cancel=self.cancel_event
-            )
+                self.model_id, progress=lambda part, p: self.progress.emit(part, p), cancel=self.cancel_event,
+                plan=plan,
+            )  # fmt: skip
         except DownloadCancelled:
             self.cancelled.emit()
         except LlavaCamError as exc:
@@ -85,6 +90,10 @@ class ModelSetupDialog(QDialog):
                        "checked, and kept on this computer.")  # fmt: skip
         intro.setWordWrap(True)
         layout.addWidget(intro)
+        self.machine = QLabel("")
+        self.machine.setObjectName("machineAdvice")
+        self.machine.setWordWrap(True)
+        layout.addWidget(self.machine)
         self.list = QListWidget()
         self.list.setObjectName("catalogList")
         self.list.setAccessibleName("Model pairs")
@@ -138,17 +147,25 @@ class ModelSetupDialog(QDialog):
         except LlavaCamError as exc:
             entries = []
             self.status.setText(str(exc))
+        machine = this_machine()
+        best = recommend(entries, machine)
+        self.machine.setText(f"This computer: {machine.describe()}."
+                             + (f" Recommended here: {best.name}." if best else ""))  # fmt: skip
         for entry in entries:
-            mark = "installed" if entry.id in installed else _size(entry.total_size)
-            if entry.unverified:
-                mark += " · not yet downloaded and run by us"
-            item = QListWidgetItem(f"{entry.name}\n    {mark} · {entry.licence}")
+            mark = "installed" if entry.id in installed else f"~{_size(entry.total_size)} download"
+            memory = f" · needs ~{entry.memory_gb:.1f} GB memory" if entry.memory_gb else ""
+            star = " ★ recommended" if best is not None and entry.id == best.id else ""
+            lines = [f"{entry.name}{star}", f"    {mark}{memory} · {entry.licence}",
+                     f"    {entry.best_for + ' · ' if entry.best_for else ''}{entry.status}"]  # fmt: skip
+            item = QListWidgetItem("\n".join(lines))
             item.setData(Qt.ItemDataRole.UserRole, ("catalog", entry.id))
             item.setToolTip(entry.notes)
             self.list.addItem(item)
+        known = {e.id for e in entries}
         for model in installed.values():
-            if model.origin != "catalog":
-                item = QListWidgetItem(f"{model.name}\n    {model.origin} files · {_size(model.size)}")
+            if model.origin != "catalog" or model.id not in known:  # a pair gone from the catalog stays usable
+                origin = f"{model.origin} files" if model.origin != "catalog" else "no longer in the catalog"
+                item = QListWidgetItem(f"{model.name}\n    {origin} · {_size(model.size)}")
                 item.setData(Qt.ItemDataRole.UserRole, (model.origin, model.id))
                 self.list.addItem(item)
         if self.list.count():
@@ -186,16 +203,30 @@ class ModelSetupDialog(QDialog):
         if self._is_installed(model_id):
             self._use(self.store.get(model_id))
             return
+        entry = next((e for e in self.store.catalog_entries() if e.id == model_id), None)
+        if entry is not None and entry.licence_terms and not self.accept_terms(entry.name, entry.licence_terms):
+            self.status.setText(f"{entry.name}: not downloaded (licence terms not accepted).")
+            return
         self.text_bar.setValue(0)
         self.mmproj_bar.setValue(0)
-        self.status.setText("Starting the download…")
+        self.status.setText("Asking the host for the files' sizes…")
         self.job = DownloadJob(self.store, model_id)
+        self.job.planned.connect(self._on_planned)
         self.job.progress.connect(self._on_progress)
         self.job.installed.connect(self._on_installed)
         self.job.failed.connect(self._on_failed)
         self.job.cancelled.connect(self._on_cancelled)
         self.job.start()
         self._update_buttons()
+
+    def accept_terms(self, name: str, terms: str) -> bool:
+        """Shown before downloading a pair whose catalog entry has licence terms (Gemma's)."""
+        answer = QMessageBox.question(self, "Licence terms", f"{name}\n\n{terms}\n\nAccept and download?")
+        return answer == QMessageBox.StandardButton.Yes
+
+    def _on_planned(self, plan: DownloadPlan) -> None:
+        hashes = "checked against the host's SHA-256" if all(f.sha256 for f in plan.files) else "no host SHA-256"
+        self.status.setText(f"Downloading {_size(plan.total_size)} ({hashes})…")
 
     def cancel_download(self) -> None:
         if self.job is not None:
