@@ -93,7 +93,7 @@ def test_picker_shows_status_memory_recommendation_and_pairs_gone_from_the_catal
     texts = [dialog.list.item(i).text() for i in range(dialog.list.count())]
     qwen = next(t for t in texts if t.startswith("Qwen3-VL 2B Instruct"))
     assert qwen.splitlines()[1:] == [
-        "    ~2.28 GB download · needs ~3.2 GB memory · Apache-2.0",
+        "    ~2.28 GB download · needs ~2.6 GB memory · Apache-2.0",
         "    best answers under 3 GB (previous generation) · not yet downloaded and run by us",
     ]
     assert dialog.machine.text().startswith("This computer: ")

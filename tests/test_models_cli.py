@@ -90,7 +90,7 @@ def test_list_shows_status_memory_and_a_recommendation_and_keeps_pairs_gone_from
     assert lines[0].startswith("Catalog (this machine: ")
     assert "; recommended: " in lines[0]
     qwen = next(line for line in lines if line.strip().startswith("qwen3-vl-2b "))
-    assert qwen.endswith("[not installed; ~2.28 GB download; needs ~3.2 GB memory; Apache-2.0; "
+    assert qwen.endswith("[not installed; ~2.28 GB download; needs ~2.6 GB memory; Apache-2.0; "
                          "not yet downloaded and run by us]")  # fmt: skip
     assert "Local pairs and pairs no longer in the catalog (still usable):" in lines
     gone = next(line for line in lines if line.strip().startswith("tiny "))

@@ -86,7 +86,8 @@ def _run(args: argparse.Namespace) -> int:
         for entry in entries:
             mark = "installed" if entry.id in installed else "not installed"
             memory = f"needs ~{entry.memory_gb:.1f} GB memory" if entry.memory_gb else "memory ?"
-            print(f"  {entry.id:20} {entry.name}  [{mark}; ~{_size(entry.total_size)} download; {memory}; "
+            size = f"~{_size(entry.total_size)} download" if entry.total_size else "size from the host"
+            print(f"  {entry.id:20} {entry.name}  [{mark}; {size}; {memory}; "
                   f"{entry.licence}; {entry.status}]")  # fmt: skip
             if entry.best_for:
                 print(f"  {'':20} best for: {entry.best_for}")

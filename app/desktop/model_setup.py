@@ -152,7 +152,8 @@ class ModelSetupDialog(QDialog):
         self.machine.setText(f"This computer: {machine.describe()}."
                              + (f" Recommended here: {best.name}." if best else ""))  # fmt: skip
         for entry in entries:
-            mark = "installed" if entry.id in installed else f"~{_size(entry.total_size)} download"
+            size = f"~{_size(entry.total_size)} download" if entry.total_size else "size read from the host"
+            mark = "installed" if entry.id in installed else size
             memory = f" · needs ~{entry.memory_gb:.1f} GB memory" if entry.memory_gb else ""
             star = " ★ recommended" if best is not None and entry.id == best.id else ""
             lines = [f"{entry.name}{star}", f"    {mark}{memory} · {entry.licence}",
