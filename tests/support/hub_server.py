@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from tests.support.http_server import FileServer, Route
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
+# huggingface_hub's client keeps connections open; a handler thread waiting on one would outlive the test
+CLOSE = {"Connection": "close"}
 
 
 @dataclass
@@ -43,13 +45,13 @@ class ImitationHub:
         self.hub.routes[f"/{repo}/resolve/{revision}/{filename}"] = Route(
             redirect_to=self.storage.url + blob,
             headers={"X-Linked-Size": str(announced_size if announced_size is not None else len(body)),
-                     "X-Linked-Etag": f'"{sha}"', "ETag": f'"{sha}"', "X-Repo-Commit": COMMIT},
+                     "X-Linked-Etag": f'"{sha}"', "ETag": f'"{sha}"', "X-Repo-Commit": COMMIT, **CLOSE},
         )  # fmt: skip
         return storage
 
     def add_git(self, repo: str, filename: str, body: bytes, *, revision: str = "main") -> Route:
         """A small file kept in git: no SHA-256 from the hub, only a git blob id."""
         blob_id = hashlib.sha1(b"blob %d\0" % len(body) + body).hexdigest()  # noqa: S324 (git's own id)
-        route = Route(body, headers={"ETag": f'"{blob_id}"', "X-Repo-Commit": COMMIT})
+        route = Route(body, headers={"ETag": f'"{blob_id}"', "X-Repo-Commit": COMMIT, **CLOSE})
         self.hub.routes[f"/{repo}/resolve/{revision}/{filename}"] = route
         return route
