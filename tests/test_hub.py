@@ -14,8 +14,12 @@ from tests.support.hub_server import ImitationHub
 
 @pytest.fixture
 def hub(monkeypatch):
+    import huggingface_hub.constants
+
     running = ImitationHub().start()
-    monkeypatch.setenv("HF_ENDPOINT", running.url)
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", running.url)
+    monkeypatch.setattr(huggingface_hub.constants, "HUGGINGFACE_CO_URL_TEMPLATE",
+                        running.url + "/{repo_id}/resolve/{revision}/{filename}")  # fmt: skip
     yield running
     running.stop()
 

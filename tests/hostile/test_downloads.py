@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import huggingface_hub.constants
 import pytest
 
 from app.core.errors import DownloadError
@@ -119,7 +120,9 @@ def test_endless_web_page_is_read_only_to_its_bound(server, tmp_path):
 def test_hub_hash_that_differs_from_the_bytes_removes_the_file(tmp_path, tiny_models, monkeypatch):
     hub = ImitationHub().start()
     try:
-        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", hub.url)
+        monkeypatch.setattr(huggingface_hub.constants, "HUGGINGFACE_CO_URL_TEMPLATE",
+                            hub.url + "/{repo_id}/resolve/{revision}/{filename}")  # fmt: skip
         hub.add_lfs("org/tiny-GGUF", "tiny.gguf", tiny_models.text.read_bytes(), announced_sha256="ab" * 32)
         hub.add_lfs("org/tiny-GGUF", "mmproj-tiny.gguf", tiny_models.mmproj.read_bytes())
         store = ModelStore(tmp_path / "data", hf_catalog(tmp_path / "catalog.toml"))
@@ -134,7 +137,9 @@ def test_hub_hash_that_differs_from_the_bytes_removes_the_file(tmp_path, tiny_mo
 def test_hub_size_smaller_than_the_file_is_refused_before_writing(tmp_path, tiny_models, monkeypatch):
     hub = ImitationHub().start()
     try:
-        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", hub.url)
+        monkeypatch.setattr(huggingface_hub.constants, "HUGGINGFACE_CO_URL_TEMPLATE",
+                            hub.url + "/{repo_id}/resolve/{revision}/{filename}")  # fmt: skip
         hub.add_lfs("org/tiny-GGUF", "tiny.gguf", tiny_models.text.read_bytes(), announced_size=1000)
         hub.add_lfs("org/tiny-GGUF", "mmproj-tiny.gguf", tiny_models.mmproj.read_bytes())
         store = ModelStore(tmp_path / "data", hf_catalog(tmp_path / "catalog.toml"))

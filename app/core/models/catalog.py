@@ -59,13 +59,11 @@ class Source:
         """The URL to fetch: a direct URL, or the Hugging Face resolve URL (honouring HF_ENDPOINT)."""
         if self.url:
             return self.url
-        from huggingface_hub import constants, hf_hub_url
+        from huggingface_hub import hf_hub_url
 
         if not (self.hf_repo and self.hf_file):
             raise ValueError("a source needs url, or hf_repo and hf_file")
-        # HF_ENDPOINT as it is now: huggingface_hub reads it only once, at import
-        endpoint = (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
-        return str(hf_hub_url(self.hf_repo, self.hf_file, revision=self.hf_revision, endpoint=endpoint))
+        return str(hf_hub_url(self.hf_repo, self.hf_file, revision=self.hf_revision))
 
     def remote_facts(self, timeout: float = 10.0) -> RemoteFacts:
         """Size and SHA-256 as the host publishes them, before downloading: for a Hugging Face file its metadata
@@ -80,6 +78,8 @@ class Source:
             meta = get_hf_file_metadata(self.resolve_url(), timeout=timeout)
         except Exception:  # no metadata is not an error: the download itself reports an unreachable host
             return RemoteFacts(self.size, None)
+        finally:
+            _close_hub_session()
         etag = (meta.etag or "").strip('"').lower()
         sha256 = etag if _SHA256.fullmatch(etag) else None  # a git blob's etag is a 40-hex SHA-1, not the file's
         size = meta.size if isinstance(meta.size, int) and meta.size > 0 else self.size
@@ -87,6 +87,17 @@ class Source:
 
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _close_hub_session() -> None:
+    """huggingface_hub keeps a pooled connection open (and fetches its agent registry once a process): the hub is
+    asked once per file, so keep no idle connection to it behind the download."""
+    try:
+        from huggingface_hub.utils import close_session
+
+        close_session()
+    except Exception:  # noqa: BLE001 (closing is best effort)
+        pass
 
 
 @dataclass(frozen=True)
