@@ -234,7 +234,7 @@ def test_demo_is_listed_whatever_the_catalog_and_answers_as_model_id_demo(tmp_pa
 
     listed = cli("models", "list", *common)
     assert listed.returncode == 0, listed.stderr
-    assert "demo               Demo — colours and shapes (built in, a few MB)  [builtin;" in listed.stdout
+    assert "demo                 Demo — colours and shapes (built in, a few MB)  [builtin;" in listed.stdout
     png = save(scene("square", "green", "top"), tmp_path / "g.png")
     asked = cli("ask", "--model-id", "demo", *common, "--image", str(png), "-q", "What colour is it?",
                 "--temperature", "0", "--json")  # fmt: skip
