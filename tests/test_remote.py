@@ -41,7 +41,7 @@ from app.core.remote.protocol import (
 )
 from app.core.remote.trust import TrustError, load_token, parse_fingerprint, pinned_context, save_token
 from app.server.app import create_app
-from tests.test_server import RunningServer, free_port
+from tests.support.uvicorn_server import RunningServer, free_port
 
 GREEDY = SamplingSettings(temperature=0.0, max_tokens=12)
 CONFIG = ServerConfig("http://127.0.0.1:9")

@@ -11,32 +11,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-import uvicorn
 
 from app.core.inference.engine import Engine, EngineConfig
 from app.server.app import create_app
 from app.server.messages import Limits
-from tests.hostile.serving import free_port
-
-
-class InProcessServer:
-    def __init__(self, app) -> None:
-        self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started and time.monotonic() < deadline:
-            time.sleep(0.01)  # uvicorn has no started-event to wait on
-        assert self.server.started
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
+from tests.support.uvicorn_server import RunningServer
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +42,7 @@ def turns(engine):
 
 @pytest.fixture(scope="module")
 def server(engine, turns):
-    running = InProcessServer(create_app(engine, model_id="tiny", limits=Limits(max_queue=6)))
+    running = RunningServer(create_app(engine, model_id="tiny", limits=Limits(max_queue=6)))
     yield running
     running.stop()
 
