@@ -336,8 +336,8 @@ def frame(scene: ds.Scene, rng: random.Random) -> np.ndarray:
     return letterbox(arr, VISION.image_size)
 
 
-# Colour is learnt first; shape and position need more examples (weights per demo_scenes.KINDS).
-KIND_WEIGHTS = (1.0, 2.0, 2.0, 2.0, 1.0)
+# Colour is learnt first; shape, position and yes/no need more examples (weights per demo_scenes.KINDS).
+KIND_WEIGHTS = (1.0, 3.0, 2.0, 3.0, 1.0)
 
 
 def _kind(rng: random.Random) -> str:
