@@ -287,18 +287,20 @@ def test_regenerate_replaces_the_last_answer_bubble(qtbot, make_window, settings
     assert [t.question for t in window.worker._engine.history] == ["What is this?"]
 
 
-def test_space_captures_when_the_prompt_is_not_focused(qtbot, make_window, settings):
+def test_space_is_typed_and_the_capture_shortcut_pins_the_live_frame_even_while_typing(qtbot, make_window, settings):
     window = make_window(settings)
     wait_for_frame(qtbot, window)
-    window.capture_button.setFocus()
     window.chat_view.setFocus()
     qtbot.keyClick(window.chat_view, Qt.Key.Key_Space)
-    qtbot.waitUntil(lambda: window.pinned is not None, timeout=5000)
-    window.unpin()
+    assert window.pinned is None, "Space does not capture: it is for typing and scrolling"
     window.prompt_input.setFocus()
     qtbot.keyClick(window.prompt_input, Qt.Key.Key_Space)
     assert window.pinned is None, "a space typed in the question is just a space"
     assert window.prompt_input.toPlainText() == " "
+    qtbot.keyClick(window.prompt_input, Qt.Key.Key_P, Qt.KeyboardModifier.ControlModifier)
+    qtbot.waitUntil(lambda: window.pinned is not None, timeout=5000)
+    assert window.prompt_input.toPlainText() == " ", "the shortcut typed nothing"
+    assert window.capture_button.toolTip() == "Freeze the live frame to ask about it (Ctrl+P)"
 
 
 def test_saving_settings_or_choosing_model_files_keeps_the_camera_on_screen(qtbot, make_window, settings, tmp_path,
@@ -308,13 +310,22 @@ def test_saving_settings_or_choosing_model_files_keeps_the_camera_on_screen(qtbo
     window.apply_settings(replace(window.settings), reload=(settings.model_path, settings.mmproj_path,
                           settings.n_ctx, settings.threads, settings.gpu_layers, settings.template))  # fmt: skip
     assert window.camera.source == str(video)
-    assert window.camera_picker.currentText() == str(video)
+    assert window.camera_picker.currentData() == str(video)
+    assert window.camera_picker.currentText() == "camera.avi", "the picker shows a name, not a path"
 
 
-def test_the_camera_picked_in_the_drop_down_is_saved_and_kept(qtbot, make_window, settings, tmp_path, video):
+def test_the_camera_picked_in_the_drop_down_is_saved_and_kept(qtbot, make_window, settings, tmp_path, video,
+                                                               monkeypatch):  # fmt: skip
+    from PySide6.QtWidgets import QFileDialog
+
+    from app.desktop.camera_panel import CHOOSE_FILE
+
     window = make_window(settings, camera="0")
-    window.camera_picker.setCurrentText(str(video))
-    window.camera_picker.activated.emit(0)  # the user chose it
+    assert window.camera_picker.currentText() == "Camera 0"
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *_a, **_k: (str(video), ""))
+    choose = window.camera_picker.findData(CHOOSE_FILE)
+    window.camera_picker.setCurrentIndex(choose)
+    window.camera_picker.activated.emit(choose)  # the user chose "Video or image file…", then the video
     wait_for_frame(qtbot, window)
     assert load_settings(tmp_path)[0].camera == str(video)
     window.apply_settings(replace(window.settings, temperature=0.5))  # Save in Settings, camera field unchanged

@@ -18,7 +18,21 @@ from PySide6.QtCore import QObject, Signal
 
 from app.capture import IMAGE_SUFFIXES, CaptureError, parse_source, read_still, to_rgb
 
-__all__ = ["IMAGE_SUFFIXES", "CameraSource", "list_cameras", "parse_source"]
+__all__ = ["IMAGE_SUFFIXES", "CameraSource", "camera_label", "list_cameras", "parse_source"]
+
+V4L_NAMES = Path("/sys/class/video4linux")
+
+
+def camera_label(source: int | str) -> str:
+    """A name a person recognises: "Camera 0 (Integrated Webcam)" where Linux names the device, "Camera 0"
+    elsewhere, and a file's own name for a video or image file."""
+    if isinstance(source, int):
+        try:
+            device = (V4L_NAMES / f"video{source}" / "name").read_text(encoding="utf-8", errors="replace").strip()
+        except OSError:
+            device = ""
+        return f"Camera {source} ({device})" if device else f"Camera {source}"
+    return Path(source).name or str(source)
 
 
 def list_cameras(max_index: int = 4) -> list[int]:
@@ -51,7 +65,7 @@ class CameraSource(QObject):
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._times: list[float] = []
-        self.name = f"camera {source}" if isinstance(source, int) else Path(str(source)).name
+        self.name = camera_label(source)
 
     # --- GUI side ---------------------------------------------------------------------------------------------
 
@@ -62,11 +76,22 @@ class CameraSource(QObject):
         self._thread = threading.Thread(target=self._run, name="llavacam-camera", daemon=True)
         self._thread.start()
 
+    def request_stop(self) -> None:
+        """Tell the reader to stop, without waiting for it (a camera read can take seconds to return)."""
+        self._stop.set()
+
     def stop(self) -> None:
+        """Stop the reader and wait for it (at shutdown: no thread may outlive the window)."""
         self._stop.set()
         thread, self._thread = self._thread, None
         if thread is not None:
             thread.join(timeout=5)
+
+    @property
+    def reading(self) -> bool:
+        """Whether the reader thread is still running (a stopped one may take a moment to return)."""
+        thread = self._thread
+        return thread is not None and thread.is_alive()
 
     def newest(self) -> np.ndarray | None:
         with self._lock:

@@ -1,4 +1,5 @@
-"""The main window: live camera and pinned frame on the left, the chat and the input box on the right.
+"""The main window: the chat list, the camera panel (camera_panel.py) and the chat with its question box
+(question_box.py); menus and shortcuts (shortcuts.py).
 
 The GUI thread only paints and routes: camera reads happen on the camera thread, image decoding on a small
 background pool, and everything llama.cpp does on the engine's own inference thread (the InferenceWorker's QThread
@@ -7,7 +8,6 @@ only relays its answers as signals, until the window moves onto `Turn.stream()` 
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -15,17 +15,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from PySide6.QtCore import QObject, QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QImage, QKeyEvent, QKeySequence, QPixmap
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QImage, QKeySequence, QPixmap
 from PySide6.QtWidgets import (
     QApplication,
-    QComboBox,
     QFileDialog,
     QHBoxLayout,
     QLabel,
     QMainWindow,
-    QPlainTextEdit,
     QPushButton,
     QSplitter,
     QVBoxLayout,
@@ -36,42 +33,22 @@ from app.core.errors import ImageError, LlavaCamError
 from app.core.history.store import HistoryStore
 from app.core.inference.engine import PastTurn
 from app.core.inference.images import RGBImage, check_pixels, load_image
-from app.desktop.camera import CameraSource, list_cameras, parse_source
+from app.desktop import shortcuts as keys
+from app.desktop.camera import CameraSource, parse_source
+from app.desktop.camera_panel import CameraPanel, to_qimage
 from app.desktop.chat_view import Bubble, ChatView, repolish
 from app.desktop.history_panel import HistoryPanel
+from app.desktop.question_box import QuestionBox
 from app.desktop.settings import Settings, save_settings
 from app.desktop.worker import WorkerThread
 
 THUMBNAIL_SIZE = QSize(160, 120)
 
 
-def to_qimage(image: RGBImage | np.ndarray) -> QImage:
-    if isinstance(image, RGBImage):
-        qimage = QImage(image.pixels, image.width, image.height, image.width * 3, QImage.Format.Format_RGB888)
-    else:
-        height, width = image.shape[:2]
-        qimage = QImage(image.data, width, height, width * 3, QImage.Format.Format_RGB888)
-    return qimage.copy()  # own the pixels: the buffer behind them may go away
-
-
 def thumbnail(image: RGBImage) -> QPixmap:
     return QPixmap.fromImage(to_qimage(image)).scaled(
         THUMBNAIL_SIZE, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation
     )
-
-
-class PromptInput(QPlainTextEdit):
-    """Enter sends; Shift+Enter starts a new line."""
-
-    submitted = Signal()
-
-    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 (Qt's name)
-        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and not (
-            event.modifiers() & Qt.KeyboardModifier.ShiftModifier
-        ):
-            self.submitted.emit()
-            return
-        super().keyPressEvent(event)
 
 
 class _Background(QObject):
@@ -108,7 +85,6 @@ class MainWindow(QMainWindow):
     load_requested = Signal(str, str, object)
     new_chat_requested = Signal(str)
     history_requested = Signal(object, str)  # [PastTurn], system prompt
-    cameras_found = Signal(object)  # [int] camera indices that open, found off the GUI thread
     turn_finished = Signal(int, object)  # request id, stats dict (None after an error): the bubble is complete
 
     def __init__(
@@ -146,11 +122,8 @@ class MainWindow(QMainWindow):
             self.show_notice(self.history.notice, kind="history")
         self._worker = WorkerThread()
         self._connect_worker()
-        self.camera: CameraSource | None = None
         self.start_camera(camera_source if camera_source is not None else settings.camera)
-        self.cameras_found.connect(self._add_cameras)
-        # Opening devices to see which exist can take a second each: never on the GUI thread.
-        threading.Thread(target=self._find_cameras, name="llavacam-cameras", daemon=True).start()
+        self.camera_panel.find_cameras()
         self.prompt_input.setFocus()
         if settings.has_model:
             self.load_model()
@@ -163,47 +136,18 @@ class MainWindow(QMainWindow):
     # --- layout -----------------------------------------------------------------------------------------------
 
     def _build(self) -> None:
-        left = QWidget()
-        left.setObjectName("cameraPanel")
-        left_layout = QVBoxLayout(left)
-        self.camera_view = QLabel("Starting camera…")
-        self.camera_view.setObjectName("cameraView")
-        self.camera_view.setAccessibleName("Camera view")
-        self.camera_view.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.camera_view.setMinimumSize(320, 240)
-        self.camera_view.setSizePolicy(self.camera_view.sizePolicy().horizontalPolicy(),
-                                       self.camera_view.sizePolicy().verticalPolicy())  # fmt: skip
-        left_layout.addWidget(self.camera_view, 1)
-        info_row = QHBoxLayout()
-        self.fps_label = QLabel("")
-        self.fps_label.setObjectName("fpsLabel")
-        self.fps_label.setAccessibleName("Camera frame rate")
-        info_row.addWidget(self.fps_label)
-        self.pinned_badge = QLabel("")
-        self.pinned_badge.setObjectName("pinnedBadge")
-        self.pinned_badge.setAccessibleName("Pinned frame status")
-        info_row.addWidget(self.pinned_badge, 1, Qt.AlignmentFlag.AlignRight)
-        left_layout.addLayout(info_row)
-        controls = QHBoxLayout()
-        self.camera_picker = QComboBox()
-        self.camera_picker.setObjectName("cameraPicker")
-        self.camera_picker.setAccessibleName("Camera")
-        self.camera_picker.setEditable(True)
-        self.camera_picker.setToolTip("Camera index, or a video/image file")
-        self.camera_picker.activated.connect(lambda _i: self.pick_camera(self.camera_picker.currentText()))
-        controls.addWidget(self.camera_picker, 1)
-        self.capture_button = QPushButton("Capture (Space)")
-        self.capture_button.setObjectName("captureButton")
-        self.capture_button.setAccessibleName("Capture frame")
-        self.capture_button.clicked.connect(self.capture)
-        controls.addWidget(self.capture_button)
-        self.unpin_button = QPushButton("Unpin")
-        self.unpin_button.setObjectName("unpinButton")
-        self.unpin_button.setAccessibleName("Unpin frame")
-        self.unpin_button.clicked.connect(self.unpin)
-        self.unpin_button.setEnabled(False)
-        controls.addWidget(self.unpin_button)
-        left_layout.addLayout(controls)
+        self.camera_panel = CameraPanel(capture_shortcut=keys.CAPTURE.native)
+        self.camera_panel.capture_requested.connect(self.capture)
+        self.camera_panel.unpin_requested.connect(self.unpin)
+        self.camera_panel.camera_chosen.connect(self.remember_camera)
+        self.camera_panel.camera_failed.connect(lambda message: self.show_notice(message, kind="camera"))
+        self.camera_panel.camera_recovered.connect(self._on_camera_recovered)
+        self.camera_view = self.camera_panel.preview
+        self.camera_picker = self.camera_panel.camera_picker
+        self.capture_button = self.camera_panel.capture_button
+        self.unpin_button = self.camera_panel.unpin_button
+        self.pinned_badge = self.camera_panel.pinned_badge
+        left = self.camera_panel
 
         right = QWidget()
         right_layout = QVBoxLayout(right)
@@ -216,18 +160,18 @@ class MainWindow(QMainWindow):
         right_layout.addWidget(self.notice)
         self.chat_view = ChatView()
         right_layout.addWidget(self.chat_view, 1)
-        self.prompt_input = PromptInput()
-        self.prompt_input.setObjectName("promptInput")
-        self.prompt_input.setAccessibleName("Question")
+        self.prompt_input = QuestionBox()
+        self.prompt_input.image_pasted.connect(lambda mime: self.accept_mime(mime, source="clipboard"))
         self.prompt_input.setPlaceholderText("Ask about the frame… (Enter sends, Shift+Enter for a new line)")
         self.prompt_input.setMaximumHeight(90)
         self.prompt_input.submitted.connect(self.send)
         right_layout.addWidget(self.prompt_input)
         buttons = QHBoxLayout()
-        self.new_chat_button = self._button("New chat", "newChatButton", "New chat", self.new_chat)
-        self.regenerate_button = self._button("Regenerate", "regenerateButton", "Regenerate answer", self.regenerate)
-        self.stop_button = self._button("Stop (Esc)", "stopButton", "Stop answer", self.stop)
-        self.send_button = self._button("Send", "sendButton", "Send question", self.send)
+        self.new_chat_button = self._button("New chat", "newChatButton", "New chat", self.new_chat, keys.NEW_CHAT)
+        self.regenerate_button = self._button("Regenerate", "regenerateButton", "Regenerate answer", self.regenerate,
+                                              keys.REGENERATE)  # fmt: skip
+        self.stop_button = self._button("Stop", "stopButton", "Stop answer", self.stop, keys.STOP)
+        self.send_button = self._button("Send", "sendButton", "Send question", self.send, keys.SEND)
         for button in (self.new_chat_button, self.regenerate_button):
             buttons.addWidget(button)
         buttons.addStretch(1)
@@ -259,41 +203,69 @@ class MainWindow(QMainWindow):
         self._render_timer.setSingleShot(True)
         self._render_timer.setInterval(50)  # 20 updates a second reads as smooth streaming
         self._render_timer.timeout.connect(self._render_pending)
-        self._fps_timer = QTimer(self)
-        self._fps_timer.timeout.connect(self._show_fps)
-        self._fps_timer.start(1000)
 
-    def _button(self, text: str, name: str, accessible: str, slot: Any) -> QPushButton:
+    def _button(self, text: str, name: str, accessible: str, slot: Any, shortcut: keys.Shortcut) -> QPushButton:
         button = QPushButton(text)
         button.setObjectName(name)
         button.setAccessibleName(accessible)
+        button.setToolTip(keys.with_keys(shortcut.what, shortcut))
         button.clicked.connect(slot)
         return button
 
+    def _action(self, menu: Any, text: str, shortcut: keys.Shortcut | None, slot: Any) -> QAction:
+        action = QAction(text, self)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut.keys))
+            action.setToolTip(keys.with_keys(shortcut.what, shortcut))
+        action.triggered.connect(slot)
+        menu.addAction(action)
+        return action
+
     def _build_actions(self) -> None:
-        menu = self.menuBar().addMenu("&File")
-        for text, shortcut, slot in (
-            ("&Open image…", QKeySequence.StandardKey.Open, self.open_image),
-            ("&Paste image", QKeySequence.StandardKey.Paste, self.paste_image),
-            ("&New chat", QKeySequence("Ctrl+N"), self.new_chat),
-            ("&Models…", QKeySequence("Ctrl+M"), self.open_models),
-            ("&Settings…", QKeySequence("Ctrl+,"), self.open_settings),
-            ("&Watch…", QKeySequence("Ctrl+Shift+W"), self.ask_watch),
-            ("&Quit", QKeySequence.StandardKey.Quit, self.close),
-        ):
-            action = QAction(text, self)
-            action.setShortcut(shortcut)
-            action.triggered.connect(slot)
-            menu.addAction(action)
-            if text == "&Paste image":
-                # Ctrl+V pastes text while typing a question, and an image everywhere else.
-                action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-                self.camera_view.addAction(action)
-                self.chat_view.addAction(action)
-        stop = QAction("Stop", self)
-        stop.setShortcut(QKeySequence(Qt.Key.Key_Escape))
-        stop.triggered.connect(self.stop)
-        self.addAction(stop)
+        file_menu = self.menuBar().addMenu("&File")
+        self._action(file_menu, "&Open image…", keys.OPEN_IMAGE, self.open_image)
+        paste = self._action(file_menu, "&Paste image", keys.PASTE_IMAGE, self.paste_image)
+        # Ctrl+V pastes into the question box when it has focus (an image there pins it, text is typed), and an
+        # image everywhere else.
+        paste.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        self.camera_panel.addAction(paste)
+        self.chat_view.addAction(paste)
+        file_menu.addSeparator()
+        self._action(file_menu, "&Models…", keys.MODELS, self.open_models)
+        self._action(file_menu, "&Settings…", keys.SETTINGS, self.open_settings)
+        self._action(file_menu, "&Watch…", keys.WATCH, self.ask_watch)
+        file_menu.addSeparator()
+        self._action(file_menu, "&Quit", keys.QUIT, self.close)
+        chat_menu = self.menuBar().addMenu("&Chat")
+        self._action(chat_menu, "&New chat", keys.NEW_CHAT, self.new_chat)
+        self._action(chat_menu, "&Capture frame", keys.CAPTURE, self.capture)
+        self._action(chat_menu, "&Unpin frame", keys.UNPIN, self.unpin)
+        self._action(chat_menu, "&Regenerate answer", keys.REGENERATE, self.regenerate)
+        self._action(chat_menu, "&Stop answer", keys.STOP, self.stop)
+        self._action(chat_menu, "Copy &last answer", keys.COPY_ANSWER, self.copy_last_answer)
+        self._action(chat_menu, "Go to the &question", keys.FOCUS_QUESTION, self.prompt_input.setFocus)
+        help_menu = self.menuBar().addMenu("&Help")
+        self._action(help_menu, "&Keyboard shortcuts", keys.SHORTCUTS, self.show_shortcuts)
+        self._action(help_menu, "&About LlavaCam", None, self.show_about)
+
+    def show_shortcuts(self) -> None:
+        keys.ShortcutsDialog(self).open()
+
+    def show_about(self) -> None:
+        from PySide6.QtWidgets import QMessageBox
+
+        from app import __version__
+
+        QMessageBox.about(self, "About LlavaCam",
+                          f"<b>LlavaCam {__version__}</b><p>Ask questions about what your camera sees. The model "
+                          "runs on this computer (llama.cpp): frames and chats stay here.</p>"
+                          f"<p>Chats and models are kept in {self.data_dir}.</p>")  # fmt: skip
+
+    def copy_last_answer(self) -> None:
+        answers = [b for b in self.chat_view.bubbles if b.role == "assistant"]
+        if answers:
+            answers[-1].copy_text()
+            self.set_status("Copied the last answer")
 
     # --- worker ---------------------------------------------------------------------------------------------
 
@@ -360,64 +332,20 @@ class MainWindow(QMainWindow):
 
     # --- camera and pinned frame ----------------------------------------------------------------------------
 
-    def start_camera(self, source: str | int | None) -> None:
-        if self.camera is not None:
-            self.camera.stop()
-            self.camera.deleteLater()
-        parsed = parse_source(source)
-        self.camera = CameraSource(parsed, self)
-        self.camera.frame_ready.connect(self._show_frame)
-        self.camera.failed.connect(self._on_camera_failed)
-        self.camera.recovered.connect(self._on_camera_recovered)
-        text = str(parsed)
-        if self.camera_picker.findText(text) < 0:
-            self.camera_picker.addItem(text)
-        self.camera_picker.setCurrentText(text)
-        self.camera.start()
+    @property
+    def camera(self) -> CameraSource | None:
+        return self.camera_panel.camera
 
-    def pick_camera(self, source: str) -> None:
-        """The user chose a camera in the drop-down: use it and remember it (Settings shows it too)."""
-        self.start_camera(source)
-        self.settings = replace(self.settings, camera=str(parse_source(source)))
+    def start_camera(self, source: str | int | None) -> None:
+        self.camera_panel.start_camera(source)
+
+    def remember_camera(self, source: str) -> None:
+        """The user chose a camera in the drop-down: remember it (Settings shows it too)."""
+        self.settings = replace(self.settings, camera=source)
         try:
             save_settings(self.data_dir, self.settings)
         except OSError as exc:
             self.show_notice(f"Settings could not be saved: {exc}")
-
-    def _find_cameras(self) -> None:
-        found = list_cameras()
-        with contextlib.suppress(RuntimeError):  # the window may have closed meanwhile
-            self.cameras_found.emit(found)
-
-    def _add_cameras(self, indices: list[int]) -> None:
-        for index in indices:
-            if self.camera_picker.findText(str(index)) < 0:
-                self.camera_picker.addItem(str(index))
-
-    def _show_frame(self) -> None:
-        camera = self.camera
-        if camera is None:
-            return
-        frame = camera.newest()
-        if frame is None or self.pinned is not None:
-            return
-        self._paint_preview(to_qimage(frame))
-
-    def _paint_preview(self, image: QImage) -> None:
-        target = self.camera_view.size()
-        self.camera_view.setPixmap(
-            QPixmap.fromImage(image).scaled(
-                target, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.FastTransformation
-            )  # fmt: skip
-        )
-
-    def _show_fps(self) -> None:
-        if self.camera is not None and self.camera.frames_read:
-            self.fps_label.setText(f"{self.camera.fps:.0f} fps")
-
-    def _on_camera_failed(self, message: str) -> None:
-        self.camera_view.setText("No camera\n\nOpen (Ctrl+O), paste (Ctrl+V) or drop an image instead.")
-        self.show_notice(message, kind="camera")
 
     def _on_camera_recovered(self) -> None:
         self.hide_notice("camera")
@@ -433,9 +361,7 @@ class MainWindow(QMainWindow):
     def pin(self, image: RGBImage) -> None:
         self.pinned = image
         self.pinned_ready = False
-        self.pinned_badge.setText("● pinned · encoding…" if self.model_ready else "● pinned")
-        self.unpin_button.setEnabled(True)
-        self._paint_preview(to_qimage(image))
+        self.camera_panel.show_pinned(image, "● pinned · encoding…" if self.model_ready else "● pinned")
         self._prepare(image)
 
     def _prepare(self, image: RGBImage) -> None:
@@ -449,13 +375,12 @@ class MainWindow(QMainWindow):
             return
         self.pinned_ready = ok
         # Not prepared (abandoned, no vision, no room): the frame is still pinned and asked about, just not early.
-        self.pinned_badge.setText("● pinned · ready" if ok else "● pinned")
+        self.camera_panel.set_badge("● pinned · ready" if ok else "● pinned")
 
     def unpin(self) -> None:
         self.pinned = None
         self.pinned_ready = False
-        self.pinned_badge.setText("")
-        self.unpin_button.setEnabled(False)
+        self.camera_panel.show_live()
 
     # --- images from files, the clipboard and drops ---------------------------------------------------------
 
@@ -796,13 +721,6 @@ class MainWindow(QMainWindow):
     def set_status(self, text: str) -> None:
         self.status_label.setText(text)
 
-    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802
-        # Space captures unless it is typing a question (the input box takes its own spaces first).
-        if event.key() == Qt.Key.Key_Space:
-            self.capture()
-            return
-        super().keyPressEvent(event)
-
     def ask_watch(self) -> None:
         """File → Watch…: a standing question (or "Tell me when …") about the live camera."""
         from PySide6.QtWidgets import QInputDialog
@@ -856,9 +774,7 @@ class MainWindow(QMainWindow):
         if stopped:
             self.statusBar().showMessage(stopped)
         self.worker.cancel()
-        if self.camera is not None:
-            self.camera.stop()
-        self._fps_timer.stop()
+        self.camera_panel.stop()
         self._worker.stop()
         # Deliver the worker's last queued signals (the stopped answer), so the history records them.
         QApplication.processEvents()

@@ -1,0 +1,288 @@
+"""The camera panel: the live preview (or the frozen frame the question is about), the camera picker, Capture and
+Unpin, and the pinned badge.
+
+It owns the `CameraSource` and shows whatever it is told to; it decides nothing about the conversation. Capture and
+Unpin are requests (`capture_requested`, `unpin_requested`) that the window turns into changes of the session's
+pinned frame, which then comes back here through `show_pinned` / `show_live`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+
+import numpy as np
+from PySide6.QtCore import QRect, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QColor, QImage, QPainter, QPaintEvent
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.core.inference.images import RGBImage
+from app.desktop.camera import CameraSource, camera_label, list_cameras, parse_source
+
+CHOOSE_FILE = "\x00choose-file"  # the picker's last entry opens a file dialog instead of naming a source
+
+
+def to_qimage(image: RGBImage | np.ndarray) -> QImage:
+    if isinstance(image, RGBImage):
+        qimage = QImage(image.pixels, image.width, image.height, image.width * 3, QImage.Format.Format_RGB888)
+    else:
+        height, width = image.shape[:2]
+        qimage = QImage(image.data, width, height, width * 3, QImage.Format.Format_RGB888)
+    return qimage.copy()  # own the pixels: the buffer behind them may go away
+
+
+class Preview(QWidget):
+    """A picture at its own aspect ratio: the widget asks the layout for the height that fits its width (no tall box
+    with black bars), and paints in device pixels, so the frame stays crisp on HiDPI screens."""
+
+    BACKGROUND = QColor("#15181c")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setObjectName("cameraView")
+        self.setAccessibleName("Camera view")
+        self._image: QImage | None = None
+        self._aspect = 3 / 4  # height / width, until a frame says otherwise
+        self.message = "Starting camera…"
+        policy = QSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        policy.setHeightForWidth(True)
+        self.setSizePolicy(policy)
+        self.setMinimumSize(160, 120)
+
+    def show_image(self, image: QImage) -> None:
+        self._image = image
+        aspect = image.height() / image.width() if image.width() else self._aspect
+        if abs(aspect - self._aspect) > 1e-3:
+            self._aspect = aspect
+            self.updateGeometry()  # a new shape: ask the layout again
+        self.update()
+
+    def show_message(self, text: str) -> None:
+        self._image = None
+        self.message = text
+        self.update()
+
+    @property
+    def aspect(self) -> float:
+        return self._aspect
+
+    def hasHeightForWidth(self) -> bool:  # noqa: N802 (Qt's name)
+        return True
+
+    def heightForWidth(self, width: int) -> int:  # noqa: N802
+        return max(self.minimumHeight(), round(width * self._aspect))
+
+    def sizeHint(self) -> QSize:  # noqa: N802
+        return QSize(480, round(480 * self._aspect))
+
+    def image_rect(self) -> QRect:
+        """Where the picture is drawn: the largest rectangle of its aspect ratio inside the widget, centred."""
+        area = self.rect()
+        width = min(area.width(), round(area.height() / self._aspect))
+        height = round(width * self._aspect)
+        return QRect(area.x() + (area.width() - width) // 2, area.y() + (area.height() - height) // 2, width, height)
+
+    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802
+        painter = QPainter(self)
+        painter.fillRect(self.rect(), self.BACKGROUND)
+        if self._image is not None:
+            painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
+            painter.drawImage(self.image_rect(), self._image)
+        else:
+            painter.setPen(QColor("#c8ccd2"))
+            painter.drawText(self.rect().adjusted(12, 12, -12, -12),
+                             Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self.message)  # fmt: skip
+        painter.end()
+
+
+class CameraPanel(QWidget):
+    """Preview, picker, Capture / Unpin and the pinned badge; owns the camera reader."""
+
+    capture_requested = Signal()
+    unpin_requested = Signal()
+    camera_chosen = Signal(str)  # the user picked a source in the drop-down (to remember in Settings)
+    camera_failed = Signal(str)  # a message a person can act on
+    camera_recovered = Signal()
+    cameras_found = Signal(object)  # [int] camera indices that open, found off the GUI thread
+
+    def __init__(self, capture_shortcut: str = "") -> None:
+        super().__init__()
+        self.setObjectName("cameraPanel")
+        self.camera: CameraSource | None = None
+        self._retired: list[CameraSource] = []  # stopped readers, joined at shutdown (never on a switch)
+        self._frozen = False  # showing a pinned frame, not the live one
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.preview = Preview()
+        layout.addWidget(self.preview)
+        info_row = QHBoxLayout()
+        self.fps_label = QLabel("")
+        self.fps_label.setObjectName("fpsLabel")
+        self.fps_label.setAccessibleName("Camera frame rate")
+        info_row.addWidget(self.fps_label)
+        self.pinned_badge = QLabel("")
+        self.pinned_badge.setObjectName("pinnedBadge")
+        self.pinned_badge.setAccessibleName("Pinned frame status")
+        info_row.addWidget(self.pinned_badge, 1, Qt.AlignmentFlag.AlignRight)
+        layout.addLayout(info_row)
+        controls = QHBoxLayout()
+        self.camera_picker = QComboBox()
+        self.camera_picker.setObjectName("cameraPicker")
+        self.camera_picker.setAccessibleName("Camera")
+        self.camera_picker.setToolTip("The camera to show, or a video or image file")
+        self.camera_picker.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.camera_picker.setMinimumContentsLength(10)  # a long file name is elided, not a wider window
+        self.camera_picker.addItem("Video or image file…", CHOOSE_FILE)
+        self.camera_picker.activated.connect(self._picked)
+        controls.addWidget(self.camera_picker, 1)
+        shortcut = f" ({capture_shortcut})" if capture_shortcut else ""
+        self.capture_button = QPushButton("Capture")
+        self.capture_button.setObjectName("captureButton")
+        self.capture_button.setAccessibleName("Capture frame")
+        self.capture_button.setToolTip(f"Freeze the live frame to ask about it{shortcut}")
+        self.capture_button.clicked.connect(self.capture_requested)
+        controls.addWidget(self.capture_button)
+        self.unpin_button = QPushButton("Unpin")
+        self.unpin_button.setObjectName("unpinButton")
+        self.unpin_button.setAccessibleName("Unpin frame")
+        self.unpin_button.setToolTip("Back to the live camera")
+        self.unpin_button.clicked.connect(self.unpin_requested)
+        self.unpin_button.setEnabled(False)
+        controls.addWidget(self.unpin_button)
+        layout.addLayout(controls)
+        layout.addStretch(1)  # spare height goes below the controls, not into black bars around the picture
+        self.cameras_found.connect(self.add_cameras)
+        self._fps_timer = QTimer(self)
+        self._fps_timer.timeout.connect(self._show_fps)
+        self._fps_timer.start(1000)
+
+    # --- the camera -----------------------------------------------------------------------------------------------
+
+    def start_camera(self, source: str | int | None) -> None:
+        """Show `source` (an index, a video or an image file). The old reader stops without the GUI waiting."""
+        old = self.camera
+        if old is not None:
+            old.request_stop()
+            for signal in (old.frame_ready, old.failed, old.recovered):
+                signal.disconnect()  # a last frame or message of the old camera is not shown
+            self._retired = [c for c in self._retired if c.reading]
+            self._retired.append(old)
+        parsed = parse_source(source)
+        self.camera = CameraSource(parsed, self)
+        self.camera.frame_ready.connect(self._show_frame)
+        self.camera.failed.connect(self._on_failed)
+        self.camera.recovered.connect(self.camera_recovered)
+        self._select(str(parsed))
+        if not self._frozen:
+            self.preview.show_message("Starting camera…")
+        self.camera.start()
+
+    def find_cameras(self) -> None:
+        """List the camera indices that open (a second each on some systems: never on the GUI thread)."""
+
+        def find() -> None:
+            found = list_cameras()
+            with contextlib.suppress(RuntimeError):  # the window may have closed meanwhile
+                self.cameras_found.emit(found)
+
+        threading.Thread(target=find, name="llavacam-cameras", daemon=True).start()
+
+    def add_cameras(self, indices: list[int]) -> None:
+        for index in indices:
+            self._add_source(str(index))
+
+    def newest_frame(self) -> np.ndarray | None:
+        return self.camera.newest() if self.camera is not None else None
+
+    @property
+    def source_name(self) -> str:
+        return self.camera.name if self.camera is not None else ""
+
+    def stop(self) -> None:
+        """Stop every reader and wait for them (closing: nothing may be left running)."""
+        self._fps_timer.stop()
+        if self.camera is not None:
+            self.camera.stop()
+        for retired in self._retired:
+            retired.stop()
+            retired.deleteLater()
+        self._retired.clear()
+
+    # --- the picker ------------------------------------------------------------------------------------------------
+
+    def _add_source(self, source: str) -> int:
+        index = self.camera_picker.findData(source)
+        if index < 0:
+            index = self.camera_picker.count() - 1  # before "Video or image file…"
+            self.camera_picker.insertItem(index, camera_label(parse_source(source)), source)
+            self.camera_picker.setItemData(index, source, Qt.ItemDataRole.ToolTipRole)
+        return index
+
+    def _select(self, source: str) -> None:
+        self.camera_picker.setCurrentIndex(self._add_source(source))
+
+    @property
+    def current_source(self) -> str:
+        return str(self.camera.source) if self.camera is not None else ""
+
+    def _picked(self, index: int) -> None:
+        source = self.camera_picker.itemData(index)
+        if source == CHOOSE_FILE:
+            filters = "Videos and images (*.avi *.mp4 *.mkv *.mov *.webm *.png *.jpg *.jpeg *.bmp);;All files (*)"
+            path, _ = QFileDialog.getOpenFileName(self, "Use a video or image as the camera", "", filters)
+            if not path:
+                self._select(self.current_source)
+                return
+            source = path
+        self.choose(str(source))
+
+    def choose(self, source: str) -> None:
+        """The user chose `source`: show it and say so (the window remembers it)."""
+        self.start_camera(source)
+        self.camera_chosen.emit(str(parse_source(source)))
+
+    # --- what is shown ------------------------------------------------------------------------------------------------
+
+    def show_pinned(self, image: RGBImage, badge: str) -> None:
+        self._frozen = True
+        self.preview.show_image(to_qimage(image))
+        self.pinned_badge.setText(badge)
+        self.unpin_button.setEnabled(True)
+
+    def set_badge(self, text: str) -> None:
+        self.pinned_badge.setText(text)
+
+    def show_live(self) -> None:
+        self._frozen = False
+        self.pinned_badge.setText("")
+        self.unpin_button.setEnabled(False)
+        frame = self.newest_frame()
+        if frame is not None:
+            self.preview.show_image(to_qimage(frame))
+
+    def _show_frame(self) -> None:
+        frame = self.newest_frame()
+        if frame is None or self._frozen:
+            return
+        self.preview.show_image(to_qimage(frame))
+
+    def _show_fps(self) -> None:
+        if self.camera is not None and self.camera.frames_read:
+            self.fps_label.setText(f"{self.camera.fps:.0f} fps")
+
+    def _on_failed(self, message: str) -> None:
+        if not self._frozen:
+            self.preview.show_message("No camera\n\nOpen (Ctrl+O), paste (Ctrl+V) or drop an image instead.")
+        self.camera_failed.emit(message)
+
+
+__all__ = ["CameraPanel", "Preview", "to_qimage"]
