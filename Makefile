@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup run test lint bench bench-quick bundle pyto clean test-model
+.PHONY: setup run test lint bench bench-quick bundle pyto clean test-model sample-video
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,3 +49,7 @@ test-model: setup
 	$(PY) -m pip install -e '.[train]'
 	OMP_WAIT_POLICY=passive $(PY) -m models.train_test_model --out app/demo
 	cd app/demo && sha256sum demo-llama.gguf demo-mmproj.gguf > SHA256SUMS
+
+# The camera's sample video (app/demo/sample-video.mp4, ~50 KB): demo scenes, played when no webcam opens.
+sample-video: setup
+	$(PY) -m models.make_sample_video

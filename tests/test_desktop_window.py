@@ -165,7 +165,10 @@ def test_camera_index_that_does_not_exist(qtbot, make_window, settings):
     assert "No camera found" in window.notice.text()
 
 
-def test_no_model_configured_points_to_settings(qtbot, make_window):
+def test_no_model_configured_points_to_settings(qtbot, make_window, tmp_path, tiny_models):
+    from app.core.models.store import ModelStore
+
+    ModelStore(tmp_path).add_local(str(tiny_models.text), str(tiny_models.mmproj))  # else it starts on the demo
     window = make_window(Settings(), wait_model=False)
     assert window.notice.isVisible()
     assert "Settings" in window.notice.text()

@@ -3,6 +3,10 @@
 Like Qt's mandelbrot example, nothing queues: the reader overwrites one slot and the GUI takes whatever is newest
 when it is ready to paint, so a slow paint never builds a backlog and the preview never lags behind. A video file
 or an image file is a valid source (tests and demos use them); a video loops.
+
+The automatic camera (the setting "", the default) is the first webcam; when none opens at start (servers, CI,
+many VMs) it plays the built-in sample video of demo scenes instead, read by the same OpenCV code, and says so. A
+camera the user picked that fails still says it failed.
 """
 
 from __future__ import annotations
@@ -16,9 +20,25 @@ import cv2
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
-from app.capture import IMAGE_SUFFIXES, CaptureError, parse_source, read_still, to_rgb
+from app.capture import IMAGE_SUFFIXES, CaptureError, open_video, parse_source, read_still, to_rgb
+from app.core.resources import sample_video_path
 
-__all__ = ["IMAGE_SUFFIXES", "CameraSource", "camera_label", "list_cameras", "parse_source"]
+__all__ = [
+    "AUTOMATIC",
+    "IMAGE_SUFFIXES",
+    "SAMPLE_LABEL",
+    "CameraSource",
+    "camera_for",
+    "camera_label",
+    "camera_setting",
+    "list_cameras",
+    "parse_source",
+]
+
+AUTOMATIC = ""  # the camera setting that means: the first webcam, else the sample video
+AUTOMATIC_INDEX = 0  # the webcam the automatic camera tries
+SAMPLE_NAME = "sample video"  # the camera's name in the history
+SAMPLE_LABEL = "Sample video — no camera found"  # on screen, and in the camera picker
 
 V4L_NAMES = Path("/sys/class/video4linux")
 
@@ -48,16 +68,33 @@ def list_cameras(max_index: int = 4) -> list[int]:
     return found
 
 
+def camera_setting(text: str | int | None) -> str:
+    """A camera as the settings keep it: "" for the automatic camera, else the index or the path."""
+    if text is None or (isinstance(text, str) and text.strip() == AUTOMATIC):
+        return AUTOMATIC
+    return str(parse_source(text))
+
+
+def camera_for(setting: str | int | None, parent: QObject | None = None) -> CameraSource:
+    """The camera a setting or --camera names: "" (or None) is the automatic camera, else an index or a file."""
+    if camera_setting(setting) == AUTOMATIC:
+        return CameraSource(AUTOMATIC_INDEX, parent, fallback=sample_video_path())
+    return CameraSource(parse_source(setting), parent)
+
+
 class CameraSource(QObject):
     """Reads frames on a worker thread. `newest()` returns the latest RGB frame (or None), never a queue."""
 
     frame_ready = Signal()  # a new frame is waiting; emitted at most once per frame taken
     failed = Signal(str)  # a message a person can act on (no camera, permission, unplugged)
     recovered = Signal()
+    fell_back = Signal()  # no webcam opened at start: the sample video plays instead (`is_sample` is now True)
 
-    def __init__(self, source: int | str, parent: QObject | None = None) -> None:
+    def __init__(self, source: int | str, parent: QObject | None = None, *, fallback: Path | None = None) -> None:
         super().__init__(parent)
         self.source = source
+        self.fallback = fallback  # played when the webcam `source` does not open at start
+        self.is_sample = False
         self._lock = threading.Lock()
         self._frame: np.ndarray | None = None
         self._frame_number = 0
@@ -134,10 +171,14 @@ class CameraSource(QObject):
             self.failed.emit(f"Camera source {source} does not exist.")
             return
         backoff = 0.5
+        opened_once = False
         while not self._stop.is_set():
             capture = cv2.VideoCapture(source)
             if not capture.isOpened():
                 capture.release()
+                if self.fallback is not None and not opened_once:
+                    self._run_sample(self.fallback)
+                    return
                 self.failed.emit(self._open_failure_message())
                 if isinstance(source, str):
                     return
@@ -146,9 +187,10 @@ class CameraSource(QObject):
                 backoff = min(backoff * 2, 5.0)
                 continue
             backoff = 0.5
+            opened_once = True
             self.recovered.emit()
             period = self._frame_period(capture)
-            self._read_until_failure(capture, period)
+            self._read_until_failure(capture, period, loop=isinstance(source, str))
             capture.release()
             if not self._stop.is_set() and isinstance(source, int):
                 self.failed.emit(f"The camera ({self.name}) stopped sending pictures: unplugged? Retrying…")
@@ -167,13 +209,28 @@ class CameraSource(QObject):
         fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
         return 1.0 / fps if 1.0 <= fps <= 120.0 else 0.0
 
-    def _read_until_failure(self, capture: Any, period: float) -> None:
-        is_file = isinstance(self.source, str)
+    def _run_sample(self, path: Path) -> None:
+        """No webcam: play the sample video, looping, through the same OpenCV reader as any video file."""
+        try:
+            capture = open_video(str(path))
+        except CaptureError as exc:  # a broken install: say so as any camera failure
+            self.failed.emit(f"No camera found, and the sample video cannot be played: {exc}")
+            return
+        with self._lock:
+            self.is_sample = True
+            self.name = SAMPLE_NAME
+        self.fell_back.emit()
+        try:
+            self._read_until_failure(capture, self._frame_period(capture), loop=True)
+        finally:
+            capture.release()
+
+    def _read_until_failure(self, capture: Any, period: float, *, loop: bool) -> None:
         next_at = time.perf_counter()
         while not self._stop.is_set():
             ok, bgr = capture.read()
             if not ok:
-                if is_file and capture.set(cv2.CAP_PROP_POS_FRAMES, 0):
+                if loop and capture.set(cv2.CAP_PROP_POS_FRAMES, 0):
                     ok, bgr = capture.read()  # a video file loops
                 if not ok:
                     return

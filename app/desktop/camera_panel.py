@@ -1,5 +1,6 @@
 """The camera panel: the live preview (or the frozen frame the question is about), the camera picker, Capture and
-Unpin, and the pinned badge.
+Unpin, and the pinned badge. With no webcam, the automatic camera plays the sample video, labelled as such above
+the preview and in the picker.
 
 It owns the `CameraSource` and shows whatever it is told to; it decides nothing about the conversation. Capture and
 Unpin are requests (`capture_requested`, `unpin_requested`) that the window turns into changes of the session's
@@ -26,7 +27,16 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.inference.images import RGBImage
-from app.desktop.camera import CameraSource, camera_label, list_cameras, parse_source
+from app.desktop.camera import (
+    AUTOMATIC,
+    SAMPLE_LABEL,
+    CameraSource,
+    camera_for,
+    camera_label,
+    camera_setting,
+    list_cameras,
+    parse_source,
+)
 
 CHOOSE_FILE = "\x00choose-file"  # the picker's last entry opens a file dialog instead of naming a source
 
@@ -122,6 +132,11 @@ class CameraPanel(QWidget):
         self._frozen = False  # showing a pinned frame, not the live one
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        self.camera_badge = QLabel(SAMPLE_LABEL)  # shown while the sample video stands in for a webcam
+        self.camera_badge.setObjectName("cameraBadge")
+        self.camera_badge.setAccessibleName("Camera source")
+        self.camera_badge.setVisible(False)
+        layout.addWidget(self.camera_badge)
         self.preview = Preview()
         layout.addWidget(self.preview)
         info_row = QHBoxLayout()
@@ -168,20 +183,22 @@ class CameraPanel(QWidget):
     # --- the camera -----------------------------------------------------------------------------------------------
 
     def start_camera(self, source: str | int | None) -> None:
-        """Show `source` (an index, a video or an image file). The old reader stops without the GUI waiting."""
+        """Show `source` (an index, a video or an image file; "" is the automatic camera: the first webcam, else
+        the sample video). The old reader stops without the GUI waiting."""
         old = self.camera
         if old is not None:
             old.request_stop()
-            for signal in (old.frame_ready, old.failed, old.recovered):
+            for signal in (old.frame_ready, old.failed, old.recovered, old.fell_back):
                 signal.disconnect()  # a last frame or message of the old camera is not shown
             self._retired = [c for c in self._retired if c.reading]
             self._retired.append(old)
-        parsed = parse_source(source)
-        self.camera = CameraSource(parsed, self)
+        self.camera = camera_for(source, self)
         self.camera.frame_ready.connect(self._show_frame)
         self.camera.failed.connect(self._on_failed)
         self.camera.recovered.connect(self.camera_recovered)
-        self._select(str(parsed))
+        self.camera.fell_back.connect(self._on_fell_back)
+        self.camera_badge.setVisible(False)
+        self._select(str(self.camera.source))
         if not self._frozen:
             self.preview.show_message("Starting camera…")
         self.camera.start()
@@ -223,7 +240,8 @@ class CameraPanel(QWidget):
         index = self.camera_picker.findData(source)
         if index < 0:
             index = self.camera_picker.count() - 1  # before "Video or image file…"
-            self.camera_picker.insertItem(index, camera_label(parse_source(source)), source)
+            label = SAMPLE_LABEL if source == AUTOMATIC else camera_label(parse_source(source))
+            self.camera_picker.insertItem(index, label, source)
             self.camera_picker.setItemData(index, source, Qt.ItemDataRole.ToolTipRole)
         return index
 
@@ -248,7 +266,7 @@ class CameraPanel(QWidget):
     def choose(self, source: str) -> None:
         """The user chose `source`: show it and say so (the window remembers it)."""
         self.start_camera(source)
-        self.camera_chosen.emit(str(parse_source(source)))
+        self.camera_chosen.emit(camera_setting(source))  # the sample video's entry is the automatic camera: ""
 
     # --- what is shown ------------------------------------------------------------------------------------------------
 
@@ -278,6 +296,11 @@ class CameraPanel(QWidget):
     def _show_fps(self) -> None:
         if self.camera is not None and self.camera.frames_read:
             self.fps_label.setText(f"{self.camera.fps:.0f} fps")
+
+    def _on_fell_back(self) -> None:
+        """No webcam opened: the sample video plays, and says so."""
+        self.camera_badge.setVisible(True)
+        self._select(AUTOMATIC)
 
     def _on_failed(self, message: str) -> None:
         if not self._frozen:

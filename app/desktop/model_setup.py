@@ -1,10 +1,15 @@
 """The model dialog: pick a catalog pair and download it (two progress bars, speed, ETA, Cancel), use files on
-disk, or switch between / delete installed pairs. Shown on first run when no usable model is configured.
+disk, try the built-in demo pair, or switch between / delete installed pairs.
+
+On a first run with no model installed the window does not wait for this dialog: it starts on the built-in demo
+(`startup_settings`), which needs no download, and its badge leads here for a real model. The dialog opens at start
+only when pairs are installed but none is configured.
 """
 
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +32,29 @@ from app.core.errors import DownloadCancelled, LlavaCamError
 from app.core.models.advice import recommend, this_machine
 from app.core.models.download import Progress
 from app.core.models.store import DownloadPlan, InstalledModel, ModelStore
+from app.core.resources import is_demo_model_path
+from app.desktop.settings import Settings
+
+DEMO_SUMMARY = "built in · no download · knows only coloured shapes: for trying LlavaCam, not for real questions"
+
+
+def startup_settings(settings: Settings, data_dir: Path, catalog: str | None = None) -> Settings:
+    """The settings to start the window with: the built-in demo pair when no model is configured and none is
+    installed (a first run needs no download), the demo's files where they are now when the saved path is the
+    demo's (a bundle unpacks to a new folder each start), else `settings` as they are."""
+    demo = ModelStore.builtin()
+    if not demo:
+        return settings
+    if settings.has_model and not is_demo_model_path(settings.model_path):
+        return settings
+    if not settings.has_model:
+        try:
+            if ModelStore(data_dir, catalog).installed():
+                return settings  # pairs to choose from: the model dialog offers them
+        except LlavaCamError:
+            pass  # an unreadable models folder: the demo still works
+    model = demo[0]
+    return replace(settings, model_path=str(model.text), mmproj_path=str(model.mmproj or ""), template="auto")
 
 
 def _size(n: int | None) -> str:
@@ -87,7 +115,8 @@ class ModelSetupDialog(QDialog):
         self.job: DownloadJob | None = None
         layout = QVBoxLayout(self)
         intro = QLabel("Choose a model pair (a text model and its vision projector). It is downloaded once, "
-                       "checked, and kept on this computer.")  # fmt: skip
+                       "checked, and kept on this computer. Or try the built-in demo first: it needs no download "
+                       "but knows only coloured shapes.")  # fmt: skip
         intro.setWordWrap(True)
         layout.addWidget(intro)
         self.machine = QLabel("")
@@ -111,6 +140,9 @@ class ModelSetupDialog(QDialog):
         self.status.setWordWrap(True)
         layout.addWidget(self.status)
         buttons = QHBoxLayout()
+        self.demo_button = self._button("Try the built-in demo", "tryDemoButton", self.use_demo)
+        self.demo_button.setToolTip(DEMO_SUMMARY)
+        buttons.addWidget(self.demo_button)
         self.use_files_button = self._button("Use files on disk…", "useFilesButton", self.use_files)
         self.delete_button = self._button("Delete", "deleteModelButton", self.delete_selected)
         self.cancel_button = self._button("Cancel download", "cancelDownloadButton", self.cancel_download)
@@ -162,6 +194,10 @@ class ModelSetupDialog(QDialog):
             item.setData(Qt.ItemDataRole.UserRole, ("catalog", entry.id))
             item.setToolTip(entry.notes)
             self.list.addItem(item)
+        for model in self.store.builtin():  # next to the downloads, honestly labelled
+            item = QListWidgetItem(f"{model.name}\n    {DEMO_SUMMARY}")
+            item.setData(Qt.ItemDataRole.UserRole, (model.origin, model.id))
+            self.list.addItem(item)
         known = {e.id for e in entries}
         for model in installed.values():
             if model.origin != "catalog" or model.id not in known:  # a pair gone from the catalog stays usable
@@ -178,7 +214,7 @@ class ModelSetupDialog(QDialog):
         return item.data(Qt.ItemDataRole.UserRole) if item is not None else None
 
     def _is_installed(self, model_id: str) -> bool:
-        return any(m.id == model_id for m in self.store.installed())
+        return any(m.id == model_id for m in self.store.installed() + self.store.builtin())
 
     def _update_buttons(self) -> None:
         busy = self.job is not None
@@ -186,9 +222,18 @@ class ModelSetupDialog(QDialog):
         installed = selected is not None and self._is_installed(selected[1])
         self.download_button.setEnabled(not busy and selected is not None)
         self.download_button.setText("Use" if installed else "Download and use")
-        self.delete_button.setEnabled(not busy and installed)
+        self.delete_button.setEnabled(not busy and installed and selected is not None and selected[0] != "builtin")
         self.cancel_button.setEnabled(busy)
         self.use_files_button.setEnabled(not busy)
+        self.demo_button.setEnabled(not busy and bool(self.store.builtin()))
+
+    def use_demo(self) -> None:
+        """Use the built-in demo pair (package data: nothing to download)."""
+        demo = self.store.builtin()
+        if not demo:  # a damaged install without app/demo
+            self.status.setText("The built-in demo is missing from this installation: download a pair instead.")
+            return
+        self._use(demo[0])
 
     def select(self, model_id: str) -> None:
         for row in range(self.list.count()):

@@ -26,7 +26,7 @@ class Settings:
     threads: int = 0  # 0: automatic
     gpu_layers: int = -1
     n_ctx: int = 4096
-    camera: str = "0"
+    camera: str = ""  # "": the first webcam, else the sample video (app/desktop/camera.py)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def sampling(self) -> SamplingSettings:

@@ -54,6 +54,7 @@ class SettingsDialog(QDialog):
         self.camera_edit = QLineEdit(settings.camera)
         self.camera_edit.setObjectName("cameraSource")
         self.camera_edit.setAccessibleName("Camera index or video file")
+        self.camera_edit.setPlaceholderText("automatic: the first webcam, else the sample video")
         form.addRow("Camera (index or file)", self.camera_edit)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.accept)
@@ -115,5 +116,5 @@ class SettingsDialog(QDialog):
             threads=self.threads.value(),
             gpu_layers=self.gpu_layers.value(),
             n_ctx=self.n_ctx.value(),
-            camera=self.camera_edit.text().strip() or "0",
+            camera=self.camera_edit.text().strip(),  # empty: the automatic camera
         )

@@ -34,9 +34,10 @@ from app.core.history.store import HistoryStore
 from app.core.inference.engine import PastTurn
 from app.core.inference.images import RGBImage, check_pixels, load_image
 from app.desktop import shortcuts as keys
-from app.desktop.camera import CameraSource, parse_source
+from app.desktop.camera import CameraSource, camera_setting
 from app.desktop.camera_panel import CameraPanel, to_qimage
 from app.desktop.chat_view import Bubble, ChatView, repolish
+from app.desktop.demo_badge import DemoBadge
 from app.desktop.history_panel import HistoryPanel
 from app.desktop.question_box import QuestionBox
 from app.desktop.settings import Settings, save_settings
@@ -97,6 +98,10 @@ class MainWindow(QMainWindow):
         offer_setup: bool = False,
     ) -> None:
         super().__init__()
+        from app.desktop.model_setup import startup_settings
+
+        # No model installed: start on the built-in demo pair at once (its badge leads to a real model).
+        settings = startup_settings(settings, data_dir, catalog)
         self.settings = settings
         self.data_dir = data_dir
         self.catalog = catalog
@@ -151,6 +156,9 @@ class MainWindow(QMainWindow):
 
         right = QWidget()
         right_layout = QVBoxLayout(right)
+        self.demo_badge = DemoBadge()
+        self.demo_badge.get_model.connect(self.open_models)
+        right_layout.addWidget(self.demo_badge)
         self.notice = QLabel("")
         self.notice.setObjectName("noticeLabel")
         self.notice.setAccessibleName("Notice")
@@ -305,6 +313,7 @@ class MainWindow(QMainWindow):
 
     def _on_model_loaded(self, info: dict) -> None:
         self.model_ready = True
+        self.demo_badge.show_for(info.get("text_path", ""))
         vision = "" if info["has_vision"] else " (text only: no mmproj)"
         self.set_status(f"Ready: {info['name']} · template {info['template']}{vision}")
         refused = info.get("refused")
@@ -703,7 +712,7 @@ class MainWindow(QMainWindow):
             self.load_model()
         # Only a camera changed in Settings switches it: saving other settings or choosing model files keeps the
         # camera on screen (which may be one picked in the drop-down or given with --camera).
-        if str(parse_source(settings.camera)) != str(parse_source(camera_before)):
+        if camera_setting(settings.camera) != camera_setting(camera_before):
             self.start_camera(settings.camera)
 
     def show_notice(self, message: str, settings: bool = False, kind: str = "info") -> None:
