@@ -114,64 +114,35 @@ def vocabulary() -> tuple[list[str], list[float], list[int]]:
 
 
 def write_text_gguf(path: Path, p: dict[str, np.ndarray], cfg: TextConfig) -> Path:
-    import gguf
-
-    from models.make_test_models import _atomic_target, _finish
+    from models.gguf_writing import add_spm_tokenizer, add_text_header, gguf_file
 
     tokens, scores, types = vocabulary()
-    temporary = _atomic_target(path)
-    w = gguf.GGUFWriter(str(temporary), "llama")
-    w.add_name("LlavaCam demo - colours and shapes")
-    w.add_description("Trained by models/train_test_model.py on synthetic scenes of one coloured shape.")
-    w.add_context_length(2048)
-    w.add_embedding_length(cfg.n_embd)
-    w.add_block_count(cfg.n_layer)
-    w.add_feed_forward_length(cfg.n_ff)
-    w.add_head_count(cfg.n_head)
-    w.add_head_count_kv(cfg.n_head_kv)
-    w.add_rope_dimension_count(cfg.n_embd // cfg.n_head)
-    w.add_layer_norm_rms_eps(cfg.eps)
-    w.add_file_type(gguf.LlamaFileType.ALL_F32)
-    w.add_tokenizer_model("llama")
-    w.add_token_list(tokens)
-    w.add_token_scores(scores)
-    w.add_token_types(types)
-    w.add_bos_token_id(1)
-    w.add_eos_token_id(2)
-    w.add_unk_token_id(0)
-    w.add_add_bos_token(True)
-    w.add_add_eos_token(False)
-    w.add_chat_template(DEMO_TEMPLATE)
-    for name in _text_names(cfg):
-        w.add_tensor(name, np.ascontiguousarray(p[name], dtype=np.float32))
-    return _finish(w, temporary, path)
+    with gguf_file(path, "llama") as w:
+        add_text_header(
+            w, name="LlavaCam demo - colours and shapes", n_ctx_train=2048, n_embd=cfg.n_embd,
+            n_layer=cfg.n_layer, n_ff=cfg.n_ff, n_head=cfg.n_head, n_head_kv=cfg.n_head_kv, eps=cfg.eps,
+        )  # fmt: skip
+        w.add_description("Trained by models/train_test_model.py on synthetic scenes of one coloured shape.")
+        w.add_rope_dimension_count(cfg.n_embd // cfg.n_head)
+        add_spm_tokenizer(w, tokens, scores, types, eos=2, add_bos=True, chat_template=DEMO_TEMPLATE)
+        for name in _text_names(cfg):
+            w.add_tensor(name, np.ascontiguousarray(p[name], dtype=np.float32))
+    return path
 
 
 def write_mmproj_gguf(path: Path, p: dict[str, np.ndarray], cfg: VisionConfig, text_n_embd: int) -> Path:
-    import gguf
+    from models.gguf_writing import add_clip_header, gguf_file
 
-    from models.make_test_models import _atomic_target, _finish
-
-    temporary = _atomic_target(path)
-    w = gguf.GGUFWriter(str(temporary), "clip")
-    w.add_name("LlavaCam demo - colours and shapes mmproj")
-    w.add_bool("clip.has_vision_encoder", True)
-    w.add_bool("clip.has_text_encoder", False)
-    w.add_bool("clip.has_llava_projector", True)
-    w.add_string("clip.projector_type", "mlp")
-    w.add_bool("clip.use_gelu", cfg.use_gelu)
-    for key, value in (
-        ("image_size", cfg.image_size), ("patch_size", cfg.patch_size), ("embedding_length", cfg.n_embd),
-        ("feed_forward_length", cfg.n_ff), ("block_count", cfg.n_layer), ("projection_dim", text_n_embd),
-        ("attention.head_count", cfg.n_head),
-    ):  # fmt: skip
-        w.add_uint32(f"clip.vision.{key}", value)
-    w.add_float32("clip.vision.attention.layer_norm_epsilon", cfg.eps)
-    w.add_array("clip.vision.image_mean", list(cfg.mean))
-    w.add_array("clip.vision.image_std", list(cfg.std))
-    for name in _vision_names(cfg):
-        w.add_tensor(name, np.ascontiguousarray(p[name], dtype=np.float32))
-    return _finish(w, temporary, path)
+    with gguf_file(path, "clip") as w:
+        add_clip_header(
+            w, "mlp", name="LlavaCam demo - colours and shapes mmproj", image_size=cfg.image_size,
+            patch_size=cfg.patch_size, n_embd=cfg.n_embd, n_ff=cfg.n_ff, n_layer=cfg.n_layer, n_head=cfg.n_head,
+            projection_dim=text_n_embd, eps=cfg.eps, mean=cfg.mean, std=cfg.std, llava_projector=True,
+            use_gelu=cfg.use_gelu,
+        )  # fmt: skip
+        for name in _vision_names(cfg):
+            w.add_tensor(name, np.ascontiguousarray(p[name], dtype=np.float32))
+    return path
 
 
 def _text_names(cfg: TextConfig) -> list[str]:

@@ -15,6 +15,7 @@ from app.core.inference.templates import (
     guess_family,
     user_content,
 )
+from models.families import SMOLVLM2_TEMPLATE
 
 EXPECTED_FIRST_TURN = (
     f"<|system|>\n{DEFAULT_SYSTEM_PROMPT}</s>\n<|user|>\n{IMAGE_MARKER}\nWhat is this?</s>\n<|assistant|>\n"
@@ -120,15 +121,6 @@ def test_invalid_bytes_become_replacement_characters_not_errors():
     assert text.shown == "a\ufffd"
 
 
-# SmolVLM2's template as published (transformers' processing_smolvlm.py DEFAULT_CHAT_TEMPLATE, the same text as
-# HuggingFaceTB/SmolVLM2-500M-Video-Instruct's chat_template.json): it walks `content` as a list of parts.
-SMOLVLM2_TEMPLATE = (
-    "<|im_start|>{% for message in messages %}{{message['role'] | capitalize}}"
-    "{% if message['content'][0]['type'] == 'image' %}{{':'}}{% else %}{{': '}}{% endif %}"
-    "{% for line in message['content'] %}{% if line['type'] == 'text' %}{{line['text']}}"
-    "{% elif line['type'] == 'image' %}{{ '<image>' }}{% elif line['type'] == 'video' %}{{ '<video>' }}{% endif %}"
-    "{% endfor %}<end_of_utterance>\n{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
-)
 
 
 def test_parts_template_gets_lists_of_parts_and_the_marker_where_it_puts_the_image():
