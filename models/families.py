@@ -453,12 +453,55 @@ def write_gemma4(directory: Path, seed: int = 0) -> ModelPair:
     return ModelPair(text, mmproj)
 
 
+# --- MiniCPM-V 4.6 (qwen35 text model, as Qwen3.5-0.8B; minicpmv4_6 projector) ------------------------------------
+
+# MiniCPM-V 4.6 is built on SigLIP2-400M and Qwen3.5-0.8B. Its own chat template was not found in a public copy
+# (templates/README.md says what was searched); its GGUF's text model is Qwen3.5's, so the pair carries Qwen3.5's.
+# mtmd writes the projector's wrapper tokens itself: <image>overview</image>, then <slice>tile</slice> per tile, with
+# "\n" after each row of tiles, so they must be in the vocabulary.
+MINICPMV46_SPECIALS = (*QWEN_VL_SPECIALS, "<image>", "</image>", "<slice>", "</slice>", "<image_id>", "</image_id>")
+MINICPMV46_MERGE = 4  # clip.vision.projector.scale_factor: the ViT merger's 2x2 and the final merger's 2x2 ("16x")
+MINICPMV46_INSERT_LAYER = 0  # the ViT merger runs after this block (clip.vision.wa_layer_indexes[0])
+MINICPMV46_POSITIONS = 70 * 70  # clip.cpp maps every patch onto SigLIP's 70 x 70 grid of learned positions
+
+
+def write_minicpmv46(directory: Path, seed: int = 0) -> ModelPair:
+    """MiniCPM-V 4.6: a qwen35 hybrid text model and a minicpmv4_6 projector: SigLIP blocks with a ViT merger after
+    block MINICPMV46_INSERT_LAYER (2x2 window attention, then a 2x2 downsampling MLP around the windows' mean), the
+    remaining blocks on a quarter of the tokens, and a final 2x2 downsampling MLP into the text model's width."""
+    directory = Path(directory)
+    text = _qwen35_text(
+        directory / "minicpm-v-4.6-tiny.gguf", seed=seed, template=QWEN3_5_TEMPLATE,
+        name="MiniCPM-V 4.6 tiny test model", specials=MINICPMV46_SPECIALS,
+    )  # fmt: skip
+    vision = replace(VISION, n_layer=2)
+    embd, merged, hidden = vision.n_embd, 4 * vision.n_embd, vision.n_ff
+    mmproj = directory / "mmproj-minicpm-v-4.6-tiny.gguf"
+    with gguf_file(mmproj, "clip") as writer:
+        _clip_header(writer, "minicpmv4_6", vision, TEXT.n_embd, name="MiniCPM-V 4.6 tiny test mmproj")
+        writer.add_uint32("clip.vision.projector.scale_factor", MINICPMV46_MERGE)
+        writer.add_array("clip.vision.wa_layer_indexes", [MINICPMV46_INSERT_LAYER])
+        t = Tensors(writer, np.random.default_rng(seed + 1))
+        _siglip_tower(t, vision, MINICPMV46_POSITIONS)
+        t.norm("v.vit_merger.ln1", embd)  # window attention over each 2x2 group of patches
+        for part in ("attn_q", "attn_k", "attn_v", "attn_out"):
+            t.linear(f"v.vit_merger.{part}", embd, embd)
+        t.norm("v.vit_merger.ds_ln", merged)  # each 2x2 group concatenated, then an MLP back to the ViT's width
+        t.linear("v.vit_merger.ds_ffn_up", hidden, merged)
+        t.linear("v.vit_merger.ds_ffn_down", embd, hidden)
+        t.norm("mm.input_norm", merged)  # the final merger: 2x2 concatenated, an MLP to the text width
+        t.linear("mm.up", hidden, merged)
+        t.linear("mm.down", TEXT.n_embd, hidden)
+    return ModelPair(text, mmproj)
+
+
 FAMILIES: dict[str, Family] = {
     "smolvlm2": Family("smolvlm2", "idefics3", "llama", write_smolvlm2),
     "lfm2": Family("lfm2", "lfm2", "lfm2", write_lfm2),
     "qwen3vl": Family("qwen3vl", "qwen3vl_merger", "qwen3vl", write_qwen3vl),
     "gemma4": Family("gemma4", "gemma4v", "gemma4", write_gemma4, rewrites_history=True),
     "qwen35": Family("qwen35", "qwen3vl_merger", "qwen35", write_qwen35, rewrites_history=True),
+    "minicpmv46": Family("minicpmv46", "minicpmv4_6", "qwen35", write_minicpmv46, rewrites_history=True),
 }
 
 

@@ -172,3 +172,48 @@ def test_mrope_image_takes_fewer_positions_than_tokens_and_caps_its_token_count(
             image_max_tokens=16,
         )  # fmt: skip
         assert turn.tokens == reference
+
+
+# The tensors tools/mtmd/clip.cpp (llama.cpp 0.3.36) loads for a minicpmv4_6 projector besides the SigLIP blocks:
+# the ViT merger (TN_VIT_MERGER_*) and the final merger (TN_MM_INP_NORM, TN_MM_UP, TN_MM_DOWN), with their biases.
+MINICPMV46_MERGER_TENSORS = {
+    f"{prefix}.{kind}"
+    for prefix in ("v.vit_merger.ln1", "v.vit_merger.attn_q", "v.vit_merger.attn_k", "v.vit_merger.attn_v",
+                   "v.vit_merger.attn_out", "v.vit_merger.ds_ln", "v.vit_merger.ds_ffn_up", "v.vit_merger.ds_ffn_down",
+                   "mm.input_norm", "mm.up", "mm.down")
+    for kind in ("weight", "bias")
+}  # fmt: skip
+
+
+def test_minicpm_v46_mmproj_holds_the_mergers_llama_cpp_loads(tmp_path):
+    import gguf
+
+    pair = FAMILIES["minicpmv46"].write(tmp_path, 0)
+    reader = gguf.GGUFReader(str(pair.mmproj))
+    names = {t.name for t in reader.tensors}
+    assert {n for n in names if n.startswith(("v.vit_merger.", "mm."))} == MINICPMV46_MERGER_TENSORS
+    assert str(reader.fields["clip.projector_type"].contents()) == "minicpmv4_6"
+    assert reader.fields["clip.vision.projector.scale_factor"].contents() == 4
+    assert reader.fields["clip.vision.wa_layer_indexes"].contents() == [0]
+    shapes = {t.name: [int(d) for d in t.shape] for t in reader.tensors}
+    assert shapes["v.position_embd.weight"] == [32, 70 * 70]  # every patch looked up on SigLIP's 70 x 70 grid
+    assert shapes["mm.down.weight"] == [64, 64]  # into the text model's width
+
+
+def test_minicpm_v46_image_is_an_overview_then_its_slices_in_their_wrapper_tokens(tmp_path):
+    """mtmd's MiniCPM-V layout: <image>overview</image> then <slice>tile</slice> per tile; the overview of a 32 px
+    view is 8 x 8 patches merged 4 x 4 into 2 x 2 tokens."""
+    import gguf
+
+    pair = FAMILIES["minicpmv46"].write(tmp_path, 0)
+    reader = gguf.GGUFReader(str(pair.text))
+    field = reader.fields["tokenizer.ggml.tokens"]
+    pieces = [bytes(field.parts[i]).decode() for i in field.data]
+    with Engine(pair.text, pair.mmproj, EngineConfig(n_ctx=1024, n_threads=2)) as engine:
+        engine.ask("What is this?", RED, greedy(4)).wait()
+        units = engine.evaluated_units()
+        first = next(i for i, u in enumerate(units) if isinstance(u, str))
+        image = units[first]
+        layout = [u if isinstance(u, str) else pieces[u] for u in units[first - 1 : first + 8]]
+        assert layout == ["<image>", image, "</image>", "<slice>", image, "</slice>", "<slice>", image, "</slice>"]
+        assert image_chunks(engine)[0] == (4, 4)

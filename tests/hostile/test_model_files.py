@@ -139,6 +139,36 @@ def test_mmproj_grid_pinpoints_of_odd_count(tiny_models, tmp_path):
                 keys={"clip.vision.image_grid_pinpoints": (T.ARRAY, [336, 672, 336], T.INT32)})  # fmt: skip
 
 
+# MiniCPM-V 4.6's projector (minicpmv4_6): each of these aborted or segfaulted llama.cpp 0.3.36 before our checks.
+
+
+@pytest.fixture(scope="module")
+def minicpm_pair(tmp_path_factory):
+    from models.families import write_minicpmv46
+
+    return write_minicpmv46(tmp_path_factory.mktemp("minicpmv46"), 0)
+
+
+def minicpm_case(pair, tmp_path, problem: str, **changes) -> None:
+    bad = rewrite(pair.mmproj, tmp_path / "bad-mmproj.gguf", **changes)
+    assert_one_clear_line(ask(pair.text, bad, tmp_path / "data"), bad, problem)
+
+
+def test_minicpm_v46_mmproj_merging_3x3(minicpm_pair, tmp_path):  # GGML_ASSERT(n_merge == 2 || n_merge == 4)
+    minicpm_case(minicpm_pair, tmp_path, "clip.vision.projector.scale_factor is 3: MiniCPM-V 4.6 merges patches "
+                 "2x2 or 4x4 only", keys={"clip.vision.projector.scale_factor": (T.UINT32, 3)})  # fmt: skip
+
+
+def test_minicpm_v46_mmproj_without_position_embedding(minicpm_pair, tmp_path):  # a segfault in the graph
+    minicpm_case(minicpm_pair, tmp_path, "it has no v.position_embd.weight tensor",
+                 tensors={"v.position_embd.weight": DROP})  # fmt: skip
+
+
+def test_minicpm_v46_mmproj_position_table_short_of_the_70x70_grid(minicpm_pair, tmp_path):  # get_rows assert
+    minicpm_case(minicpm_pair, tmp_path, "the position embedding has 64 positions, MiniCPM-V 4.6 needs 4900",
+                 tensors={"v.position_embd.weight": np.zeros((64, 32), dtype=np.float32)})  # fmt: skip
+
+
 def test_text_model_with_zero_blocks(tiny_models, tmp_path):
     text_case(tiny_models, tmp_path, "llama.block_count is 0", keys={"llama.block_count": (T.UINT32, 0)})
 

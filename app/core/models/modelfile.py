@@ -341,6 +341,7 @@ _PROJECTOR_OUTPUT_TENSOR = {
     "qwen2vl_merger": "mm.2.weight",
     "qwen2.5vl_merger": "mm.2.weight",
     "qwen3vl_merger": "mm.2.weight",
+    "minicpmv4_6": "mm.down.weight",
 }
 
 
@@ -500,9 +501,30 @@ def _check_vision(file: Path, fields: _Fields, tensors: dict[str, list[int]], pr
         refuse("it has no v.patch_embd.weight tensor")
     if projector in _LLAVA_PROJECTORS:
         _check_llava_tensors(fields, tensors, n_embd, n_ff, n_layer, image, patch, refuse)
+    if projector == "minicpmv4_6":
+        _check_minicpmv46(fields, tensors, n_embd, refuse)
 
 
 _LLAVA_PROJECTORS = ("mlp", "mlp_norm")
+# MiniCPM-V 4.6's graph looks up every patch's learned position on SigLIP's 70 x 70 grid (clip.cpp's position
+# buckets): a shorter table, or none, is read out of bounds (a ggml assert, or a segfault).
+MINICPMV46_POSITIONS = 70 * 70
+
+
+def _check_minicpmv46(
+    fields: _Fields, tensors: dict[str, list[int]], n_embd: int, refuse: Callable[[str], NoReturn]
+) -> None:
+    """What clip.cpp's minicpmv4_6 loader and graph assert on (each an abort) or use without a null check."""
+    merge = _int(fields, "clip.vision.projector.scale_factor")
+    if merge is not None and merge not in (2, 4):
+        refuse(f"clip.vision.projector.scale_factor is {merge}: MiniCPM-V 4.6 merges patches 2x2 or 4x4 only")
+    position = tensors.get("v.position_embd.weight")
+    if position is None:
+        refuse("it has no v.position_embd.weight tensor")
+    if len(position) != 2 or position[0] != n_embd:
+        refuse(f"v.position_embd.weight has shape {position}, llama.cpp needs [{n_embd}, {MINICPMV46_POSITIONS}]")
+    if position[1] < MINICPMV46_POSITIONS:
+        refuse(f"the position embedding has {position[1]} positions, MiniCPM-V 4.6 needs {MINICPMV46_POSITIONS}")
 
 
 def _check_llava_tensors(
