@@ -353,8 +353,8 @@ def make_examples(tok: Tokenizer, seeds: range, max_len: int) -> dict[str, np.nd
 
 
 def train(
-    out: Path, *, minutes: float, seed: int, batch: int, resume: Path | None = None, lr: float = 3e-3,
-    log: Any = sys.stdout,
+    out: Path, *, minutes: float, seed: int, batch: int, resume: Path | None = None, lr: float = 1e-3,
+    clip: float = 1.0, log: Any = sys.stdout,
 ) -> None:
     import jax
     import jax.numpy as jnp
@@ -397,6 +397,9 @@ def train(
     @jax.jit
     def step(p: Any, m: Any, v: Any, b: Any, lr: Any, t: Any) -> Any:
         loss, g = jax.value_and_grad(loss_fn)(p, b)
+        # clip the global gradient norm: without it Adam jumped out of what it was learning (held-out answers fell)
+        norm = jnp.sqrt(sum(jnp.vdot(x, x) for x in jax.tree.leaves(g)))
+        g = jax.tree.map(lambda g_: g_ * jnp.minimum(1.0, clip / (norm + 1e-6)), g)
         m = jax.tree.map(lambda m_, g_: 0.9 * m_ + 0.1 * g_, m, g)
         v = jax.tree.map(lambda v_, g_: 0.999 * v_ + 0.001 * g_ * g_, v, g)
         p = jax.tree.map(
@@ -447,10 +450,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=60.0, help="stop after this long even if not converged")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--clip", type=float, default=1.0, help="global gradient-norm clip")
     parser.add_argument("--resume", type=Path, default=None, help="start from the pair in this folder")
     args = parser.parse_args(argv)
-    train(args.out, minutes=args.minutes, seed=args.seed, batch=args.batch, resume=args.resume, lr=args.lr)
+    train(
+        args.out, minutes=args.minutes, seed=args.seed, batch=args.batch, resume=args.resume, lr=args.lr, clip=args.clip
+    )
     return 0
 
 
