@@ -217,3 +217,26 @@ def test_minicpm_v46_image_is_an_overview_then_its_slices_in_their_wrapper_token
         layout = [u if isinstance(u, str) else pieces[u] for u in units[first - 1 : first + 8]]
         assert layout == ["<image>", image, "</image>", "<slice>", image, "</slice>", "<slice>", image, "</slice>"]
         assert image_chunks(engine)[0] == (4, 4)
+
+
+# Which verbatim template (models/templates/) each family's pair carries; the README names each file's source and
+# SHA-256, so an edit to a "verbatim" copy is caught here.
+TEMPLATE_FILES = {"qwen3vl": "qwen3-vl.jinja", "qwen35": "qwen3.5.jinja", "gemma4": "gemma4.jinja",
+                  "minicpmv46": "qwen3.5.jinja"}  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "file"), sorted(TEMPLATE_FILES.items()))
+def test_pair_carries_its_verbatim_template_with_the_recorded_hash(name, file, tmp_path):
+    import hashlib
+
+    import gguf
+
+    folder = Path(__file__).resolve().parents[1] / "models" / "templates"
+    text = (folder / file).read_text(encoding="utf-8")
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    readme = (folder / "README.md").read_text(encoding="utf-8")
+    assert f"| `{file}` |" in readme
+    assert f"`{digest[:8]}…{digest[-5:]}`" in readme, f"{file} differs from the copy its README describes"
+    pair = FAMILIES[name].write(tmp_path, 0)
+    field = gguf.GGUFReader(str(pair.text)).fields["tokenizer.chat_template"]
+    assert bytes(field.parts[field.data[0]]).decode("utf-8") == text
