@@ -23,6 +23,7 @@ from app.desktop.demo_badge import DEMO_BADGE_TEXT
 from app.desktop.model_setup import ModelSetupDialog
 from app.desktop.settings import Settings, load_settings
 from models.make_sample_video import SAMPLE_SCENES, scene_frame
+from tests.support.camera_video import write_test_video
 from tests.support.desktop import ask
 
 RED, BLUE = 0, 1  # scenes of the sample video (models/make_sample_video.py)
@@ -100,6 +101,21 @@ def test_with_no_webcam_the_camera_plays_the_sample_video_and_says_so(qtbot, mak
         store.close()
 
 
+def test_a_webcam_plugged_in_while_the_sample_plays_takes_over(qtbot, make_window, settings, tmp_path, monkeypatch):
+    webcam = tmp_path / "webcam.avi"  # stands in for /dev/video0: absent first, then there
+    monkeypatch.setattr(camera_module, "AUTOMATIC_INDEX", str(webcam))
+    monkeypatch.setattr(camera_module, "WEBCAM_RECHECK_S", 0.2)
+    window = make_window(settings, camera="")
+    qtbot.waitUntil(lambda: window.camera.is_sample and window.camera_panel.camera_badge.isVisible(), timeout=10000)
+    write_test_video(tmp_path / "partial.avi").rename(webcam)  # plugged in (whole, at once)
+    qtbot.waitUntil(lambda: not window.camera.is_sample, timeout=10000)
+    qtbot.waitUntil(lambda: (frame := window.camera.newest()) is not None and frame.shape == (120, 160, 3),
+                    timeout=10000)  # fmt: skip
+    assert not window.camera_panel.camera_badge.isVisible()
+    assert window.camera_picker.currentData() == str(webcam)
+    assert window.camera.name == "webcam.avi"
+
+
 def test_a_camera_the_user_picked_that_fails_says_so_and_plays_no_sample(qtbot, make_window, settings):
     window = make_window(settings, camera="37", wait_model=False)
     qtbot.waitUntil(lambda: window.notice.isVisible(), timeout=15000)
@@ -124,8 +140,10 @@ def test_picking_the_sample_video_in_the_picker_keeps_the_automatic_camera(qtbot
 
 
 def test_a_first_run_starts_on_the_demo_with_its_badge_and_a_way_to_a_real_model(qtbot, make_window, first_run):
-    window = make_window(first_run, camera="")
+    window = make_window(first_run, camera="", wait_model=False)
     assert window.settings.model_path == str(demo_model_files()[0])
+    assert window.demo_badge.isVisible(), "at once, while the demo loads"
+    qtbot.waitUntil(lambda: window.model_ready, timeout=30000)
     assert window.demo_badge.isVisible()
     assert window.demo_badge.label.text() == DEMO_BADGE_TEXT == "Demo model — knows only coloured shapes"
     assert "best short guess" in window.demo_badge.toolTip()

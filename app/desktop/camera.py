@@ -5,12 +5,14 @@ when it is ready to paint, so a slow paint never builds a backlog and the previe
 or an image file is a valid source (tests and demos use them); a video loops.
 
 The automatic camera (the setting "", the default) is the first webcam; when none opens at start (servers, CI,
-many VMs) it plays the built-in sample video of demo scenes instead, read by the same OpenCV code, and says so. A
-camera the user picked that fails still says it failed.
+many VMs) it plays the built-in sample video of demo scenes instead, read by the same OpenCV code, and says so,
+and switches to the webcam once one is plugged in (a real webcam always comes first). A camera the user picked that
+fails still says it failed.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from pathlib import Path
@@ -39,6 +41,7 @@ AUTOMATIC = ""  # the camera setting that means: the first webcam, else the samp
 AUTOMATIC_INDEX = 0  # the webcam the automatic camera tries
 SAMPLE_NAME = "sample video"  # the camera's name in the history
 SAMPLE_LABEL = "Sample video — no camera found"  # on screen, and in the camera picker
+WEBCAM_RECHECK_S = 5.0  # while the sample plays, how often to look for a webcam plugged in since
 
 V4L_NAMES = Path("/sys/class/video4linux")
 
@@ -66,6 +69,20 @@ def list_cameras(max_index: int = 4) -> list[int]:
         finally:
             capture.release()
     return found
+
+
+def _opens(source: int | str) -> bool:
+    """Whether a webcam (or file) opens now; on Linux a missing /dev/videoN is not even tried (no log line each
+    time the sample video looks for a webcam)."""
+    if isinstance(source, int) and sys.platform.startswith("linux") and not Path(f"/dev/video{source}").exists():
+        return False
+    if isinstance(source, str) and not Path(source).exists():
+        return False
+    capture = cv2.VideoCapture(source)
+    try:
+        return bool(capture.isOpened())
+    finally:
+        capture.release()
 
 
 def camera_setting(text: str | int | None) -> str:
@@ -167,7 +184,7 @@ class CameraSource(QObject):
         if isinstance(source, str) and Path(source).suffix.lower() in IMAGE_SUFFIXES:
             self._run_still(Path(source))
             return
-        if isinstance(source, str) and not Path(source).exists():
+        if isinstance(source, str) and not Path(source).exists() and self.fallback is None:
             self.failed.emit(f"Camera source {source} does not exist.")
             return
         backoff = 0.5
@@ -177,8 +194,12 @@ class CameraSource(QObject):
             if not capture.isOpened():
                 capture.release()
                 if self.fallback is not None and not opened_once:
-                    self._run_sample(self.fallback)
-                    return
+                    if not self._run_sample(self.fallback):
+                        return
+                    with self._lock:  # a webcam appeared: it comes first
+                        self.is_sample = False
+                        self.name = camera_label(source)
+                    continue
                 self.failed.emit(self._open_failure_message())
                 if isinstance(source, str):
                     return
@@ -209,36 +230,48 @@ class CameraSource(QObject):
         fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
         return 1.0 / fps if 1.0 <= fps <= 120.0 else 0.0
 
-    def _run_sample(self, path: Path) -> None:
-        """No webcam: play the sample video, looping, through the same OpenCV reader as any video file."""
+    def _run_sample(self, path: Path) -> bool:
+        """No webcam: play the sample video, looping, through the same OpenCV reader as any video file, until the
+        camera stops (False) or the webcam opens (True)."""
         try:
             capture = open_video(str(path))
         except CaptureError as exc:  # a broken install: say so as any camera failure
             self.failed.emit(f"No camera found, and the sample video cannot be played: {exc}")
-            return
+            return False
         with self._lock:
             self.is_sample = True
             self.name = SAMPLE_NAME
         self.fell_back.emit()
+        checked_at = [time.perf_counter()]
+
+        def webcam_appeared() -> bool:
+            if time.perf_counter() - checked_at[0] < WEBCAM_RECHECK_S:
+                return False
+            checked_at[0] = time.perf_counter()
+            return _opens(self.source)
+
         try:
-            self._read_until_failure(capture, self._frame_period(capture), loop=True)
+            return self._read_until_failure(capture, self._frame_period(capture), loop=True, until=webcam_appeared)
         finally:
             capture.release()
 
-    def _read_until_failure(self, capture: Any, period: float, *, loop: bool) -> None:
+    def _read_until_failure(self, capture: Any, period: float, *, loop: bool, until: Any = None) -> bool:
+        """Publish frames until the stream ends, fails or the camera stops (False), or `until()` holds (True)."""
         next_at = time.perf_counter()
         while not self._stop.is_set():
+            if until is not None and until():
+                return True
             ok, bgr = capture.read()
             if not ok:
                 if loop and capture.set(cv2.CAP_PROP_POS_FRAMES, 0):
                     ok, bgr = capture.read()  # a video file loops
                 if not ok:
-                    return
+                    return False
             try:
                 rgb = to_rgb(bgr)  # the same conversion and checks as the command line's frames
             except CaptureError as exc:
                 self.failed.emit(f"{exc}.")
-                return
+                return False
             self._publish(rgb)
             if period:  # files play at their own frame rate; a live camera paces itself
                 next_at += period
@@ -247,6 +280,7 @@ class CameraSource(QObject):
                     self._stop.wait(delay)
                 else:
                     next_at = time.perf_counter()
+        return False
 
     def _run_still(self, path: Path) -> None:
         try:

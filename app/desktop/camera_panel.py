@@ -195,7 +195,7 @@ class CameraPanel(QWidget):
         self.camera = camera_for(source, self)
         self.camera.frame_ready.connect(self._show_frame)
         self.camera.failed.connect(self._on_failed)
-        self.camera.recovered.connect(self.camera_recovered)
+        self.camera.recovered.connect(self._on_recovered)
         self.camera.fell_back.connect(self._on_fell_back)
         self.camera_badge.setVisible(False)
         self._select(str(self.camera.source))
@@ -301,6 +301,13 @@ class CameraPanel(QWidget):
         """No webcam opened: the sample video plays, and says so."""
         self.camera_badge.setVisible(True)
         self._select(AUTOMATIC)
+
+    def _on_recovered(self) -> None:
+        """The camera opened (again); for the automatic camera, a webcam took over from the sample video."""
+        if self.camera is not None and self.camera_badge.isVisibleTo(self):
+            self.camera_badge.setVisible(False)
+            self._select(str(self.camera.source))
+        self.camera_recovered.emit()
 
     def _on_failed(self, message: str) -> None:
         if not self._frozen:

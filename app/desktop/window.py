@@ -309,6 +309,7 @@ class MainWindow(QMainWindow):
             "data_dir": str(self.data_dir),  # where the probe remembers pairs known good
         }
         self.set_status("Loading the model…")
+        self.demo_badge.show_for(s.model_path)  # at once: the demo's first load may take a few seconds
         self.load_requested.emit(s.model_path, s.mmproj_path, options)
 
     def _on_model_loaded(self, info: dict) -> None:
