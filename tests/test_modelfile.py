@@ -166,3 +166,21 @@ def test_every_generated_family_pair_passes_the_checks(tmp_path):
     for name, family in FAMILIES.items():
         pair = family.write(tmp_path / name, 0)
         check_pair(pair.text, pair.mmproj)
+
+
+def test_minicpm_v46_merging_2x2_accepts_a_grid_that_4x4_refuses(tmp_path):
+    """llama.cpp 0.3.36 encodes a 36 px view of 4 px patches (9 x 9) when the projector merges 2x2 only, and aborts
+    when it merges 4x4: the check refuses only the second."""
+    import gguf
+
+    from models.families import write_minicpmv46
+    from tests.hostile.crafted import rewrite
+
+    pair = write_minicpmv46(tmp_path, 0)
+    size = {"clip.vision.image_size": (gguf.GGUFValueType.UINT32, 36)}
+    merge_2 = {"clip.vision.projector.scale_factor": (gguf.GGUFValueType.UINT32, 2)}
+    two = rewrite(pair.mmproj, tmp_path / "merge-2.gguf", keys={**size, **merge_2})
+    four = rewrite(pair.mmproj, tmp_path / "merge-4.gguf", keys=size)
+    check_pair(pair.text, two)
+    with pytest.raises(ModelFileError, match=r"the image size \(36 px\) is not a multiple of the patch \(4 px\) times"):
+        check_pair(pair.text, four)

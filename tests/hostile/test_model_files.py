@@ -169,6 +169,16 @@ def test_minicpm_v46_mmproj_position_table_short_of_the_70x70_grid(minicpm_pair,
                  tensors={"v.position_embd.weight": np.zeros((64, 32), dtype=np.float32)})  # fmt: skip
 
 
+def test_minicpm_v46_mmproj_image_size_not_a_multiple_of_the_merged_patch(minicpm_pair, tmp_path):  # reshape assert
+    minicpm_case(minicpm_pair, tmp_path, "the image size (36 px) is not a multiple of the patch (4 px) times the "
+                 "merge (4)", keys={"clip.vision.image_size": (T.UINT32, 36)})  # fmt: skip
+
+
+def test_minicpm_v46_mmproj_patch_not_dividing_the_image(minicpm_pair, tmp_path):  # reshape assert
+    minicpm_case(minicpm_pair, tmp_path, "the image size (32 px) is not a multiple of the patch (3 px) times the "
+                 "merge (4)", keys={"clip.vision.patch_size": (T.UINT32, 3)})  # fmt: skip
+
+
 def test_text_model_with_zero_blocks(tiny_models, tmp_path):
     text_case(tiny_models, tmp_path, "llama.block_count is 0", keys={"llama.block_count": (T.UINT32, 0)})
 

@@ -502,7 +502,7 @@ def _check_vision(file: Path, fields: _Fields, tensors: dict[str, list[int]], pr
     if projector in _LLAVA_PROJECTORS:
         _check_llava_tensors(fields, tensors, n_embd, n_ff, n_layer, image, patch, refuse)
     if projector == "minicpmv4_6":
-        _check_minicpmv46(fields, tensors, n_embd, refuse)
+        _check_minicpmv46(fields, tensors, n_embd, image, patch, refuse)
 
 
 _LLAVA_PROJECTORS = ("mlp", "mlp_norm")
@@ -512,12 +512,18 @@ MINICPMV46_POSITIONS = 70 * 70
 
 
 def _check_minicpmv46(
-    fields: _Fields, tensors: dict[str, list[int]], n_embd: int, refuse: Callable[[str], NoReturn]
-) -> None:
+    fields: _Fields, tensors: dict[str, list[int]], n_embd: int, image: int, patch: int,
+    refuse: Callable[[str], NoReturn],
+) -> None:  # fmt: skip
     """What clip.cpp's minicpmv4_6 loader and graph assert on (each an abort) or use without a null check."""
     merge = _int(fields, "clip.vision.projector.scale_factor")
     if merge is not None and merge not in (2, 4):
         refuse(f"clip.vision.projector.scale_factor is {merge}: MiniCPM-V 4.6 merges patches 2x2 or 4x4 only")
+    # A small frame is encoded at image_size. Merging 4x4 (the ViT merger's 2x2, then the final 2x2) needs a whole
+    # number of 4x4 groups of patches there (a reshape assert otherwise); merging 2x2 alone copes with any grid.
+    if (merge or 4) == 4 and image % (patch * 4):
+        refuse(f"the image size ({image} px) is not a multiple of the patch ({patch} px) times the merge (4), "
+               "as MiniCPM-V 4.6's mergers need")  # fmt: skip
     position = tensors.get("v.position_embd.weight")
     if position is None:
         refuse("it has no v.position_embd.weight tensor")
