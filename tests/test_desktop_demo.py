@@ -241,3 +241,15 @@ def test_a_reopened_chat_continues_with_the_right_answer(qtbot, make_window, fir
     assert [b.text for b in reopened.chat_view.bubbles] == [
         "What colour is the shape?", "It is red.", "What colour is it?", "It is red."]  # fmt: skip
     assert stats["decode_tokens"] > 0
+
+
+def test_a_question_outside_the_demos_world_gets_a_short_answer_and_the_badge_says_why(qtbot, make_window,
+                                                                                        first_run):  # fmt: skip
+    window = make_window(first_run, camera="")
+    capture_scene(qtbot, window, RED)
+    stats = ask(qtbot, window, "What is the capital of France?")
+    assert stats["finish_reason"] == "stop", "its end of answer, not the token limit"
+    assert stats["decode_tokens"] <= 10
+    assert answer_text(window).endswith(".")
+    assert window.demo_badge.isVisible()
+    assert window.demo_badge.toolTip().startswith("The built-in demo was trained on pictures of one coloured shape")
