@@ -184,10 +184,11 @@ def test_the_model_dialog_offers_the_demo_and_a_real_pair_hides_its_badge(qtbot,
     assert dialog.download_button.text() == "Use"
     assert not dialog.delete_button.isEnabled(), "the built-in pair cannot be deleted"
     assert dialog.demo_button.text() == "Try the built-in demo"
-    with qtbot.waitSignal(window.worker.model_loaded, timeout=30000):
-        dialog.demo_button.click()
-    assert window.demo_badge.isVisible()
+    dialog.demo_button.click()
     assert window.settings.model_path == str(demo_model_files()[0])
+    qtbot.waitUntil(lambda: window.model_ready, timeout=30000)
+    assert window.status_label.text() == "Ready: LlavaCam demo - colours and shapes · template gguf"
+    assert window.demo_badge.isVisible()
     window.use_model(ModelStore(tmp_path).add_local(str(tiny_models.text), str(tiny_models.mmproj)))
     qtbot.waitUntil(lambda: window.model_ready and not window.demo_badge.isVisible(), timeout=30000)
 
@@ -260,3 +261,14 @@ def test_a_question_outside_the_demos_world_gets_a_short_answer_and_the_badge_sa
     assert answer_text(window).endswith(".")
     assert window.demo_badge.isVisible()
     assert window.demo_badge.toolTip().startswith("The built-in demo was trained on pictures of one coloured shape")
+
+
+def test_a_saved_demo_path_from_an_earlier_install_or_bundle_run_is_the_demo_here(tmp_path):
+    from app.desktop.model_setup import startup_settings
+
+    stale = Settings(model_path="/tmp/_MEIab12cd/app/demo/demo-llama.gguf", mmproj_path="/tmp/_MEIab12cd/app/demo/"
+                     "demo-mmproj.gguf")  # fmt: skip
+    text, mmproj = demo_model_files()
+    assert startup_settings(stale, tmp_path) == replace(stale, model_path=str(text), mmproj_path=str(mmproj))
+    own = Settings(model_path=str(tmp_path / "mine.gguf"))
+    assert startup_settings(own, tmp_path) is own, "a model of the user's own is left alone, even a missing one"
