@@ -8,19 +8,25 @@ from app.core.history.store import HistoryStore
 from tests.support.desktop import ask, wait_for_frame
 
 
+def chat_titles(window) -> list[str]:
+    """The sidebar's chat rows (not its Today / Yesterday / Earlier headers)."""
+    return [row.title for row in window.history_panel.model.rows() if row.chat_id is not None]
+
+
 def test_chat_is_stored_listed_reopened_and_continued(qtbot, make_window, settings, tmp_path):
     window = make_window(settings)
     wait_for_frame(qtbot, window)
     ask(qtbot, window, "What is on the table?")
-    qtbot.waitUntil(lambda: window.history_panel.list.count() == 1, timeout=10000)
-    assert "What is on the table?" in window.history_panel.list.item(0).text()
+    qtbot.waitUntil(lambda: chat_titles(window) == ["What is on the table?"], timeout=10000)
+    assert [row.title for row in window.history_panel.model.rows()] == ["Today", "What is on the table?"]
     window.close()
 
     reopened = make_window(settings)
-    qtbot.waitUntil(lambda: reopened.history_panel.list.count() == 1, timeout=10000)
+    qtbot.waitUntil(lambda: chat_titles(reopened) == ["What is on the table?"], timeout=10000)
     chat_id = reopened.history.list_chats()[0].id
     reopened.open_chat(chat_id)
     assert [b.role for b in reopened.chat_view.bubbles] == ["user", "assistant"]
+    assert reopened.history_panel.selected_chat_id() == chat_id
     qtbot.waitUntil(lambda: reopened.pinned is not None, timeout=10000)
     stats = ask(qtbot, reopened, "And what colour is it?")
     assert stats["decode_tokens"] > 0
@@ -33,17 +39,25 @@ def test_chat_is_stored_listed_reopened_and_continued(qtbot, make_window, settin
         store.close()
 
 
-def test_delete_with_undo(qtbot, make_window, settings):
+def test_delete_with_undo_brings_the_chat_back_on_screen_and_selected(qtbot, make_window, settings):
     window = make_window(settings)
     wait_for_frame(qtbot, window)
     ask(qtbot, window, "First chat")
-    qtbot.waitUntil(lambda: window.history_panel.list.count() == 1, timeout=10000)
+    panel = window.history_panel
+    qtbot.waitUntil(lambda: chat_titles(window) == ["First chat"], timeout=10000)
     chat_id = window.history.list_chats()[0].id
-    window.history_panel.delete(chat_id)
-    assert window.history_panel.list.count() == 0
-    assert "Undo" in window.notice.text()
-    window.history_panel.undo_delete()
-    assert window.history_panel.list.count() == 1
+    assert panel.selected_chat_id() == chat_id
+    with qtbot.waitSignal(panel.deleted, timeout=10000):
+        panel.delete(chat_id)
+    assert chat_titles(window) == []
+    assert window.notice.text() == "Chat deleted. Press Undo to bring it back."
+    assert window.chat_view.bubbles == []
+    with qtbot.waitSignal(panel.loaded, timeout=10000):
+        panel.undo_delete()
+    assert chat_titles(window) == ["First chat"]
+    assert [(b.role, b.text) for b in window.chat_view.bubbles][0] == ("user", "First chat")
+    assert panel.selected_chat_id() == chat_id
+    assert window.history_panel.open_chat_id == chat_id
 
 
 def test_closing_mid_answer_keeps_the_partial_answer_marked_stopped(qtbot, make_window, settings, tmp_path):
@@ -75,25 +89,22 @@ def test_deleted_chat_is_purged_with_its_frames_after_the_undo_window(qtbot, tmp
 
     monkeypatch.setattr(history_panel, "UNDO_WINDOW_S", 0.0)  # the timer then fires after one second
     store = HistoryStore(tmp_path)
+    panel = None
     try:
         chat = store.create_chat()
         store.add_user_message(chat, "Q", store.save_image(load_image(Image.new("RGB", (8, 8), (1, 2, 3)))))
         panel = history_panel.HistoryPanel(store)
         qtbot.addWidget(panel)
-        panel.delete(chat)
+        with qtbot.waitSignal(panel.deleted, timeout=5000):
+            panel.delete(chat)
         assert panel.undoDeleteButton.isEnabled()
         qtbot.waitUntil(lambda: not panel.undoDeleteButton.isEnabled(), timeout=5000)
         assert store.conn.execute("SELECT count(*) FROM chats").fetchone()[0] == 0
         assert list(store.images_dir.glob("*.jpg")) == []
     finally:
+        if panel is not None:
+            panel.shutdown()
         store.close()
-
-
-def _row_of(panel, chat_id: int):
-    from PySide6.QtCore import Qt
-
-    return next(panel.list.item(r) for r in range(panel.list.count())
-                if panel.list.item(r).data(Qt.ItemDataRole.UserRole) == chat_id)  # fmt: skip
 
 
 def test_deleting_the_open_chat_clears_it_and_the_next_question_goes_to_a_new_chat(qtbot, make_window, settings,
@@ -101,13 +112,15 @@ def test_deleting_the_open_chat_clears_it_and_the_next_question_goes_to_a_new_ch
     window = make_window(settings)
     wait_for_frame(qtbot, window)
     ask(qtbot, window, "Kept question")
-    qtbot.waitUntil(lambda: window.history_panel.list.count() == 1, timeout=10000)
+    qtbot.waitUntil(lambda: chat_titles(window) == ["Kept question"], timeout=10000)
     deleted = window.history.list_chats()[0].id
-    window.history_panel.delete_selected()  # the Delete button: acts on the chat on screen
+    with qtbot.waitSignal(window.history_panel.deleted, timeout=10000):
+        window.history_panel.delete_selected()  # the Delete button: acts on the chat on screen
     assert window.chat_view.bubbles == []
     assert window.status_label.text().startswith("The chat on screen was deleted")
+    assert window.history_panel.selected_chat_id() is None
     ask(qtbot, window, "After the delete")
-    qtbot.waitUntil(lambda: window.history_panel.list.count() == 1, timeout=10000)
+    qtbot.waitUntil(lambda: chat_titles(window) == ["After the delete"], timeout=10000)
     window.close()
     store = HistoryStore(tmp_path)
     try:
@@ -126,11 +139,14 @@ def test_delete_acts_on_the_chat_on_screen_not_a_highlighted_row(qtbot, make_win
     ask(qtbot, window, "First chat")
     window.new_chat()
     ask(qtbot, window, "Second chat")
-    qtbot.waitUntil(lambda: window.history_panel.list.count() == 2, timeout=10000)
+    qtbot.waitUntil(lambda: chat_titles(window) == ["Second chat", "First chat"], timeout=10000)
     by_title = {c.title: c.id for c in window.history.list_chats()}
     panel = window.history_panel
-    panel.list.setCurrentItem(_row_of(panel, by_title["First chat"]))  # as a right-click or an arrow key does
-    panel.delete_selected()
+    first = panel.model.index(panel.model.row_of(by_title["First chat"]))
+    panel.view.setCurrentIndex(first)  # as an arrow key does: the focus moves, the chat on screen does not
+    assert panel.selected_chat_id() == by_title["Second chat"]
+    with qtbot.waitSignal(panel.deleted, timeout=10000):
+        panel.delete_selected()
     assert [c.title for c in window.history.list_chats()] == ["First chat"]
 
 
@@ -141,16 +157,16 @@ def test_one_click_on_a_chat_opens_it_once(qtbot, make_window, settings):
     wait_for_frame(qtbot, window)
     ask(qtbot, window, "Open me")
     window.new_chat()
-    qtbot.waitUntil(lambda: window.history_panel.list.count() == 1, timeout=10000)
+    qtbot.waitUntil(lambda: chat_titles(window) == ["Open me"], timeout=10000)
     panel = window.history_panel
     opened: list[int] = []
     panel.open_requested.connect(opened.append)
-    item = panel.list.item(0)
-    rect = panel.list.visualItemRect(item)
-    qtbot.mouseClick(panel.list.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
-    panel.list.itemActivated.emit(item)  # styles that activate on a single click send this for the same click
+    index = panel.model.index(panel.model.row_of(window.history.list_chats()[0].id))
+    qtbot.mouseClick(panel.view.viewport(), Qt.MouseButton.LeftButton, pos=panel.view.visualRect(index).center())
+    panel.view.activated.emit(index)  # styles that activate on a single click send this for the same click
     assert opened == [window.history.list_chats()[0].id]
     assert [b.role for b in window.chat_view.bubbles] == ["user", "assistant"]
+    assert panel.selected_chat_id() == opened[0]
 
 
 def test_new_chat_during_an_answer_keeps_that_answer_stopped_with_its_text(qtbot, make_window, settings, tmp_path):

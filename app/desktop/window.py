@@ -789,6 +789,7 @@ class MainWindow(QMainWindow):
         # Deliver the worker's last queued signals (the stopped answer), so the history records them.
         QApplication.processEvents()
         self._closing = True
+        self.history_panel.shutdown()  # its reads stop, its writes (a rename, a delete) finish before the close
         self._background.shutdown()
         self.history.close()
 
