@@ -288,10 +288,11 @@ def test_inline_rename_saves_the_title_and_keeps_the_chat_selected(qtbot, make_p
     assert QAccessible.queryAccessibleInterface(editor).text(QAccessible.Text.Name) == "Chat title"
     editor.selectAll()
     qtbot.keyClicks(editor, "Morning coffee")
+    at_commit: list[tuple[str, int | None]] = []  # what the list shows when the editor commits, before any write
+    panel.model.title_edited.connect(lambda *_: at_commit.append((titles(panel)[2], panel.selected_chat_id())))
     with qtbot.waitSignal(panel.loaded, timeout=5000):
         qtbot.keyClick(editor, Qt.Key.Key_Return)
-        assert titles(panel)[2] == "Morning coffee"  # shown at once, before the write and the reload
-        assert panel.selected_chat_id() == three_days["coffee"]
+    assert at_commit == [("Morning coffee", three_days["coffee"])]
     assert store.get_chat(three_days["coffee"]).title == "Morning coffee"
     assert titles(panel)[1:3] == ["What is on the lunch plate?", "Morning coffee"]
     assert panel.selected_chat_id() == three_days["coffee"]
