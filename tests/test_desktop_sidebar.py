@@ -200,6 +200,13 @@ def test_a_search_result_shows_the_words_around_the_match_with_the_match_marked(
     before, match, after = panel.delegate.snippet_parts(option_for(panel, index), snippet)
     assert match == "wooden table"
     assert before.endswith("low ")
+    narrow = option_for(panel, index)
+    narrow.rect.setWidth(200)
+    before, match, after = panel.delegate.snippet_parts(narrow, snippet)
+    assert match == "wooden table"  # still whole; the words before it give way, whole words only
+    assert before.startswith("…")
+    assert before[1:].split(" ")[0] in ["sofa", "by", "the", "window,", "and", "on", "the", "low"]
+    assert after.endswith("…")
     assert after.startswith(" in front")
     assert index.data(Qt.ItemDataRole.AccessibleDescriptionRole) == f"14:59. {snippet.text}"
 
@@ -226,12 +233,14 @@ def test_no_chats_match_says_so_and_the_list_comes_back_when_the_search_is_clear
     search(qtbot, panel, "zebra")
     assert panel.model.rowCount() == 0
     assert panel.empty_label.isVisible()
+    assert not panel.view.isVisible()  # the message takes the list's place
     assert panel.empty_label.text() == "No chats match “zebra”"
     # Screen readers read what it says (no name set over it).
     read = QAccessible.queryAccessibleInterface(panel.empty_label).text(QAccessible.Text.Name)
     assert read == "No chats match “zebra”"
     search(qtbot, panel, "")
     assert not panel.empty_label.isVisible()
+    assert panel.view.isVisible()
     assert len(panel.model.chat_ids()) == 4
 
 

@@ -272,7 +272,11 @@ class ChatDelegate(QStyledItemDelegate):
         rest = room - match_width
         after_width = plain.horizontalAdvance(after)
         before_room = min(plain.horizontalAdvance(before), max(rest - after_width, rest // 3))
-        shown_before = plain.elidedText(before, Qt.TextElideMode.ElideLeft, before_room)
+        shown_before = before
+        words = before.lstrip("…").split(" ")
+        while words and plain.horizontalAdvance(shown_before) > before_room:  # drop whole words, not half of one
+            words.pop(0)
+            shown_before = "…" + " ".join(words) if words else ""
         shown_after = plain.elidedText(after, Qt.TextElideMode.ElideRight,
                                        rest - plain.horizontalAdvance(shown_before))  # fmt: skip
         return shown_before, match, shown_after
@@ -488,7 +492,7 @@ class HistoryPanel(QWidget):
         self.empty_label.setWordWrap(True)
         self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.empty_label.setVisible(False)
-        layout.addWidget(self.empty_label)
+        layout.addWidget(self.empty_label, 1)  # in the list's place while there is nothing to list
 
         self.model = ChatListModel(self)
         self.model.title_edited.connect(self.rename)
@@ -618,6 +622,7 @@ class HistoryPanel(QWidget):
             nothing = "No chats yet. Ask a question about the camera and it is kept here."
             self.empty_label.setText(f"No chats match “{query}”" if query else nothing)
         self.empty_label.setVisible(not chats)
+        self.view.setVisible(bool(chats))
         self._update_buttons()
         self._unannounced = True  # `loaded` once the jobs queued behind this read (a restore...) are done too
 
