@@ -237,7 +237,7 @@ def test_a_reopened_chat_continues_with_the_right_answer(qtbot, make_window, fir
     capture_scene(qtbot, window, RED)
     ask(qtbot, window, "What colour is the shape?")
     assert answer_text(window) == "It is red."
-    qtbot.waitUntil(lambda: window.history_panel.list.count() == 1, timeout=10000)
+    qtbot.waitUntil(lambda: len(window.history_panel.model.chat_ids()) == 1, timeout=10000)
     window.close()
 
     reopened = make_window(replace(first_run), camera="")
