@@ -24,7 +24,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "screenshot.png")
     parser.add_argument("--size", default="1280x800", help="window size, WIDTHxHEIGHT")
     parser.add_argument("--theme", choices=["light", "dark"], default="light",
-                        help="dark: the system palette is dark (Fusion's dark palette stands in for the desktop's)")
+                        help="the window's theme (dark: Fusion with the app's dark palette)")
     args = parser.parse_args()
     if not os.environ.get("DISPLAY"):
         if shutil.which("xvfb-run") is None:
@@ -39,27 +39,13 @@ def main() -> int:
     return shoot(args.out, (width, height), args.theme)
 
 
-def dark_palette() -> object:
-    from PySide6.QtGui import QColor, QPalette
-
-    palette = QPalette()
-    roles = QPalette.ColorRole
-    for role, colour in ((roles.Window, "#202124"), (roles.WindowText, "#e8eaed"), (roles.Base, "#17181a"),
-                         (roles.AlternateBase, "#2a2b2e"), (roles.Text, "#e8eaed"), (roles.Button, "#2d2e31"),
-                         (roles.ButtonText, "#e8eaed"), (roles.Highlight, "#3d6fb4"),
-                         (roles.HighlightedText, "#ffffff"), (roles.ToolTipBase, "#2d2e31"),
-                         (roles.ToolTipText, "#e8eaed"), (roles.PlaceholderText, "#9aa0a6")):  # fmt: skip
-        palette.setColor(role, QColor(colour))
-    return palette
-
-
 def shoot(out: Path, size: tuple[int, int] = (1280, 800), theme: str = "light") -> int:
     sys.path.insert(0, str(REPO))
     from PySide6.QtCore import QEventLoop
     from PySide6.QtWidgets import QApplication
 
-    from app.core.resources import resource_path
     from app.desktop.settings import Settings
+    from app.desktop.theme import apply_theme
     from app.desktop.window import MainWindow
     from models.make_test_models import write_tiny_pair
     from tests.support.camera_video import write_test_video
@@ -68,10 +54,7 @@ def shoot(out: Path, size: tuple[int, int] = (1280, 800), theme: str = "light") 
     pair = write_tiny_pair(work / "models")
     video = write_test_video(work / "camera.avi", frames=60, size=(640, 480), fps=15.0)
     app = QApplication.instance() or QApplication([])
-    if theme == "dark":
-        app.setStyle("Fusion")
-        app.setPalette(dark_palette())
-    app.setStyleSheet(resource_path("styles.qss").read_text(encoding="utf-8"))
+    apply_theme(app, theme)  # what the window's theme setting does (Fusion and our dark palette for "dark")
     settings = Settings(model_path=str(pair.text), mmproj_path=str(pair.mmproj), temperature=0.0, max_tokens=40,
                         n_ctx=2048)  # fmt: skip
     window = MainWindow(settings, work / "data", camera_source=str(video))

@@ -1,11 +1,25 @@
-"""The chat: a scrolling column of message bubbles. Questions on the right, answers on the left, never mixed."""
+"""The chat: a scrolling column of message bubbles. Questions on the right, answers on the left, never mixed.
+
+An answer streams in as Markdown. Re-parsing all of it on every update costs the square of its length, so an answer
+is a stack of blocks (`BlockSplitter`): a block that can no longer change (a paragraph followed by a blank line and
+the start of something else, a closed code fence) is rendered once, and only the open block at the end is rendered
+again as pieces arrive. Code blocks are their own widgets: a background, a Copy button, and lines that scroll inside
+the block instead of widening the chat.
+
+Nothing in an answer loads anything: its documents refuse every resource (`InertDocument`), raw HTML is off, and the
+image syntax is shown as text. Text wraps anywhere it must (a long path or URL), so the chat never scrolls sideways.
+"""
 
 from __future__ import annotations
 
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QGuiApplication, QPixmap
+from PySide6.QtCore import QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QFontDatabase, QGuiApplication, QImage, QPixmap, QTextDocument, QTextOption, QWheelEvent
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -13,13 +27,27 @@ from PySide6.QtWidgets import (
     QPushButton,
     QScrollArea,
     QSizePolicy,
+    QTextEdit,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
+from app.desktop.accessible import DescribedLabel, WrappingLabel
 
-def format_timings(stats: dict[str, Any]) -> str:
-    """The small line under an answer: image encode (or "image cached"), time to first token, speed."""
+COPIED_MS = 1500
+ANSWER_MAX_WIDTH = 720
+QUESTION_MAX_WIDTH = 560
+EMPTY_CHAT_TEXT = (
+    "Ask about what the camera sees: type a question below and press Enter. The live frame at that moment is the "
+    "one the model looks at; follow-up questions ask about the same frame until you capture, open or paste another."
+)
+
+
+def format_timings(stats: Mapping[str, Any] | Any) -> str:
+    """The small line under an answer: image encode (or "image cached"), time to first token, speed.
+    `stats` is a `TurnStats` or its dict (as stored in history)."""
+    stats = _as_dict(stats)
     parts = []
     if stats.get("image_cached"):
         parts.append("image cached")
@@ -33,93 +61,427 @@ def format_timings(stats: dict[str, Any]) -> str:
     return " · ".join(parts)
 
 
-class Bubble(QFrame):
-    """One message. Its dynamic property `role` is "user" or "assistant" (for styles and automation)."""
-
-    def __init__(self, role: str, text: str = "", thumbnail: QPixmap | None = None) -> None:
-        super().__init__()
-        self.role = role
-        self.setProperty("role", role)
-        self.setObjectName(f"{role}Bubble")
-        self.setAccessibleName("Your question" if role == "user" else "Answer")
-        self.setFrameShape(QFrame.Shape.StyledPanel)
-        self.setSizePolicy(QSizePolicy.Policy.Maximum, QSizePolicy.Policy.Minimum)
-        self.setMaximumWidth(560)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(12, 8, 12, 8)
-        if thumbnail is not None:
-            self.thumbnail = QLabel()
-            self.thumbnail.setObjectName("bubbleThumbnail")
-            self.thumbnail.setAccessibleName("The frame this question is about")
-            self.thumbnail.setPixmap(thumbnail)
-            layout.addWidget(self.thumbnail)
-        self.text_label = QLabel()
-        self.text_label.setObjectName("bubbleText")
-        self.text_label.setWordWrap(True)
-        self.text_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        # Questions are shown as typed; answers are rendered as Markdown.
-        self.text_label.setTextFormat(Qt.TextFormat.PlainText if role == "user" else Qt.TextFormat.MarkdownText)
-        layout.addWidget(self.text_label)
-        self._text = ""
-        self.stopped = False
-        if role == "assistant":
-            footer = QHBoxLayout()
-            self.timing_label = QLabel("")
-            self.timing_label.setObjectName("timingLabel")
-            self.timing_label.setAccessibleName("Timings")
-            footer.addWidget(self.timing_label, 1)
-            self.copy_button = QPushButton("Copy")
-            self.copy_button.setObjectName("copyButton")
-            self.copy_button.setAccessibleName("Copy answer")
-            self.copy_button.setFlat(True)
-            self.copy_button.clicked.connect(self.copy_text)
-            footer.addWidget(self.copy_button)
-            layout.addLayout(footer)
-        self.set_text(text)
-
-    @property
-    def text(self) -> str:
-        return self._text
-
-    def set_text(self, text: str) -> None:
-        self._text = text
-        shown = text if self.role == "user" else inert_markdown(text)
-        self.text_label.setText(shown if text or self.role == "user" else "…")
-
-    def append(self, piece: str) -> None:
-        self.set_text(self._text + piece)
-
-    def finish(self, stats: dict[str, Any]) -> None:
-        self.stopped = stats.get("finish_reason") == "cancelled"
-        line = format_timings(stats)
-        if self.stopped:
-            line = "stopped · " + line
-            if not self._text:
-                self.set_text("*(stopped before the first word)*")
-        self.timing_label.setText(line)
-        self.setProperty("stopped", self.stopped)
-        repolish(self)
-
-    def fail(self, message: str) -> None:
-        self.setProperty("failed", True)
-        repolish(self)
-        self.timing_label.setText("error")
-        self.set_text((self._text + "\n\n" if self._text else "") + f"**Error:** {message}")
-
-    def copy_text(self) -> None:
-        QGuiApplication.clipboard().setText(self._text)
-        # Say it worked, then offer Copy again.
-        self.copy_button.setText("Copied")
-        QTimer.singleShot(COPIED_MS, self, lambda: self.copy_button.setText("Copy"))
+def _as_dict(stats: Mapping[str, Any] | Any) -> Mapping[str, Any]:
+    if stats is None:
+        return {}
+    if isinstance(stats, Mapping):
+        return stats
+    to_dict = getattr(stats, "to_dict", None)
+    return to_dict() if callable(to_dict) else {}
 
 
-COPIED_MS = 1500
+# --- splitting streamed Markdown into blocks (plain Python: no Qt) --------------------------------------------------
+
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
+_LIST_ITEM = re.compile(r"^ {0,3}(?:[-+*]|\d{1,9}[.)])(?:[ \t]|$)")
+
+
+@dataclass(frozen=True)
+class Block:
+    """One block of an answer: "markdown" (its source) or "code" (the code inside a fence, and its language)."""
+
+    kind: str
+    text: str
+    language: str = ""
+
+
+def _fence(line: str) -> re.Match[str] | None:
+    """The opening line of a fenced code block (a backtick fence's info string has no backtick)."""
+    match = _FENCE.match(line)
+    if match is None or (match.group(1)[0] == "`" and "`" in match.group(2)):
+        return None
+    return match
+
+
+def _closing_fence(line: str, marker: str) -> bool:
+    stripped = line.strip()
+    return len(line) - len(line.lstrip(" ")) <= 3 and len(stripped) >= len(marker) and set(stripped) == {marker[0]}
+
+
+def _decided(line: str, complete: bool, in_list: bool) -> bool:
+    """Whether the first line after a blank one shows yet if it continues the block above (indented, or the next
+    item of a list) — decided as soon as its first characters say so, to keep the open block short."""
+    if complete:
+        return True
+    if not line or line[0] in " \t":
+        return False
+    return not in_list or line[0] not in "-+*0123456789"
+
+
+def take_block(text: str, final: bool = False) -> tuple[Block | None, str]:
+    """The first block of `text` if nothing arriving later can change it (any block when `final`), and the rest.
+    (None, text) when the first block is still open."""
+    lines = text.split("\n")
+    complete = len(lines) if final else len(lines) - 1  # lines[:complete] are whole lines
+    start = 0
+    while start < len(lines) and not lines[start].strip():
+        start += 1
+    if start >= len(lines):
+        return None, "" if final else text
+    fence = _fence(lines[start])
+    if fence is not None:
+        if start >= complete:
+            return None, text  # the opening line is still arriving
+        marker, language = fence.group(1), fence.group(2).strip()
+        for end in range(start + 1, complete):
+            if _closing_fence(lines[end], marker):
+                return Block("code", "\n".join(lines[start + 1 : end]), language), "\n".join(lines[end + 1 :])
+        if final:
+            return Block("code", "\n".join(lines[start + 1 :]).rstrip("\n"), language), ""
+        return None, text
+    in_list = _LIST_ITEM.match(lines[start]) is not None
+    end = start + 1
+    while end < complete:
+        line = lines[end]
+        if _fence(line) and not line.startswith((" ", "\t")):
+            return Block("markdown", "\n".join(lines[start:end])), "\n".join(lines[end:])
+        if line.strip():
+            end += 1
+            continue
+        after = end + 1
+        while after < complete and not lines[after].strip():
+            after += 1
+        if after >= len(lines) or not _decided(lines[after], after < complete, in_list):
+            break  # what follows the blank line is not known yet
+        following = lines[after]
+        if following[:1] in (" ", "\t") or (in_list and _LIST_ITEM.match(following)):
+            end = after  # an indented line or the next item: the same block goes on
+            continue
+        return Block("markdown", "\n".join(lines[start:end])), "\n".join(lines[after:])
+    if final:
+        return Block("markdown", "\n".join(lines[start:]).rstrip()), ""
+    return None, text
+
+
+def open_block(text: str) -> Block | None:
+    """The block still arriving at the end of an answer, as it would render now (None: nothing but blank lines)."""
+    stripped = text.lstrip("\n")
+    if not stripped.strip():
+        return None
+    first, _, rest = stripped.partition("\n")
+    fence = _fence(first)
+    if fence is not None:
+        return Block("code", rest, fence.group(2).strip())
+    return Block("markdown", stripped.rstrip())
+
+
+class BlockSplitter:
+    """Feeds on an answer's pieces; hands out each block once it is closed. The text it keeps (`pending`) is only
+    the open block, so each update costs that block's length, not the answer's."""
+
+    def __init__(self) -> None:
+        self.pending = ""
+
+    def feed(self, piece: str) -> list[Block]:
+        self.pending += piece
+        return self._take(final=False)
+
+    def close(self) -> list[Block]:
+        """The answer ended: whatever is still open is final."""
+        return self._take(final=True)
+
+    def tail(self) -> Block | None:
+        return open_block(self.pending)
+
+    def _take(self, final: bool) -> list[Block]:
+        closed: list[Block] = []
+        while True:
+            block, rest = take_block(self.pending, final)
+            if block is None:
+                self.pending = rest
+                return closed
+            closed.append(block)
+            self.pending = rest
+
+
+# --- rendering --------------------------------------------------------------------------------------------------
+
+MARKDOWN_FEATURES = QTextDocument.MarkdownFeature.MarkdownDialectGitHub | QTextDocument.MarkdownFeature.MarkdownNoHTML
 
 
 def inert_markdown(text: str) -> str:
-    """Markdown that loads nothing: Qt's Markdown label reads `![alt](path)` images from disk (a model's answer,
-    or a stored chat, could name any local file). The image syntax is escaped, so it shows as the text it is."""
+    """Markdown whose image syntax shows as the text it is: a model's answer, or a stored chat, could name any local
+    file or URL in `![alt](path)` (the documents refuse to load resources as well)."""
     return text.replace("![", "!\\[")
+
+
+def render_markdown(document: QTextDocument, markdown: str) -> None:
+    """Parse `markdown` into `document`: every Markdown parse of the chat goes through here (tests count them)."""
+    document.setMarkdown(inert_markdown(markdown), MARKDOWN_FEATURES)
+
+
+class InertDocument(QTextDocument):
+    """A text document that loads nothing: no image, style sheet or other resource from disk or the network."""
+
+    def loadResource(self, type: int, name: Any) -> Any:  # noqa: N802, A002 (Qt's names)
+        return None
+
+
+class TextBlock(QTextEdit):
+    """A read-only block of text sized to its content: as wide as its longest line when there is room, squeezed
+    to a few characters (wrapping anywhere, even inside a long URL) when there is not, and exactly as tall as it
+    needs for the width it gets. Mouse and keyboard selection work; wheel events scroll the chat, not the block."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("textBlock")
+        self.setDocument(InertDocument(self))
+        self.document().setDocumentMargin(0)
+        self.setReadOnly(True)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setWordWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
+        self.setTextInteractionFlags(
+            Qt.TextInteractionFlag.TextSelectableByMouse | Qt.TextInteractionFlag.TextSelectableByKeyboard
+        )
+        self.setFocusPolicy(Qt.FocusPolicy.ClickFocus)  # no Tab stop per paragraph; a click allows Ctrl+C
+        self.viewport().setAutoFillBackground(False)
+        policy = QSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
+        policy.setHeightForWidth(True)
+        self.setSizePolicy(policy)
+        self._measure: QTextDocument | None = None
+        self._heights: dict[int, int] = {}
+
+    def show_markdown(self, markdown: str) -> None:
+        render_markdown(self.document(), markdown)
+        self._changed()
+
+    def show_plain(self, text: str) -> None:
+        self.document().setPlainText(text)
+        self._changed()
+
+    def text(self) -> str:
+        return self.document().toPlainText()
+
+    def _changed(self) -> None:
+        self._measure = None
+        self._heights.clear()
+        self.updateGeometry()
+
+    def _measuring(self) -> QTextDocument:
+        # A copy to measure at any width without re-laying out the document on screen.
+        if self._measure is None:
+            self._measure = self.document().clone(self)
+            self._measure.setDocumentMargin(0)
+            self._measure.setDefaultTextOption(self.document().defaultTextOption())
+            self._measure.setDefaultFont(self.font())
+        return self._measure
+
+    def natural_width(self) -> int:
+        measure = self._measuring()
+        measure.setTextWidth(-1)
+        return math.ceil(measure.idealWidth()) + 2
+
+    def hasHeightForWidth(self) -> bool:  # noqa: N802
+        return True
+
+    def heightForWidth(self, width: int) -> int:  # noqa: N802
+        if width not in self._heights:
+            measure = self._measuring()
+            measure.setTextWidth(max(1, width))
+            self._heights[width] = math.ceil(measure.size().height())
+        return self._heights[width]
+
+    def sizeHint(self) -> QSize:  # noqa: N802
+        width = self.natural_width()
+        return QSize(width, self.heightForWidth(width))
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802
+        metrics = self.fontMetrics()
+        return QSize(min(self.natural_width(), metrics.horizontalAdvance("M") * 3), metrics.height())
+
+    def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802
+        event.ignore()  # the chat scrolls (and Ctrl+wheel does not zoom one paragraph)
+
+
+def flash_copied(button: QPushButton, label: str = "Copy") -> None:
+    """Say a copy worked, then offer Copy again."""
+    button.setText("Copied")
+    QTimer.singleShot(COPIED_MS, button, lambda: button.setText(label))
+
+
+class CodeScroll(QScrollArea):
+    """The code's lines, scrolling sideways inside their block when they are wider than it."""
+
+    def __init__(self, label: QLabel) -> None:
+        super().__init__()
+        self.setObjectName("codeScroll")
+        self.setWidget(label)
+        self.setWidgetResizable(True)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        policy = QSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
+        policy.setHeightForWidth(True)
+        self.setSizePolicy(policy)
+        self._label = label
+
+    def hasHeightForWidth(self) -> bool:  # noqa: N802
+        return True
+
+    def heightForWidth(self, width: int) -> int:  # noqa: N802
+        hint = self._label.sizeHint()
+        bar = self.horizontalScrollBar().sizeHint().height() if hint.width() > width else 0
+        return hint.height() + bar
+
+    def sizeHint(self) -> QSize:  # noqa: N802
+        width = self._label.sizeHint().width()
+        return QSize(width, self.heightForWidth(width))
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802
+        return QSize(self.fontMetrics().horizontalAdvance("M") * 3, self.heightForWidth(0))
+
+    def resizeEvent(self, event: Any) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        self.setFixedHeight(self.heightForWidth(self.width()))  # room for the sideways scroll bar when it shows
+
+
+class CodeBlock(QFrame):
+    """A fenced code block: its language, a Copy button for just this code, and unwrapped lines."""
+
+    def __init__(self, code: str = "", language: str = "") -> None:
+        super().__init__()
+        self.setObjectName("codeBlock")
+        self.setAccessibleName("Code")
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(8, 4, 8, 6)
+        layout.setSpacing(2)
+        header = QHBoxLayout()
+        self.language_label = QLabel()
+        self.language_label.setObjectName("codeLanguage")
+        header.addWidget(self.language_label)
+        header.addStretch(1)
+        self.copy_button = QPushButton("Copy")
+        self.copy_button.setObjectName("codeCopyButton")
+        self.copy_button.setAccessibleName("Copy code")
+        self.copy_button.setFlat(True)
+        self.copy_button.clicked.connect(self.copy_code)
+        header.addWidget(self.copy_button)
+        layout.addLayout(header)
+        self.code_label = QLabel()
+        self.code_label.setObjectName("codeText")
+        self.code_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.code_label.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+        self.code_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.code_label.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        self.code_scroll = CodeScroll(self.code_label)
+        layout.addWidget(self.code_scroll)
+        self.code = ""
+        self.set_code(code, language)
+
+    def set_code(self, code: str, language: str = "") -> None:
+        # Plain text: updating a streaming code block parses nothing.
+        self.code = code
+        self.code_label.setText(code)
+        self.language_label.setText(language)
+        self.code_scroll.updateGeometry()
+
+    def copy_code(self) -> None:
+        QGuiApplication.clipboard().setText(self.code)
+        flash_copied(self.copy_button)
+
+
+class BlockStack(QWidget):
+    """An answer's body: its closed blocks, each rendered once, and the open block at the end, rendered again on
+    each update. `set_text` with a longer version of the same text feeds only the new part."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setObjectName("answerBody")
+        self._layout = QVBoxLayout(self)
+        self._layout.setContentsMargins(0, 0, 0, 0)
+        self._layout.setSpacing(6)
+        self._splitter = BlockSplitter()
+        self._source = ""
+        self._final = False
+        self.blocks: list[QWidget] = []  # closed blocks, in order
+        self._tail: QWidget | None = None
+        self._tail_block: Block | None = None
+        self.set_text("")
+
+    def set_text(self, text: str) -> None:
+        if self._final or not text.startswith(self._source):
+            self._reset()
+        delta = text[len(self._source) :]
+        self._source = text
+        for block in self._splitter.feed(delta) if delta else []:
+            self._add_closed(block)
+        self._show_tail(self._splitter.tail())
+
+    def finish(self) -> None:
+        """The answer is complete: its open block is final too."""
+        for block in self._splitter.close():
+            self._add_closed(block)
+        self._show_tail(None)
+        self._final = True
+
+    def _reset(self) -> None:
+        for widget in [*self.blocks, *([self._tail] if self._tail is not None else [])]:
+            widget.setParent(None)
+            widget.deleteLater()
+        self.blocks = []
+        self._tail = None
+        self._tail_block = None
+        self._splitter = BlockSplitter()
+        self._source = ""
+        self._final = False
+
+    def _widget_for(self, block: Block, reuse: QWidget | None, shown: Block | None) -> QWidget:
+        """A widget showing `block`: `reuse` if it is of the right kind (rendered again only if it shows something
+        else), a new one otherwise."""
+        if block.kind == "code":
+            code = reuse if isinstance(reuse, CodeBlock) else CodeBlock()
+            if shown != block:
+                code.set_code(block.text, block.language)
+            return code
+        text = reuse if isinstance(reuse, TextBlock) and shown is not None else TextBlock()
+        if shown != block or text is not reuse:
+            text.show_markdown(block.text)
+        return text
+
+    def _add_closed(self, block: Block) -> None:
+        widget = self._widget_for(block, self._tail, self._tail_block)
+        if widget is self._tail:
+            self._tail = None
+            self._tail_block = None
+        else:
+            self._layout.insertWidget(len(self.blocks), widget)
+        self.blocks.append(widget)
+
+    def _show_tail(self, block: Block | None) -> None:
+        if block is None and self.blocks:
+            if self._tail is not None:
+                self._tail.setParent(None)
+                self._tail.deleteLater()
+            self._tail = None
+            self._tail_block = None
+            return
+        if block is None:
+            # Nothing yet: an ellipsis while the answer is coming (an empty final answer keeps it as well).
+            placeholder = self._tail if isinstance(self._tail, TextBlock) and self._tail_block is None else None
+            if placeholder is None:
+                self._replace_tail(TextBlock())
+                assert isinstance(self._tail, TextBlock)
+                self._tail.show_plain("…")
+            return
+        widget = self._widget_for(block, self._tail, self._tail_block)
+        if widget is not self._tail:
+            self._replace_tail(widget)
+        self._tail_block = block
+
+    def _replace_tail(self, widget: QWidget) -> None:
+        if self._tail is not None:
+            self._tail.setParent(None)
+            self._tail.deleteLater()
+        self._tail = widget
+        self._tail_block = None
+        self._layout.addWidget(widget)
+
+    def widgets(self) -> list[QWidget]:
+        """Every block widget on screen, in order."""
+        return [*self.blocks, *([self._tail] if self._tail is not None else [])]
 
 
 def repolish(widget: QWidget) -> None:
@@ -130,47 +492,218 @@ def repolish(widget: QWidget) -> None:
     widget.update()
 
 
+class Bubble(QWidget):
+    """One message: `card` is the bubble drawn (its dynamic properties `role` — "user" or "assistant" — and
+    `stopped`/`failed` pick its style); an answer has a line under it with its timings, the engine that gave it,
+    its versions (‹ 1/2 ›) and Copy. The line is outside the card, so a short answer is not as wide as its timings.
+    """
+
+    version_requested = Signal(int)  # the answer version (0-based) the user asked to see
+
+    def __init__(self, role: str, text: str = "", thumbnail: QPixmap | None = None, *, engine: str = "") -> None:
+        super().__init__()
+        self.role = role
+        self.setProperty("role", role)
+        self.setObjectName(f"{role}Message")
+        self.setAccessibleName("Your question" if role == "user" else "Answer")
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.setSpacing(2)
+        self.card = QFrame()
+        self.card.setObjectName(f"{role}Bubble")
+        self.card.setProperty("role", role)
+        self.card.setFrameShape(QFrame.Shape.StyledPanel)
+        self.card.setMaximumWidth(QUESTION_MAX_WIDTH if role == "user" else ANSWER_MAX_WIDTH)
+        self.card.setSizePolicy(QSizePolicy.Policy.Maximum, QSizePolicy.Policy.Preferred)
+        card_row = QHBoxLayout()
+        card_row.setContentsMargins(0, 0, 0, 0)
+        if role == "user":
+            card_row.addStretch(1)
+        card_row.addWidget(self.card)
+        if role != "user":
+            card_row.addStretch(1)
+        outer.addLayout(card_row)
+        layout = QVBoxLayout(self.card)
+        layout.setContentsMargins(12, 8, 12, 8)
+        self.thumbnail: QLabel | None = None
+        self.frame_image: QImage | None = None  # what the thumbnail shows, to tell a follow-up about the same frame
+        if thumbnail is not None:
+            self.thumbnail = QLabel()
+            self.thumbnail.setObjectName("bubbleThumbnail")
+            self.thumbnail.setAccessibleName("The frame this question is about")
+            self.thumbnail.setPixmap(thumbnail)
+            self.frame_image = thumbnail.toImage()
+            layout.addWidget(self.thumbnail)
+        self._text = ""
+        self.stopped = False
+        self.question_text: TextBlock | None = None
+        self.body: BlockStack | None = None
+        if role == "user":
+            self.question_text = TextBlock()  # shown as typed
+            layout.addWidget(self.question_text)
+        else:
+            self.body = BlockStack()
+            layout.addWidget(self.body)
+            self._build_footer(outer)
+            self.set_engine(engine)
+            self.set_versions(0, 1)
+        self.set_text(text)
+
+    def _build_footer(self, outer: QVBoxLayout) -> None:
+        footer = QHBoxLayout()
+        footer.setContentsMargins(6, 0, 6, 0)
+        footer.setSpacing(8)
+        self.timing_label = WrappingLabel("Answer timing")
+        self.timing_label.setObjectName("timingLabel")
+        footer.addWidget(self.timing_label)
+        self.engine_label = DescribedLabel("Answered by")
+        self.engine_label.setObjectName("engineLabel")
+        footer.addWidget(self.engine_label)
+        self.previous_version = QToolButton()
+        self.previous_version.setText("‹")
+        self.previous_version.setObjectName("previousVersion")
+        self.previous_version.setAccessibleName("Previous answer version")
+        self.previous_version.clicked.connect(lambda: self.version_requested.emit(self.version - 1))
+        footer.addWidget(self.previous_version)
+        self.version_label = DescribedLabel("Answer version")
+        self.version_label.setObjectName("versionLabel")
+        footer.addWidget(self.version_label)
+        self.next_version = QToolButton()
+        self.next_version.setText("›")
+        self.next_version.setObjectName("nextVersion")
+        self.next_version.setAccessibleName("Next answer version")
+        self.next_version.clicked.connect(lambda: self.version_requested.emit(self.version + 1))
+        footer.addWidget(self.next_version)
+        self.copy_button = QPushButton("Copy")
+        self.copy_button.setObjectName("copyButton")
+        self.copy_button.setAccessibleName("Copy answer")
+        self.copy_button.setFlat(True)
+        self.copy_button.clicked.connect(self.copy_text)
+        footer.addWidget(self.copy_button)
+        footer.addStretch(1)
+        outer.addLayout(footer)
+
+    @property
+    def text(self) -> str:
+        return self._text
+
+    def set_text(self, text: str) -> None:
+        self._text = text
+        if self.question_text is not None:
+            self.question_text.show_plain(text)
+        elif self.body is not None:
+            self.body.set_text(text)
+
+    def append(self, piece: str) -> None:
+        self.set_text(self._text + piece)
+
+    def set_engine(self, label: str) -> None:
+        """Which engine and model gave this answer, e.g. "demo · this computer" or "qwen · server 192.168.1.5"."""
+        self.engine_label.setText(label)
+        self.engine_label.setVisible(bool(label))
+
+    def set_versions(self, index: int, count: int) -> None:
+        """Show ‹ index+1/count › when the question has more than one answer (the arrows ask for the neighbours
+        through `version_requested`)."""
+        self.version = index
+        self.version_count = count
+        shown = count > 1
+        for widget in (self.previous_version, self.version_label, self.next_version):
+            widget.setVisible(shown)
+        self.version_label.setText(f"{index + 1}/{count}")
+        self.previous_version.setEnabled(index > 0)
+        self.next_version.setEnabled(index < count - 1)
+
+    def hide_thumbnail(self) -> None:
+        """A follow-up about the frame already shown above: the picture is not repeated."""
+        if self.thumbnail is not None:
+            self.thumbnail.hide()
+
+    def finish(self, stats: Mapping[str, Any] | Any) -> None:
+        stats = _as_dict(stats)
+        self.stopped = stats.get("finish_reason") == "cancelled"
+        line = format_timings(stats)
+        if self.stopped:
+            line = "stopped · " + line
+            if not self._text:
+                self.set_text("*(stopped before the first word)*")
+        if self.body is not None:
+            self.body.finish()
+        self.timing_label.setText(line)
+        self._set_state("stopped", self.stopped)
+
+    def fail(self, message: str) -> None:
+        self.set_text((self._text + "\n\n" if self._text else "") + f"**Error:** {message}")
+        if self.body is not None:
+            self.body.finish()
+        self.timing_label.setText("error")
+        self._set_state("failed", True)
+
+    def _set_state(self, name: str, value: bool) -> None:
+        self.setProperty(name, value)
+        self.card.setProperty(name, value)
+        repolish(self.card)
+
+    def code_blocks(self) -> list[CodeBlock]:
+        return [w for w in self.body.widgets() if isinstance(w, CodeBlock)] if self.body is not None else []
+
+    def copy_text(self) -> None:
+        QGuiApplication.clipboard().setText(self._text)
+        flash_copied(self.copy_button)
+
+
 class ChatView(QScrollArea):
+    """The conversation, top to bottom. Never scrolls sideways: everything in it wraps or scrolls in its own block.
+    Empty, it says what to do."""
+
     def __init__(self) -> None:
         super().__init__()
         self.setObjectName("chatView")
         self.setAccessibleName("Conversation")
         self.setWidgetResizable(True)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self._column = QWidget()
         self._column.setObjectName("chatColumn")
         self._layout = QVBoxLayout(self._column)
         self._layout.setContentsMargins(12, 12, 12, 12)
         self._layout.setSpacing(10)
+        self.empty_label = QLabel(EMPTY_CHAT_TEXT)
+        self.empty_label.setObjectName("emptyChatLabel")
+        self.empty_label.setWordWrap(True)
+        self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty_label.setContentsMargins(24, 48, 24, 24)
+        self._layout.addWidget(self.empty_label)
         self._layout.addStretch(1)
         self.setWidget(self._column)
         self.bubbles: list[Bubble] = []
+        self._last_frame: QImage | None = None
 
     def add(self, bubble: Bubble) -> Bubble:
-        row = QHBoxLayout()
-        if bubble.role == "user":
-            row.addStretch(1)
-            row.addWidget(bubble)
-        else:
-            row.addWidget(bubble)
-            row.addStretch(1)
-        self._layout.insertLayout(self._layout.count() - 1, row)
+        if bubble.frame_image is not None:
+            if self._last_frame is not None and bubble.frame_image == self._last_frame:
+                bubble.hide_thumbnail()  # a follow-up about the frame shown above
+            self._last_frame = bubble.frame_image
+        self._layout.insertWidget(self._layout.count() - 1, bubble)
         self.bubbles.append(bubble)
+        self.empty_label.setVisible(False)
         self.scroll_to_end()
         return bubble
 
     def scroll_to_end(self) -> None:
         # After layout has run, or the new height is not known yet.
-        QTimer.singleShot(0, lambda: self.verticalScrollBar().setValue(self.verticalScrollBar().maximum()))
+        QTimer.singleShot(0, self, lambda: self.verticalScrollBar().setValue(self.verticalScrollBar().maximum()))
 
     def clear(self) -> None:
+        for bubble in self.bubbles:
+            bubble.setParent(None)
+            bubble.deleteLater()
+        for index in reversed(range(self._layout.count())):  # any bubble taken out of `bubbles` by a caller
+            item = self._layout.itemAt(index)
+            widget = item.widget() if item is not None else None
+            if isinstance(widget, Bubble):
+                widget.setParent(None)
+                widget.deleteLater()
         self.bubbles.clear()
-        while self._layout.count() > 1:
-            item = self._layout.takeAt(0)
-            row = item.layout() if item is not None else None
-            if row is not None:
-                while row.count():
-                    child = row.takeAt(0)
-                    widget = child.widget() if child is not None else None
-                    if widget is not None:
-                        widget.deleteLater()
-                row.deleteLater()
+        self._last_frame = None
+        self.empty_label.setVisible(True)

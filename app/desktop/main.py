@@ -13,7 +13,6 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
 from app.core.paths import data_dir
-from app.core.resources import resource_path
 
 
 def _debug_stall_watchdog(app: QApplication) -> QTimer:
@@ -52,9 +51,9 @@ def run_window(args: argparse.Namespace) -> int:
         settings.mmproj_path = os.path.abspath(args.mmproj) if getattr(args, "mmproj", None) else ""
     app = cast(QApplication, QApplication.instance() or QApplication(sys.argv[:1]))
     app.setApplicationName("LlavaCam")
-    style = resource_path("styles.qss")
-    if style.exists():
-        app.setStyleSheet(style.read_text(encoding="utf-8"))
+    from app.desktop.theme import apply_theme
+
+    apply_theme(app, getattr(settings, "theme", "system"))  # the style sheet too; "system" follows the desktop
     if getattr(args, "model_id", None):
         from app.core.models.store import ModelStore
 
