@@ -87,6 +87,8 @@ def test_markdown_in_an_answer_loads_no_local_image(qtbot, tmp_path):
         shown(qtbot, bubble, 500, 400)
         assert bubble.card.sizeHint().height() < 150, answer  # the 300 px picture was not read
         assert bubble.text == answer  # Copy still gives the answer as written
+        if "<img" in answer:
+            assert bubble.body.widgets()[0].text() == answer  # raw HTML is shown as the text it is
 
 
 def test_a_document_in_the_chat_refuses_every_resource(qtbot, tmp_path):
@@ -219,6 +221,8 @@ def test_the_chat_never_scrolls_sideways_and_long_code_scrolls_in_its_block(qtbo
     assert isinstance(prose, TextBlock)
     assert prose.height() >= 3 * prose.fontMetrics().height()  # the path and URL wrapped inside the bubble
     assert prose.text() == f"It is at {LONG_PATH}, see {LONG_URL}."
+    for block in (prose, view.bubbles[0].question_text):
+        assert block.document().idealWidth() <= block.viewport().width()  # wrapped, not cut off at the right
     (code,) = answer.code_blocks()
     assert code.code == f"{LONG_CODE}\nx = 1"
     qtbot.waitUntil(code.code_scroll.horizontalScrollBar().isVisible, timeout=2000)
