@@ -23,8 +23,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "screenshot.png")
     parser.add_argument("--size", default="1280x800", help="window size, WIDTHxHEIGHT")
-    parser.add_argument("--theme", choices=["light", "dark"], default="light",
-                        help="the window's theme (dark: Fusion with the app's dark palette)")
+    parser.add_argument(
+        "--theme",
+        choices=["light", "dark"],
+        default="light",
+        help="the window's theme (dark: Fusion with the app's dark palette)",
+    )
     args = parser.parse_args()
     if not os.environ.get("DISPLAY"):
         if shutil.which("xvfb-run") is None:

@@ -21,7 +21,6 @@ from PySide6.QtWidgets import (
     QApplication,
     QFileDialog,
     QHBoxLayout,
-    QLabel,
     QMainWindow,
     QPushButton,
     QSplitter,
@@ -34,11 +33,13 @@ from app.core.history.store import HistoryStore
 from app.core.inference.engine import PastTurn
 from app.core.inference.images import RGBImage, check_pixels, load_image
 from app.desktop import shortcuts as keys
+from app.desktop.accessible import DescribedLabel
 from app.desktop.camera import CameraSource, camera_setting
 from app.desktop.camera_panel import CameraPanel, to_qimage
-from app.desktop.chat_view import Bubble, ChatView, repolish
+from app.desktop.chat_view import Bubble, ChatView
 from app.desktop.demo_badge import DemoBadge
 from app.desktop.history_panel import HistoryPanel
+from app.desktop.notices import NoticeArea
 from app.desktop.question_box import QuestionBox
 from app.desktop.settings import Settings, save_settings
 from app.desktop.worker import WorkerThread
@@ -159,12 +160,7 @@ class MainWindow(QMainWindow):
         self.demo_badge = DemoBadge()
         self.demo_badge.get_model.connect(self.open_models)
         right_layout.addWidget(self.demo_badge)
-        self.notice = QLabel("")
-        self.notice.setObjectName("noticeLabel")
-        self.notice.setAccessibleName("Notice")
-        self.notice.setWordWrap(True)
-        self.notice.setVisible(False)
-        self.notice.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.notice = NoticeArea()
         right_layout.addWidget(self.notice)
         self.chat_view = ChatView()
         right_layout.addWidget(self.chat_view, 1)
@@ -200,9 +196,8 @@ class MainWindow(QMainWindow):
         splitter.setStretchFactor(2, 1)
         splitter.setSizes([200, 460, 520])
         self.setCentralWidget(splitter)
-        self.status_label = QLabel("Starting…")
+        self.status_label = DescribedLabel("Status", "Starting…")
         self.status_label.setObjectName("statusLabel")
-        self.status_label.setAccessibleName("Status")
         self.statusBar().addWidget(self.status_label, 1)
         self._build_actions()
         self._update_buttons()
@@ -461,7 +456,7 @@ class MainWindow(QMainWindow):
             return
         if not self.model_ready:
             self.show_notice("The model is not loaded yet: choose one in Settings or wait for it to load.",
-                             settings=True)  # fmt: skip
+                             settings=True, kind="model")  # fmt: skip
             return
         if self.pinned is None and self.camera is not None and self.camera.newest() is not None:
             self.capture()  # nothing pinned: the live frame at this moment is the one asked about
@@ -475,7 +470,8 @@ class MainWindow(QMainWindow):
         self.last_question = (question, image)
         if not regenerate:
             self.chat_view.add(Bubble("user", question, thumbnail(image) if image is not None else None))
-        self.active_bubble = self.chat_view.add(Bubble("assistant"))
+        engine = f"{Path(self.settings.model_path).stem} · this computer"
+        self.active_bubble = self.chat_view.add(Bubble("assistant", engine=engine))
         # The same picture as the conversation's: a follow-up (no image), so the cached encoding is reused.
         new_image = image if image is not None and image.digest != self.conversation_image else None
         if image is not None:
@@ -717,16 +713,15 @@ class MainWindow(QMainWindow):
             self.start_camera(settings.camera)
 
     def show_notice(self, message: str, settings: bool = False, kind: str = "info") -> None:
-        hint = " Open Settings with Ctrl+, to choose the model files." if settings else ""
-        self.notice.setText(message + hint)
-        self.notice.setProperty("kind", kind)
-        repolish(self.notice)
-        self.notice.setVisible(True)
+        """Queue a notice (one per kind, the newest shown); `settings`: with an "Open Settings" button."""
+        if settings:
+            self.notice.show_notice(kind, message, action="Open Settings", on_action=self.open_settings)
+        else:
+            self.notice.show_notice(kind, message)
 
-    def hide_notice(self, kind: str | None = None) -> None:
-        """Hide the notice (only if it is of `kind`, when given: a loaded model must not hide a camera problem)."""
-        if kind is None or self.notice.property("kind") == kind:
-            self.notice.setVisible(False)
+    def hide_notice(self, kind: str = "info") -> None:
+        """The cause of `kind`'s notice is gone (a loaded model does not hide a camera problem)."""
+        self.notice.clear(kind)
 
     def set_status(self, text: str) -> None:
         self.status_label.setText(text)
