@@ -551,13 +551,18 @@ class Bubble(QWidget):
         self.set_text(text)
 
     def _build_footer(self, outer: QVBoxLayout) -> None:
+        # Under the card: the timing line (wrapping when the chat is narrow), then who answered, ‹ 1/2 › and Copy.
+        self.timing_label = WrappingLabel("Answer timing")
+        self.timing_label.setObjectName("timingLabel")
+        self.timing_label.setContentsMargins(6, 0, 6, 0)
+        timing_row = QHBoxLayout()
+        timing_row.addWidget(self.timing_label)
+        timing_row.addStretch(1)
+        outer.addLayout(timing_row)
         footer = QHBoxLayout()
         footer.setContentsMargins(6, 0, 6, 0)
         footer.setSpacing(8)
-        self.timing_label = WrappingLabel("Answer timing")
-        self.timing_label.setObjectName("timingLabel")
-        footer.addWidget(self.timing_label)
-        self.engine_label = DescribedLabel("Answered by")
+        self.engine_label = WrappingLabel("Answered by")
         self.engine_label.setObjectName("engineLabel")
         footer.addWidget(self.engine_label)
         self.previous_version = QToolButton()
