@@ -4,6 +4,7 @@ libraries or errno codes; the window shows its problems there and names its stat
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,6 @@ from PySide6.QtGui import QAccessible
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 from app.desktop.notices import NoticeArea, user_text
-from app.desktop.settings import Settings
 from app.desktop.window import MainWindow
 from tests.support.desktop import ask, wait_for_frame
 
@@ -116,13 +116,18 @@ def test_a_notice_is_named_for_screen_readers_and_its_text_stays_readable(area):
 # --- in the window ------------------------------------------------------------------------------------------------
 
 
-def test_the_window_queues_its_problems_with_an_open_settings_button(qtbot, monkeypatch, make_window, tmp_path):
+def test_the_window_queues_its_problems_with_an_open_settings_button(
+    qtbot, monkeypatch, make_window, settings, tmp_path
+):
     opened: list[bool] = []
     monkeypatch.setattr(MainWindow, "open_settings", lambda self: opened.append(True))
-    window = make_window(Settings(), camera=str(tmp_path / "no-such-camera.avi"), wait_model=False)
-    qtbot.waitUntil(lambda: {n.kind for n in window.notice.notices} >= {"model", "camera"}, timeout=10000)
-    assert window.notice.notices[-1].message == (
-        "No model configured yet: choose one in File → Models…, or the files in Settings.")  # fmt: skip
+    page = tmp_path / "download.gguf"
+    page.write_text("<html><body>Too many requests</body></html>")
+    window = make_window(replace(settings, model_path=str(page)), camera=str(tmp_path / "none.avi"), wait_model=False)
+    qtbot.waitUntil(lambda: {n.kind for n in window.notice.notices} >= {"model", "camera"}, timeout=15000)
+    failed = next(n for n in window.notice.notices if n.kind == "model")
+    assert "download.gguf" in failed.message
+    assert failed.action == "Open Settings"
     window.prompt_input.setPlainText("Hello?")
     window.send()  # no model: the notice of that kind says so again, with the way to fix it
     model = next(n for n in window.notice.notices if n.kind == "model")
