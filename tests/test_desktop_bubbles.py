@@ -387,3 +387,31 @@ def test_timing_lines_have_a_describing_name_and_readable_text(qtbot):
     bubble.set_versions(0, 3)
     assert (versions.text(QAccessible.Text.Name), versions.text(QAccessible.Text.Description)) == (
         "Answer version", "1/3")  # fmt: skip
+
+
+def test_the_view_follows_the_end_including_timings_unless_scrolled_up(qtbot):
+    view = shown(qtbot, ChatView(), 400, 300)
+    bar = view.verticalScrollBar()
+    for n in range(6):
+        view.add(Bubble("user", f"Question {n}?"))
+        view.add(Bubble("assistant", "\n\n".join(PARAGRAPHS[:3]))).finish(STATS)
+    answer = view.add(Bubble("assistant"))
+    qtbot.waitUntil(lambda: bar.maximum() > 0 and bar.value() == bar.maximum(), timeout=2000)
+    stream(answer, "\n\n".join(PARAGRAPHS[:4]), 25)
+    end = bar.maximum()
+    answer.finish(STATS)  # the timing line adds a row at the very end
+    qtbot.waitUntil(lambda: bar.maximum() > end, timeout=2000)
+    assert bar.value() == bar.maximum()
+    assert answer.timing_label.mapTo(view.viewport(), answer.timing_label.rect().bottomLeft()).y() < (
+        view.viewport().height())  # fmt: skip
+    streaming = view.add(Bubble("assistant"))
+    stream(streaming, PARAGRAPHS[0], 25)
+    qtbot.waitUntil(lambda: bar.value() == bar.maximum(), timeout=2000)
+    bar.setValue(0)  # the user scrolls up to read while the answer streams on
+    end = bar.maximum()
+    stream(streaming, "\n\n" + "\n\n".join(PARAGRAPHS[1:5]), 25)
+    streaming.finish(STATS)
+    qtbot.waitUntil(lambda: bar.maximum() > end, timeout=2000)  # laid out: the conversation grew
+    assert bar.value() == 0
+    view.scroll_to_end()  # a new question goes to the end again
+    qtbot.waitUntil(lambda: bar.value() == bar.maximum(), timeout=2000)

@@ -683,6 +683,12 @@ class ChatView(QScrollArea):
         self.setWidget(self._column)
         self.bubbles: list[Bubble] = []
         self._last_frame: QImage | None = None
+        # Stay at the end while the conversation grows (a streaming answer, its timing line), unless the user
+        # scrolled up to read: then the view stays where they are.
+        self.following = True
+        bar = self.verticalScrollBar()
+        bar.valueChanged.connect(lambda value: setattr(self, "following", value >= bar.maximum()))
+        bar.rangeChanged.connect(lambda _low, high: bar.setValue(high) if self.following else None)
 
     def add(self, bubble: Bubble) -> Bubble:
         if bubble.frame_image is not None:
@@ -696,8 +702,9 @@ class ChatView(QScrollArea):
         return bubble
 
     def scroll_to_end(self) -> None:
-        # After layout has run, or the new height is not known yet.
-        QTimer.singleShot(0, self, lambda: self.verticalScrollBar().setValue(self.verticalScrollBar().maximum()))
+        """Show the end of the conversation, and keep following it as it grows."""
+        self.following = True  # the new height is not known until layout runs: rangeChanged then scrolls
+        self.verticalScrollBar().setValue(self.verticalScrollBar().maximum())
 
     def clear(self) -> None:
         for bubble in self.bubbles:

@@ -608,8 +608,7 @@ class MainWindow(QMainWindow):
 
     def _render_pending(self) -> None:
         if self._pending_text and self.active_bubble is not None:
-            self.active_bubble.append("".join(self._pending_text))
-            self.chat_view.scroll_to_end()
+            self.active_bubble.append("".join(self._pending_text))  # the chat follows it unless scrolled up
         self._pending_text.clear()
 
     def _on_finished(self, request_id: int, stats: dict) -> None:
