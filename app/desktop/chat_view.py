@@ -241,6 +241,7 @@ class TextBlock(QTextEdit):
         policy.setHeightForWidth(True)
         self.setSizePolicy(policy)
         self._measure: QTextDocument | None = None
+        self._natural: int | None = None
         self._heights: dict[int, int] = {}
 
     def show_markdown(self, markdown: str) -> None:
@@ -256,6 +257,7 @@ class TextBlock(QTextEdit):
 
     def _changed(self) -> None:
         self._measure = None
+        self._natural = None
         self._heights.clear()
         self.updateGeometry()
 
@@ -269,9 +271,12 @@ class TextBlock(QTextEdit):
         return self._measure
 
     def natural_width(self) -> int:
-        measure = self._measuring()
-        measure.setTextWidth(-1)
-        return math.ceil(measure.idealWidth()) + 2
+        """The width of the longest line, unwrapped (cached until the text changes: layouts ask often)."""
+        if self._natural is None:
+            measure = self._measuring()
+            measure.setTextWidth(-1)
+            self._natural = math.ceil(measure.idealWidth()) + 2
+        return self._natural
 
     def hasHeightForWidth(self) -> bool:  # noqa: N802
         return True
