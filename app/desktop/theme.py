@@ -25,6 +25,7 @@ COLOURS: dict[str, dict[str, str]] = {
         "code_bg": "#f8f9fb", "muted_text": "#5a636e", "accent": "#2f6fde",
         "notice_bg": "#fff4d6", "notice_text": "#5c4400", "notice_border": "#e8c766",
         "send_disabled": "#9db7e6",
+        "badge_bg": "#e8f0fe", "badge_text": "#1a3d7c", "badge_border": "#9db7e6",
     },
     "dark": {
         "user_bg": "#2f6fde", "user_text": "#ffffff",
@@ -32,6 +33,7 @@ COLOURS: dict[str, dict[str, str]] = {
         "code_bg": "#1b1d21", "muted_text": "#a4adb8", "accent": "#7aa7ff",
         "notice_bg": "#3b3116", "notice_text": "#f3dc9c", "notice_border": "#7a6420",
         "send_disabled": "#3d5688",
+        "badge_bg": "#1c2940", "badge_text": "#b9cffb", "badge_border": "#3d5688",
     },
 }  # fmt: skip
 
