@@ -307,12 +307,28 @@ def frame(scene: ds.Scene, rng: random.Random) -> np.ndarray:
     return letterbox(arr, VISION.image_size)
 
 
-# Colour is learnt first; shape, position and yes/no need more examples (weights per demo_scenes.KINDS).
-KIND_WEIGHTS = (1.0, 3.0, 2.0, 3.0, 1.0)
+# Colour is learnt first; shape, position and yes/no need more examples (weights per demo_scenes.KINDS, then the
+# two training-only kinds below).
+KIND_WEIGHTS = (1.0, 3.0, 2.0, 3.0, 1.0, 1.5, 1.0)
+# Training-only kinds that make the first answer token depend on the image ("colour?" -> "red.") and on the
+# question's own word ("red?" -> "red."). A yes/no answer is decided at that token from both; without these, neither
+# is there to compare (the other answers start "It is"), and yes/no stayed at chance for thousands of steps.
+AUX_KINDS = ("name", "echo")
 
 
 def _kind(rng: random.Random) -> str:
-    return rng.choices(ds.KINDS, weights=KIND_WEIGHTS)[0]
+    return rng.choices((*ds.KINDS, *AUX_KINDS), weights=KIND_WEIGHTS)[0]
+
+
+def _question(kind: str, scene: ds.Scene, rng: random.Random) -> tuple[str, str]:
+    if kind == "name":
+        topic = rng.choice(("colour", "shape", "position"))
+        value = {"colour": scene.colour, "shape": scene.shape, "position": scene.position}[topic]
+        return {"colour": "colour?", "shape": "shape?", "position": "where?"}[topic], f"{value}."
+    if kind == "echo":
+        value = rng.choice([*ds.COLOURS, *ds.SHAPES, *ds.POSITIONS])
+        return f"{value}?", f"{value}."
+    return ds.question(kind, scene, rng)
 
 
 def make_examples(tok: Tokenizer, seeds: range, max_len: int) -> dict[str, np.ndarray]:
@@ -326,16 +342,16 @@ def make_examples(tok: Tokenizer, seeds: range, max_len: int) -> dict[str, np.nd
         rng = random.Random(seed)
         scene = ds.random_scene(rng, square=rng.random() < 0.5)
         pixels[row, 0] = frame(scene, rng)
-        first_q, first_a = ds.question(_kind(rng), scene, rng)
+        first_q, first_a = _question(_kind(rng), scene, rng)
         convo: list[tuple[str, bool, str]] = [(first_q, True, first_a)]
         r = rng.random()
         if r < 0.45:  # a follow-up about the same frame
-            q, a = ds.question(_kind(rng), scene, rng)
+            q, a = _question(_kind(rng), scene, rng)
             convo.append((q, False, a))
         elif r < 0.65:  # a new frame in the same chat
             other = ds.random_scene(rng, square=rng.random() < 0.5)
             pixels[row, 1] = frame(other, rng)
-            q, a = ds.question(_kind(rng), other, rng)
+            q, a = _question(_kind(rng), other, rng)
             convo.append((q, True, a))
         seq, slots, trained = conversation_tokens(tok, convo)
         if len(seq) + 1 > max_len:
