@@ -34,6 +34,8 @@ def test_bundle_layout(bundle):
     assert list(bundle.rglob("libmtmd.so*")), "the multimodal library is collected"
     bundled = sorted(path.name for path in bundle.rglob("*.gguf"))
     assert bundled == ["demo-llama.gguf", "demo-mmproj.gguf"], "weights are never bundled, but the few-MB demo pair"
+    videos = [path.name for path in bundle.rglob("sample-video.mp4")]
+    assert videos == ["sample-video.mp4"], "the camera's sample video travels with the demo pair"
     validator = shutil.which("desktop-file-validate")
     if validator:
         assert subprocess.run([validator, str(bundle / "llavacam.desktop")]).returncode == 0
