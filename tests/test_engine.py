@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from PIL import Image
@@ -389,3 +390,18 @@ def test_cancelling_the_consuming_task_stops_the_answer_between_two_tokens(engin
     stats = turn.wait()  # the rest of the turn's events are still there for a blocking reader
     assert stats.finish_reason == "cancelled"
     assert len(turn.tokens) <= seen_at_cancel + 2
+
+
+def test_history_holds_the_turn_as_soon_as_wait_returns(engine, red_image, monkeypatch):
+    # A descheduled inference thread (a loaded CI machine) used to finish the turn before publishing the history,
+    # so a caller woken by wait() read the history without its own turn. Widen that window on purpose.
+    publish = Engine._publish_history
+
+    def slow_publish(self: Engine) -> None:
+        time.sleep(0.2)
+        publish(self)
+
+    monkeypatch.setattr(Engine, "_publish_history", slow_publish)
+    turn = engine.ask("What is this?", red_image, greedy(max_tokens=2))
+    turn.wait()
+    assert [(t.question, t.answer) for t in engine.history] == [("What is this?", turn.text)]

@@ -498,20 +498,24 @@ class Engine:
 
     def _answer(self, turn: Turn, sampling: SamplingSettings, *, regenerate: bool) -> None:
         stats = TurnStats()
+        error: BaseException | None = None
         try:
             if regenerate and self._turns:
                 self._turns.pop()
             self._generate(turn, sampling, stats)
-            turn._finish(stats)
         except BaseException as exc:
+            error = exc
             if self._turns and self._turns[-1].answer is None:
                 self._turns.pop()  # a failed turn must not leave a question without an answer behind
-            turn._fail(exc)
-        finally:
-            self._publish_history()
-            with self._lock:
-                if self._current_turn is turn:
-                    self._current_turn = None
+        # history first, then the turn's end: whoever wakes from `wait()` reads `history` with this turn in it
+        self._publish_history()
+        with self._lock:
+            if self._current_turn is turn:
+                self._current_turn = None
+        if error is None:
+            turn._finish(stats)
+        else:
+            turn._fail(error)
 
     def _answer_aside(self, turn: Turn, sampling: SamplingSettings) -> None:
         stats = TurnStats()
