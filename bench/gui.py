@@ -33,11 +33,13 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     from PySide6.QtCore import QElapsedTimer, QEventLoop, QTimer
     from PySide6.QtWidgets import QApplication
 
+    from app.desktop.loop import attach_loop, detach_loop
     from app.desktop.settings import Settings
     from app.desktop.window import MainWindow
     from tests.support.camera_video import write_test_video
 
     app = QApplication.instance() or QApplication([])
+    loop = attach_loop(app)  # the window's asyncio loop runs whenever Qt's does (processEvents below)
     workdir = Path(tempfile.mkdtemp(prefix="llavacam-gui-bench-"))
     video = write_test_video(workdir / "camera.avi", frames=90, size=(640, 480), fps=30.0)
     settings = Settings(model_path=args.model, mmproj_path=args.mmproj, temperature=0.0,
@@ -80,6 +82,8 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     ticker.stop()
     busy_fps = rate(busy_start, busy_end)
     window.close()
+    spin_until(lambda: window.is_closed, 30)
+    detach_loop(loop)
     longest = max(gaps[1:]) if len(gaps) > 1 else 0
     return {
         "gui_longest_stall_ms": max(0, longest - 10),

@@ -48,6 +48,7 @@ def shoot(out: Path, size: tuple[int, int] = (1280, 800), theme: str = "light") 
     from PySide6.QtCore import QEventLoop
     from PySide6.QtWidgets import QApplication
 
+    from app.desktop.loop import attach_loop, detach_loop
     from app.desktop.settings import Settings
     from app.desktop.theme import apply_theme
     from app.desktop.window import MainWindow
@@ -59,6 +60,7 @@ def shoot(out: Path, size: tuple[int, int] = (1280, 800), theme: str = "light") 
     video = write_test_video(work / "camera.avi", frames=60, size=(640, 480), fps=15.0)
     app = QApplication.instance() or QApplication([])
     apply_theme(app, theme)  # what the window's theme setting does (Fusion and our dark palette for "dark")
+    loop = attach_loop(app)  # the window's asyncio loop runs whenever Qt's does (processEvents below)
     settings = Settings(model_path=str(pair.text), mmproj_path=str(pair.mmproj), temperature=0.0, max_tokens=40,
                         n_ctx=2048)  # fmt: skip
     window = MainWindow(settings, work / "data", camera_source=str(video))
@@ -86,6 +88,8 @@ def shoot(out: Path, size: tuple[int, int] = (1280, 800), theme: str = "light") 
     out.parent.mkdir(parents=True, exist_ok=True)
     window.grab().save(str(out))
     window.close()
+    spin(lambda: window.is_closed, 30)
+    detach_loop(loop)
     print(out)
     return 0
 

@@ -24,7 +24,7 @@ from app.desktop.model_setup import ModelSetupDialog
 from app.desktop.settings import Settings, load_settings
 from models.make_sample_video import SAMPLE_SCENES, scene_frame
 from tests.support.camera_video import write_test_video
-from tests.support.desktop import ask
+from tests.support.desktop import ask, close_window, open_chat
 
 RED, BLUE = 0, 1  # scenes of the sample video (models/make_sample_video.py)
 assert SAMPLE_SCENES[RED].colour == "red"
@@ -97,7 +97,7 @@ def test_with_no_webcam_the_camera_plays_the_sample_video_and_says_so(qtbot, mak
     qtbot.waitUntil(lambda: scene_shown(window.camera.newest()) not in (first, -1), timeout=10000)  # every 3 s
     capture_scene(qtbot, window, BLUE)
     ask(qtbot, window, "What is this?")
-    window.close()
+    close_window(qtbot, window)
     store = HistoryStore(tmp_path)
     try:
         (chat,) = store.list_chats()
@@ -213,7 +213,7 @@ def test_capture_ask_follow_up_regenerate_and_a_new_frame_answer_right(qtbot, ma
     capture_scene(qtbot, window, BLUE)  # a new frame in the same chat is asked about, not the old one
     ask(qtbot, window, "What colour is the shape?")
     assert answer_text(window) == "It is blue."
-    window.close()
+    close_window(qtbot, window)
     store = HistoryStore(tmp_path)
     try:
         (chat,) = store.list_chats()
@@ -226,7 +226,7 @@ def test_capture_ask_follow_up_regenerate_and_a_new_frame_answer_right(qtbot, ma
 def test_a_question_typed_while_the_frame_is_still_prepared_gets_the_right_answer(qtbot, make_window, first_run):
     window = make_window(first_run, camera="")
     capture_scene(qtbot, window, RED)
-    assert window.pinned_badge.text() == "● pinned · encoding…"
+    assert window.pinned_badge.text() == "● pinned · reading the image…"
     assert not window.pinned_ready, "sent before the prepared frame came back"
     ask(qtbot, window, "What colour is the shape?")
     assert answer_text(window) == "It is red."
@@ -238,11 +238,11 @@ def test_a_reopened_chat_continues_with_the_right_answer(qtbot, make_window, fir
     ask(qtbot, window, "What colour is the shape?")
     assert answer_text(window) == "It is red."
     qtbot.waitUntil(lambda: len(window.history_panel.model.chat_ids()) == 1, timeout=10000)
-    window.close()
+    close_window(qtbot, window)
 
     reopened = make_window(replace(first_run), camera="")
     chat_id = reopened.history.list_chats()[0].id
-    reopened.open_chat(chat_id)
+    open_chat(qtbot, reopened, chat_id)
     qtbot.waitUntil(lambda: reopened.pinned is not None, timeout=10000)
     stats = ask(qtbot, reopened, "What colour is it?")
     assert answer_text(reopened) == "It is red."

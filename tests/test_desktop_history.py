@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from app.core.history.store import HistoryStore
-from tests.support.desktop import ask, wait_for_frame
+from tests.support.desktop import ask, close_window, open_chat, wait_for_frame
 
 
 def chat_titles(window) -> list[str]:
@@ -19,18 +19,18 @@ def test_chat_is_stored_listed_reopened_and_continued(qtbot, make_window, settin
     ask(qtbot, window, "What is on the table?")
     qtbot.waitUntil(lambda: chat_titles(window) == ["What is on the table?"], timeout=10000)
     assert [row.title for row in window.history_panel.model.rows()] == ["Today", "What is on the table?"]
-    window.close()
+    close_window(qtbot, window)
 
     reopened = make_window(settings)
     qtbot.waitUntil(lambda: chat_titles(reopened) == ["What is on the table?"], timeout=10000)
     chat_id = reopened.history.list_chats()[0].id
-    reopened.open_chat(chat_id)
+    open_chat(qtbot, reopened, chat_id)
     assert [b.role for b in reopened.chat_view.bubbles] == ["user", "assistant"]
     assert reopened.history_panel.selected_chat_id() == chat_id
     qtbot.waitUntil(lambda: reopened.pinned is not None, timeout=10000)
     stats = ask(qtbot, reopened, "And what colour is it?")
     assert stats["decode_tokens"] > 0
-    reopened.close()
+    close_window(qtbot, reopened)
     store = HistoryStore(tmp_path)
     try:
         questions = [m.text for m in store.get_chat(chat_id).messages if m.role == "user"]
@@ -52,8 +52,8 @@ def test_delete_with_undo_brings_the_chat_back_on_screen_and_selected(qtbot, mak
     assert chat_titles(window) == []
     assert window.notice.text() == "Chat deleted. Press Undo to bring it back."
     assert window.chat_view.bubbles == []
-    with qtbot.waitSignal(panel.loaded, timeout=10000):
-        panel.undo_delete()
+    with qtbot.waitSignal(panel.loaded, timeout=10000), qtbot.waitSignal(window.binding.chat_opened, timeout=10000):
+        panel.undo_delete()  # the chat that was on screen comes back on screen
     assert chat_titles(window) == ["First chat"]
     assert [(b.role, b.text) for b in window.chat_view.bubbles][0] == ("user", "First chat")
     assert panel.selected_chat_id() == chat_id
@@ -65,10 +65,10 @@ def test_closing_mid_answer_keeps_the_partial_answer_marked_stopped(qtbot, make_
     wait_for_frame(qtbot, window)
     window.prompt_input.setPlainText("Tell me a long story.")
     received: list[str] = []
-    window.worker.token.connect(lambda _request, piece: received.append(piece))
-    with qtbot.waitSignal(window.worker.token, timeout=30000):
+    window.binding.answer_piece.connect(received.append)
+    with qtbot.waitSignal(window.binding.answer_piece, timeout=30000):
         window.send_button.click()
-    window.close()  # 400 tokens asked for: the answer is far from done
+    close_window(qtbot, window)  # 400 tokens asked for: the answer is far from done
     store = HistoryStore(tmp_path)
     try:
         (chat,) = store.list_chats()
@@ -121,7 +121,7 @@ def test_deleting_the_open_chat_clears_it_and_the_next_question_goes_to_a_new_ch
     assert window.history_panel.selected_chat_id() is None
     ask(qtbot, window, "After the delete")
     qtbot.waitUntil(lambda: chat_titles(window) == ["After the delete"], timeout=10000)
-    window.close()
+    close_window(qtbot, window)
     store = HistoryStore(tmp_path)
     try:
         old = store.get_chat(deleted, include_deleted=True)
@@ -162,8 +162,9 @@ def test_one_click_on_a_chat_opens_it_once(qtbot, make_window, settings):
     opened: list[int] = []
     panel.open_requested.connect(opened.append)
     index = panel.model.index(panel.model.row_of(window.history.list_chats()[0].id))
-    qtbot.mouseClick(panel.view.viewport(), Qt.MouseButton.LeftButton, pos=panel.view.visualRect(index).center())
-    panel.view.activated.emit(index)  # styles that activate on a single click send this for the same click
+    with qtbot.waitSignal(window.binding.chat_opened, timeout=10000):
+        qtbot.mouseClick(panel.view.viewport(), Qt.MouseButton.LeftButton, pos=panel.view.visualRect(index).center())
+        panel.view.activated.emit(index)  # styles that activate on a single click send this for the same click
     assert opened == [window.history.list_chats()[0].id]
     assert [b.role for b in window.chat_view.bubbles] == ["user", "assistant"]
     assert panel.selected_chat_id() == opened[0]
@@ -174,13 +175,13 @@ def test_new_chat_during_an_answer_keeps_that_answer_stopped_with_its_text(qtbot
     wait_for_frame(qtbot, window)
     window.prompt_input.setPlainText("Tell me a long story.")
     received: list[str] = []
-    window.worker.token.connect(lambda _request, piece: received.append(piece))
-    with qtbot.waitSignal(window.worker.token, timeout=30000):
+    window.binding.answer_piece.connect(received.append)
+    with qtbot.waitSignal(window.binding.answer_piece, timeout=30000):
         window.send_button.click()
     qtbot.waitUntil(lambda: len(received) >= 3, timeout=30000)
     window.new_chat()
     shown = "".join(received)  # what had arrived when New chat was pressed
-    window.close()
+    close_window(qtbot, window)
     store = HistoryStore(tmp_path)
     try:
         (chat,) = store.list_chats()
@@ -202,7 +203,7 @@ def test_regenerated_answer_is_a_new_version_and_a_reopened_chat_shows_and_feeds
     with qtbot.waitSignal(window.turn_finished, timeout=30000):
         window.regenerate_button.click()
     second = window.chat_view.bubbles[-1].text
-    window.close()
+    close_window(qtbot, window)
 
     store = HistoryStore(tmp_path)
     try:
@@ -212,7 +213,7 @@ def test_regenerated_answer_is_a_new_version_and_a_reopened_chat_shows_and_feeds
     finally:
         store.close()
     reopened = make_window(settings)
-    reopened.open_chat(chat.id)
+    open_chat(qtbot, reopened, chat.id)
     assert [(b.role, b.text) for b in reopened.chat_view.bubbles] == [("user", "What is this?"),
                                                                        ("assistant", second)]  # fmt: skip
-    qtbot.waitUntil(lambda: [t.answer for t in reopened.worker._engine.history] == [second], timeout=10000)
+    qtbot.waitUntil(lambda: [t.answer for t in reopened.engine.history] == [second], timeout=10000)

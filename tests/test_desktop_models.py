@@ -8,6 +8,7 @@ from app.core.models.store import ModelStore
 from app.desktop.model_setup import ModelSetupDialog
 from app.desktop.settings import Settings
 from app.desktop.window import MainWindow
+from tests.support.desktop import close_window
 from tests.support.http_server import Route, serve_tiny_pair
 from tests.test_download import write_catalog
 
@@ -39,7 +40,7 @@ def test_first_run_starts_on_the_demo_and_the_dialog_downloads_a_real_pair(qtbot
         assert window.settings.template == "tinyllama"
         assert (tmp_path / "data" / "models" / "tiny" / "tiny.gguf").exists()
     finally:
-        window.close()
+        close_window(qtbot, window)
 
 
 def test_download_failure_is_shown_and_nothing_is_installed(qtbot, served, tmp_path):

@@ -134,7 +134,7 @@ def test_the_centre_beeps_when_asked_and_names_the_backend():
 
 
 def test_the_window_watches_its_camera_aside_and_closing_stops_the_watch(qtbot, make_window, settings):
-    from tests.support.desktop import wait_for_frame
+    from tests.support.desktop import close_window, wait_for_frame
 
     window = make_window(settings)
     wait_for_frame(qtbot, window)
@@ -143,12 +143,12 @@ def test_the_window_watches_its_camera_aside_and_closing_stops_the_watch(qtbot, 
     panel = window.watch_panel
     qtbot.waitUntil(lambda: panel.timeline.count() >= 1, timeout=30000)
     assert panel.indicator.text() == "● Watching: What is this?"
-    assert window.worker.engine.history == []  # asked aside: the chat is untouched
+    assert window.engine.history == []  # asked aside: the chat is untouched
     [chat] = [c for c in window.history.list_chats() if c.title == "Watch: What is this?"]
     [first, *_] = window.history.get_turns(chat.id)
     assert first.question.endswith("] What is this?")
     assert first.answer == panel.timeline.item(0).text().split("  ", 1)[1].split("  ×")[0]
     assert first.image_path is not None
-    window.close()
+    close_window(qtbot, window)
     assert not panel.runner.running
     assert window.statusBar().currentMessage() == "The watch (What is this?) was stopped."

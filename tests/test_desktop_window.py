@@ -38,7 +38,7 @@ def test_asking_about_a_pinned_frame_streams_an_answer_bubble(qtbot, make_window
     qtbot.waitUntil(lambda: window.pinned_ready, timeout=30000)
     assert "ready" in window.pinned_badge.text()
     pieces: list[str] = []
-    window.worker.token.connect(lambda _rid, piece: pieces.append(piece))
+    window.binding.answer_piece.connect(pieces.append)
     stats = ask(qtbot, window, "What is this?")
     user, answer = window.chat_view.bubbles
     assert user.property("role") == "user"
@@ -57,7 +57,7 @@ def test_sending_without_a_pinned_frame_pins_the_live_one(qtbot, make_window, se
     wait_for_frame(qtbot, window)
     ask(qtbot, window, "What do you see?")
     assert window.pinned is not None
-    assert window.conversation_image == window.pinned.digest
+    assert window.session.asked_about_pinned, "the live frame at Send is the one the conversation is about"
 
 
 def test_follow_up_shows_image_cached(qtbot, make_window, settings):
@@ -74,8 +74,8 @@ def test_stop_keeps_the_partial_answer_marked_stopped(qtbot, make_window, settin
     wait_for_frame(qtbot, window)
     window.prompt_input.setPlainText("Tell me everything.")
     received: list[str] = []
-    window.worker.token.connect(lambda _request, piece: received.append(piece))
-    with qtbot.waitSignal(window.worker.token, timeout=30000):
+    window.binding.answer_piece.connect(received.append)
+    with qtbot.waitSignal(window.binding.answer_piece, timeout=30000):
         window.send_button.click()
     assert window.stop_button.isEnabled()
     with qtbot.waitSignal(window.turn_finished, timeout=30000) as blocker:
@@ -93,7 +93,7 @@ def test_sending_while_an_answer_streams_is_refused(qtbot, make_window, settings
     window = make_window(replace(settings, temperature=0.8, seed=2, max_tokens=200))
     wait_for_frame(qtbot, window)
     window.prompt_input.setPlainText("First question")
-    with qtbot.waitSignal(window.worker.token, timeout=30000):
+    with qtbot.waitSignal(window.binding.answer_piece, timeout=30000):
         window.send_button.click()
     window.prompt_input.setPlainText("Second question")
     window.send()
@@ -109,7 +109,8 @@ def test_new_chat_clears_the_conversation(qtbot, make_window, settings):
     ask(qtbot, window, "What is this?")
     window.new_chat_button.click()
     assert window.chat_view.bubbles == []
-    assert window.conversation_image is None
+    assert window.session.turns == []
+    assert not window.session.asked_about_pinned, "a new chat asks about the frame again"
     stats = ask(qtbot, window, "And now?")
     assert not stats["image_cached"] or stats["image_encode_ms"] == 0
 
@@ -187,9 +188,10 @@ def test_bad_model_file_shows_the_core_error_and_keeps_running(qtbot, make_windo
     qtbot.waitUntil(lambda: window.model_ready, timeout=30000)
 
 
-def test_settings_are_saved_per_user(make_window, settings, tmp_path):
+def test_settings_are_saved_per_user(qtbot, make_window, settings, tmp_path):
     window = make_window(settings)
     window.apply_settings(replace(settings, temperature=0.7, system_prompt="Be brief."), reload=None)
+    qtbot.waitUntil(lambda: load_settings(tmp_path)[0].temperature == 0.7, timeout=5000)  # written off the GUI thread
     saved, warning = load_settings(tmp_path)
     assert warning is None
     assert saved.temperature == 0.7
@@ -200,10 +202,14 @@ def test_closing_mid_answer_cancels_and_joins_threads(qtbot, make_window, settin
     window = make_window(replace(settings, temperature=0.8, seed=5, max_tokens=400))
     wait_for_frame(qtbot, window)
     window.prompt_input.setPlainText("Tell me a long story.")
-    with qtbot.waitSignal(window.worker.token, timeout=30000):
+    with qtbot.waitSignal(window.binding.answer_piece, timeout=30000):
         window.send_button.click()
+    engine = window.engine
     window.close()
-    assert not window._worker.thread.isRunning()
+    assert not window.isVisible(), "the window goes at once"
+    qtbot.waitUntil(lambda: window.is_closed, timeout=10000)
+    assert window.engine is None
+    assert not engine._thread.is_alive(), "the engine's inference thread was joined"
     assert window.camera is not None
     assert window.camera._thread is None
 
@@ -231,7 +237,7 @@ def test_gui_thread_keeps_servicing_events_while_an_answer_streams(qtbot, make_w
     timer.setInterval(10)
     timer.timeout.connect(tick)
     window.prompt_input.setPlainText("Describe everything you see.")
-    with qtbot.waitSignal(window.worker.token, timeout=30000):
+    with qtbot.waitSignal(window.binding.answer_piece, timeout=30000):
         window.send_button.click()
     timer.start()
     qtbot.waitUntil(lambda: ticks >= 5 or bool(finished), timeout=30000)
@@ -287,7 +293,7 @@ def test_regenerate_replaces_the_last_answer_bubble(qtbot, make_window, settings
         window.regenerate_button.click()
     assert blocker.args[1]["decode_tokens"] > 0
     assert [b.role for b in window.chat_view.bubbles] == ["user", "assistant"], "one question, its new answer"
-    assert [t.question for t in window.worker._engine.history] == ["What is this?"]
+    assert [t.question for t in window.engine.history] == ["What is this?"]
 
 
 def test_space_is_typed_and_the_capture_shortcut_pins_the_live_frame_even_while_typing(qtbot, make_window, settings):
@@ -330,7 +336,7 @@ def test_the_camera_picked_in_the_drop_down_is_saved_and_kept(qtbot, make_window
     window.camera_picker.setCurrentIndex(choose)
     window.camera_picker.activated.emit(choose)  # the user chose "Video or image file…", then the video
     wait_for_frame(qtbot, window)
-    assert load_settings(tmp_path)[0].camera == str(video)
+    qtbot.waitUntil(lambda: load_settings(tmp_path)[0].camera == str(video), timeout=5000)
     window.apply_settings(replace(window.settings, temperature=0.5))  # Save in Settings, camera field unchanged
     assert window.camera.source == str(video)
 
@@ -359,7 +365,7 @@ def test_stop_while_the_question_waits_behind_other_work_is_not_lost(qtbot, make
     window = make_window(replace(settings, temperature=0.8, seed=4, max_tokens=400))
     wait_for_frame(qtbot, window)
     release = threading.Event()
-    QTimer.singleShot(0, window.worker, lambda: release.wait(30))  # the worker is busy (as with a history load)
+    window.engine._submit(lambda: release.wait(30))  # the engine is busy (as with a history load or a preparation)
     window.prompt_input.setPlainText("Tell me everything.")
     window.send_button.click()
     window.stop_button.click()
@@ -380,3 +386,21 @@ def test_a_pinned_image_that_cannot_be_prepared_does_not_stay_encoding(qtbot, ma
     window.pin(picture)
     qtbot.waitUntil(lambda: window.pinned_badge.text() == "● pinned", timeout=10000)  # not "· encoding…" for good
     assert not window.pinned_ready
+
+
+def test_closing_during_a_model_load_aborts_it_and_the_window_closes_at_once(qtbot, make_window, settings,
+                                                                              monkeypatch):  # fmt: skip
+    from app.core.models import probe
+
+    # The first use of a pair test-loads it in a child; this one would take a minute.
+    monkeypatch.setattr(probe, "probe_command", lambda *_a: [sys.executable, "-c", "import time; time.sleep(60)"])
+    window = make_window(settings, wait_model=False)
+    qtbot.waitUntil(lambda: window.status_label.text().startswith("First use of "), timeout=10000)
+    assert window.model_host.loading
+    began = time.monotonic()
+    window.close()
+    assert not window.isVisible()
+    qtbot.waitUntil(lambda: window.is_closed, timeout=2000)
+    assert time.monotonic() - began < 2.0
+    assert window.engine is None
+    assert not window.model_ready

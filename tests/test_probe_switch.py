@@ -92,3 +92,54 @@ def test_switch_reloads_the_old_pair_when_the_new_one_fails_to_load(tiny_models,
     finally:
         if result.engine is not None:
             result.engine.close()
+
+
+def test_a_load_whose_progress_says_stop_is_abandoned_by_llama_cpp(tiny_models):
+    import pytest
+
+    from app.core.errors import LoadCancelled
+    from app.core.inference.engine import Engine
+
+    seen: list[float] = []
+
+    def stop_at_once(fraction: float) -> bool:
+        seen.append(fraction)
+        return False
+
+    with pytest.raises(LoadCancelled, match="the load was cancelled"):
+        Engine(tiny_models.text, tiny_models.mmproj, EngineConfig(n_ctx=512), load_progress=stop_at_once)
+    assert seen, "llama.cpp asked the progress callback"
+    assert max(seen) < 1.0, "it stopped before the end"
+
+
+def test_a_cancelled_test_load_kills_its_child_and_switches_to_nothing(tiny_models, tmp_path, monkeypatch):
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    import pytest
+
+    from app.core.errors import LoadCancelled
+    from app.core.models import probe
+
+    started: list[subprocess.Popen] = []
+    real_popen = subprocess.Popen
+
+    def remembered(*args, **kwargs):
+        child = real_popen(*args, **kwargs)
+        started.append(child)
+        return child
+
+    monkeypatch.setattr(probe, "probe_command", lambda *_a: [sys.executable, "-c", "import time; time.sleep(60)"])
+    monkeypatch.setattr(probe.subprocess, "Popen", remembered)
+    cancel = threading.Event()
+    threading.Timer(0.3, cancel.set).start()
+    began = time.monotonic()
+    with pytest.raises(LoadCancelled):
+        switch_engine(None, tiny_models.text, tiny_models.mmproj, EngineConfig(n_ctx=512), data_dir=tmp_path,
+                      cancelled=cancel.is_set)  # fmt: skip
+    assert time.monotonic() - began < 2.0
+    assert started, "the test load started a child"
+    assert started[0].poll() is not None, "the test-load child was killed"
+    assert not (tmp_path / VERDICTS).exists(), "a cancelled probe is no verdict"

@@ -50,6 +50,10 @@ class EngineError(LlavaCamError):
     """llama.cpp refused an operation (load, encode, decode)."""
 
 
+class LoadCancelled(LlavaCamError):
+    """A model load (or its test load) was abandoned on purpose: the window closed, or another pair was chosen."""
+
+
 class SettingsError(LlavaCamError, ValueError):
     """A setting is out of range (temperature, top_p, max tokens...)."""
 

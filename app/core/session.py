@@ -5,13 +5,15 @@ pinned image, and the request in flight with its phase. It records to history it
 flow again, and it talks to whatever answers through the `Answerer` protocol (the local `Engine`, or a remote
 client): it never imports llama.cpp, so the Pyto bundle ships this same class.
 
-How it is driven. Every blocking step (history writes, waiting for pieces) happens inside `send`, `regenerate`
-and `open_chat`, which run to completion on the thread that calls them:
-- Desktop: asyncio tasks on qasync's loop call them through `asyncio.to_thread`, so the GUI thread never blocks,
-  and `stop()` is called from the loop thread. Observers are called on the worker thread: the desktop binding
-  hands each event to the loop with `loop.call_soon_threadsafe` before touching a widget.
-- Phone (Pyto): the front end starts a `threading.Thread` per Send; observers wrap UI updates in Pyto's
-  `mainthread.run_async`; Stop runs on Pyto's main thread.
+How it is driven. The same steps run two ways:
+- Desktop: `send_async`, `regenerate_async` and `open_chat_async` are coroutines run as asyncio tasks on qasync's
+  loop (the GUI thread). Pieces arrive through the answerer's async stream (`answerer.pieces`: the engine's
+  `Turn.stream()`, the one bridge out of its inference thread); history writes, frame reads and the answerer's
+  blocking calls are awaited in the loop's executor (`asyncio.to_thread`), so the GUI thread never waits.
+  Observers are called on the loop's thread, so the desktop binding touches widgets directly.
+- Phone (Pyto): `send`, `regenerate` and `open_chat` run to completion on the thread that calls them; the front end
+  starts a `threading.Thread` per Send, observers wrap UI updates in Pyto's `mainthread.run_async`, and Stop runs on
+  Pyto's main thread.
 `stop()`, `snapshot`-style reads (`turns`, `request`) and `subscribe` are safe from any thread; only one request
 runs at a time (a second `send` while one runs raises `SessionBusy`).
 
@@ -23,14 +25,16 @@ question: the old ones stay stored, marked not chosen, and the engine is fed the
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from app.core.errors import LlavaCamError
-from app.core.history.store import HistoryError, HistoryStore
-from app.core.inference.answerer import Answerer, AnswerStream, PastTurn, TurnStats
+from app.core.history.store import FLUSH_SECONDS, AnswerWriter, Chat, HistoryError, HistoryStore
+from app.core.inference.answerer import Answerer, AnswerStream, PastTurn, TurnStats, pieces
 from app.core.inference.images import RGBImage, load_image
 from app.core.inference.sampling import SamplingSettings
 
@@ -76,6 +80,16 @@ class Request:
     phase: str = "saving"
     stream: AnswerStream | None = None
     stop_requested: bool = False
+    regenerate: bool = False  # a new answer version of the last question (the question is stored already)
+    asked_digest: str | None = None  # the pinned frame's digest, once asked about
+    started_at: float = field(default_factory=time.perf_counter)
+
+    @property
+    def stage(self) -> str:
+        """What the answerer is doing while the phase is "waiting": "queued", "image" (reading the image),
+        "question" (reading the question) or "answer"; "" when the answerer does not say (a remote one)."""
+        stream = self.stream
+        return str(getattr(stream, "stage", "")) if stream is not None else "queued"
 
 
 @dataclass(frozen=True)
@@ -150,6 +164,23 @@ class ChatSession:
         """Ask `question` about the pinned frame (if not already asked about in this chat); blocks until answered.
 
         Returns the answer version (status complete, stopped or error; errors are also raised)."""
+        return self._run(self.begin_send(question), sampling)
+
+    async def send_async(self, question: str, sampling: SamplingSettings | None = None) -> AnswerVersion:
+        """`send` as a coroutine on the running loop (the desktop's tasks): nothing in it blocks the loop."""
+        return await self.run_async(self.begin_send(question), sampling)
+
+    def regenerate(self, sampling: SamplingSettings | None = None) -> AnswerVersion:
+        """Answer the last question again, as a new version (the earlier ones are kept, not chosen)."""
+        return self._run(self.begin_regenerate(), sampling)
+
+    async def regenerate_async(self, sampling: SamplingSettings | None = None) -> AnswerVersion:
+        """`regenerate` as a coroutine on the running loop."""
+        return await self.run_async(self.begin_regenerate(), sampling)
+
+    def begin_send(self, question: str) -> Request:
+        """The first, instant half of `send`: the turn is added and the request is in flight (so a Stop pressed
+        before `run_async` has started is not lost). Then `await run_async(request, sampling)`."""
         question = question.strip()
         if not question:
             raise LlavaCamError("type a question first")
@@ -162,10 +193,10 @@ class ChatSession:
             self.turns.append(turn)
             request = self.request = Request(self.chat_id, turn, version)
         self._notify("turns", request)
-        return self._run(request, sampling, regenerate=False)
+        return request
 
-    def regenerate(self, sampling: SamplingSettings | None = None) -> AnswerVersion:
-        """Answer the last question again, as a new version (the earlier ones are kept, not chosen)."""
+    def begin_regenerate(self) -> Request:
+        """The first, instant half of `regenerate` (see `begin_send`)."""
         with self._lock:
             self._check_idle()
             if not self.turns:
@@ -174,9 +205,9 @@ class ChatSession:
             version = AnswerVersion()
             turn.versions.append(version)
             turn.chosen = len(turn.versions) - 1
-            request = self.request = Request(self.chat_id, turn, version)
+            request = self.request = Request(self.chat_id, turn, version, regenerate=True)
         self._notify("turns", request)
-        return self._run(request, sampling, regenerate=True)
+        return request
 
     def choose(self, turn_index: int, version: int) -> None:
         """Show and continue with another answer version of a turn (‹ 1/2 ›); history remembers the choice."""
@@ -219,9 +250,17 @@ class ChatSession:
 
     def open_chat(self, chat_id: int) -> None:
         """Show a stored chat to continue it (reads history and the frames: call it off the GUI thread)."""
+        self.stop()
+        self._show_chat(*self._read_chat(chat_id))
+
+    async def open_chat_async(self, chat_id: int) -> None:
+        """`open_chat` as a coroutine: history and frames are read in the loop's executor."""
+        self.stop()
+        self._show_chat(*await asyncio.to_thread(self._read_chat, chat_id))
+
+    def _read_chat(self, chat_id: int) -> tuple[Chat, list[SessionTurn], RGBImage | None]:
         if self.history is None:
             raise LlavaCamError("there is no history to open a chat from")
-        self.stop()
         chat = self.history.get_chat(chat_id)
         turns: list[SessionTurn] = []
         frames: dict[str, RGBImage] = {}
@@ -240,9 +279,12 @@ class ChatSession:
                 turns.append(SessionTurn(message.text, picture))
             elif turns:
                 turn = turns[-1]
-                turn.versions.append(AnswerVersion(message.text, message.status, None, message.id))
+                turn.versions.append(AnswerVersion(message.text, message.status, _stats(message.timings), message.id))
                 if message.chosen:
                     turn.chosen = len(turn.versions) - 1
+        return chat, turns, latest
+
+    def _show_chat(self, chat: Chat, turns: list[SessionTurn], latest: RGBImage | None) -> None:
         with self._lock:
             self.chat_id = chat.id
             self.title = chat.title
@@ -269,52 +311,127 @@ class ChatSession:
         if self.request is not None:
             raise SessionBusy("an answer is still coming: wait for it or press Stop")
 
-    def _run(self, request: Request, sampling: SamplingSettings | None, *, regenerate: bool) -> AnswerVersion:
+    def _run(self, request: Request, sampling: SamplingSettings | None) -> AnswerVersion:
         version = request.version
         writer = None
         try:
-            writer = self._record_question(request, sampling, regenerate=regenerate)
+            writer = self._record_question(request, sampling)
             if request.stop_requested:
                 version.status = "stopped"
             else:
                 self._set_phase(request, "waiting")
-                index = self.turns.index(request.turn) if request.turn in self.turns else len(self.turns) - 1
-                self.answerer.set_history(self.past_turns(upto=index), self.system_prompt).result()
-                stream = self.answerer.ask(request.turn.question, request.turn.image, sampling)
-                with self._lock:
-                    request.stream = stream
-                    stop_now = request.stop_requested
-                if stop_now:
-                    stream.cancel()  # Stop came while the question was being saved or the history set
+                self.answerer.set_history(self._history_before(request), self.system_prompt).result()
+                stream = self._attach(request, self.answerer.ask(request.turn.question, request.turn.image, sampling))
                 for piece in stream:
-                    if request.phase == "waiting":
-                        self._set_phase(request, "answering")
-                    version.text += piece
-                    if writer is not None:
+                    if self._take(request, piece) and writer is not None:
                         writer.append(piece)
-                    self._notify("piece", request, piece)
-                version.stats = stream.wait()
-                stopped = request.stop_requested or version.stats.finish_reason == "cancelled"
-                version.status = "stopped" if stopped else "complete"
-                if request.turn.image is not None and request.chat_id == self.chat_id:
-                    self._sent_pinned = request.turn.image.digest
+                self._settle(request, stream.wait())
         except BaseException as exc:
-            version.status = "error"
-            version.error = str(exc) if isinstance(exc, LlavaCamError) else f"the answer failed: {exc}"
+            self._failed(request, exc)
             raise
         finally:
             if writer is not None:
-                timings = version.stats.to_dict() if version.stats is not None else None
-                try:
-                    writer.text = version.text
-                    writer.finish(version.status, timings)
-                except HistoryError as exc:
-                    version.error = version.error or str(exc)
-            with self._lock:
-                if self.request is request:
-                    self.request = None
-            self._notify("finished", request)
+                self._finish_writer(writer, version)
+            self._end(request)
         return version
+
+    async def run_async(self, request: Request, sampling: SamplingSettings | None = None) -> AnswerVersion:
+        """The second half of `send_async` / `regenerate_async`: store the question, ask, stream, store the answer.
+        Cancelling the task ends the answer as stopped (stored with its text), as `stop()` does."""
+        version = request.version
+        writer = None
+        try:
+            writer = await asyncio.to_thread(self._record_question, request, sampling)
+            if request.stop_requested:
+                version.status = "stopped"
+            else:
+                self._set_phase(request, "waiting")
+                history = self.answerer.set_history(self._history_before(request), self.system_prompt)
+                await asyncio.wrap_future(history)
+                turn = request.turn
+                stream = self._attach(request, await asyncio.to_thread(self.answerer.ask, turn.question, turn.image,
+                                                                       sampling))  # fmt: skip
+                flushed = time.monotonic()
+                async for piece in pieces(stream):
+                    if self._take(request, piece) and writer is not None:
+                        writer.text += piece
+                        if time.monotonic() - flushed >= FLUSH_SECONDS:  # about once a second, off the loop
+                            await asyncio.to_thread(writer.flush)
+                            flushed = time.monotonic()
+                self._settle(request, stream.wait() if stream.finished else await asyncio.to_thread(stream.wait))
+        except BaseException as exc:  # CancelledError too: the task was cancelled (the window is closing)
+            self._failed(request, exc)
+            raise
+        finally:
+            if writer is not None:
+                await asyncio.to_thread(self._finish_writer, writer, version)
+            self._end(request)
+        return version
+
+    # The steps both drivers share (none of them blocks).
+
+    def _history_before(self, request: Request) -> list[PastTurn]:
+        index = self.turns.index(request.turn) if request.turn in self.turns else len(self.turns) - 1
+        return self.past_turns(upto=index)
+
+    def _attach(self, request: Request, stream: AnswerStream) -> AnswerStream:
+        turn = request.turn
+        with self._lock:
+            if turn.image is not None:
+                request.asked_digest = turn.image.digest
+                # The image as the answerer uses it (the engine downscales a large frame): the conversation is fed
+                # back in that form, so the engine finds it in its cache instead of reading it again.
+                turn.image = getattr(stream, "image", None) or turn.image
+            request.stream = stream
+            stop_now = request.stop_requested
+        if stop_now:
+            stream.cancel()  # Stop came while the question was being saved or the history set
+        return stream
+
+    def _take(self, request: Request, piece: str) -> bool:
+        """Add a piece to the answer, unless Stop was pressed: a late piece of a stopped answer is dropped, so what
+        is stored is what was shown."""
+        if request.stop_requested:
+            return False
+        if request.phase == "waiting":
+            self._set_phase(request, "answering")
+        request.version.text += piece
+        self._notify("piece", request, piece)
+        return True
+
+    def _settle(self, request: Request, stats: TurnStats) -> None:
+        version = request.version
+        version.stats = stats
+        stopped = request.stop_requested or stats.finish_reason == "cancelled"
+        version.status = "stopped" if stopped else "complete"
+        if request.asked_digest is not None and request.chat_id == self.chat_id:
+            self._sent_pinned = request.asked_digest
+
+    def _failed(self, request: Request, exc: BaseException) -> None:
+        version = request.version
+        if isinstance(exc, asyncio.CancelledError):
+            version.status = "stopped"
+            stream = request.stream
+            if stream is not None and not stream.finished:
+                stream.cancel()
+            return
+        version.status = "error"
+        version.error = str(exc) if isinstance(exc, LlavaCamError) else f"the answer failed: {exc}"
+
+    @staticmethod
+    def _finish_writer(writer: AnswerWriter, version: AnswerVersion) -> None:
+        timings = version.stats.to_dict() if version.stats is not None else None
+        try:
+            writer.text = version.text
+            writer.finish(version.status, timings)
+        except HistoryError as exc:
+            version.error = version.error or str(exc)
+
+    def _end(self, request: Request) -> None:
+        with self._lock:
+            if self.request is request:
+                self.request = None
+        self._notify("finished", request)
 
     def _set_phase(self, request: Request, phase: str) -> None:
         with self._lock:
@@ -323,7 +440,7 @@ class ChatSession:
             request.phase = phase
         self._notify("phase", request)
 
-    def _record_question(self, request: Request, sampling: SamplingSettings | None, *, regenerate: bool) -> Any:
+    def _record_question(self, request: Request, sampling: SamplingSettings | None) -> AnswerWriter | None:
         store = self.history
         if store is None or store.read_only:
             return None
@@ -333,6 +450,7 @@ class ChatSession:
             with self._lock:
                 if self.request is request and self.chat_id is None:
                     self.chat_id = request.chat_id  # not if New chat was pressed meanwhile
+        regenerate = request.regenerate
         if not regenerate:
             frame = store.save_image(turn.image, source=self.pinned_source) if turn.image is not None else None
             store.add_user_message(request.chat_id, turn.question, frame)
@@ -340,6 +458,14 @@ class ChatSession:
         writer = store.begin_answer(request.chat_id, self.model_id, settings, new_version=regenerate)
         request.version.message_id = writer.message_id
         return writer
+
+
+def _stats(timings: dict[str, Any] | None) -> TurnStats | None:
+    """A stored answer's timings as TurnStats (keys this version does not know are left out)."""
+    if not timings:
+        return None
+    known = {f.name for f in fields(TurnStats)}
+    return TurnStats(**{k: v for k, v in timings.items() if k in known})
 
 
 __all__ = ["PHASES", "AnswerVersion", "ChatSession", "Request", "SessionBusy", "SessionEvent", "SessionTurn"]

@@ -9,8 +9,7 @@ pinned frame, which then comes back here through `show_pinned` / `show_live`.
 
 from __future__ import annotations
 
-import contextlib
-import threading
+import asyncio
 
 import numpy as np
 from PySide6.QtCore import QRect, QSize, Qt, QTimer, Signal
@@ -122,7 +121,6 @@ class CameraPanel(QWidget):
     camera_chosen = Signal(str)  # the user picked a source in the drop-down (to remember in Settings)
     camera_failed = Signal(str)  # a message a person can act on
     camera_recovered = Signal()
-    cameras_found = Signal(object)  # [int] camera indices that open, found off the GUI thread
 
     def __init__(self, capture_shortcut: str = "") -> None:
         super().__init__()
@@ -175,7 +173,6 @@ class CameraPanel(QWidget):
         controls.addWidget(self.unpin_button)
         layout.addLayout(controls)
         layout.addStretch(1)  # spare height goes below the controls, not into black bars around the picture
-        self.cameras_found.connect(self.add_cameras)
         self._fps_timer = QTimer(self)
         self._fps_timer.timeout.connect(self._show_fps)
         self._fps_timer.start(1000)
@@ -203,15 +200,9 @@ class CameraPanel(QWidget):
             self.preview.show_message("Starting camera…")
         self.camera.start()
 
-    def find_cameras(self) -> None:
-        """List the camera indices that open (a second each on some systems: never on the GUI thread)."""
-
-        def find() -> None:
-            found = list_cameras()
-            with contextlib.suppress(RuntimeError):  # the window may have closed meanwhile
-                self.cameras_found.emit(found)
-
-        threading.Thread(target=find, name="llavacam-cameras", daemon=True).start()
+    async def find_cameras(self) -> None:
+        """List the camera indices that open (a second each on some systems: in the loop's executor)."""
+        self.add_cameras(await asyncio.to_thread(list_cameras))
 
     def add_cameras(self, indices: list[int]) -> None:
         for index in indices:
@@ -224,15 +215,15 @@ class CameraPanel(QWidget):
     def source_name(self) -> str:
         return self.camera.name if self.camera is not None else ""
 
-    def stop(self) -> None:
-        """Stop every reader and wait for them (closing: nothing may be left running)."""
+    def stop_readers(self) -> list[CameraSource]:
+        """Closing: tell every reader to stop and return them, to be joined off the GUI thread (`CameraSource.stop`
+        waits for its thread)."""
         self._fps_timer.stop()
-        if self.camera is not None:
-            self.camera.stop()
-        for retired in self._retired:
-            retired.stop()
-            retired.deleteLater()
+        readers = [*self._retired, *([self.camera] if self.camera is not None else [])]
+        for reader in readers:
+            reader.request_stop()
         self._retired.clear()
+        return readers
 
     # --- the picker ------------------------------------------------------------------------------------------------
 

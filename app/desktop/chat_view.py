@@ -49,7 +49,11 @@ def format_timings(stats: Mapping[str, Any] | Any) -> str:
     `stats` is a `TurnStats` or its dict (as stored in history)."""
     stats = _as_dict(stats)
     parts = []
-    if stats.get("image_cached"):
+    if stats.get("image_prepared"):  # encoded while the question was typed (set by the session binding)
+        parts.append("image read while you typed")
+    elif stats.get("image_wait_ms"):  # the answer waited for a preparation still under way
+        parts.append(f"image {stats['image_wait_ms'] / 1000:.1f} s")
+    elif stats.get("image_cached"):
         parts.append("image cached")
     elif stats.get("image_encode_ms"):
         parts.append(f"image {stats['image_encode_ms'] / 1000:.1f} s")

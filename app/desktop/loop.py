@@ -2,7 +2,10 @@
 
 `run(main_coroutine)` is the one entry point: it installs the loop on the QApplication and runs the coroutine to
 completion (the window's tasks — Send, Stop, Regenerate, history reads — all run on it; engine pieces arrive via
-`Turn.stream()`). Tests use `open_loop()` / `close_loop()` around `loop.run_until_complete(...)`.
+`Turn.stream()`). Code that spins Qt's event loop itself — pytest-qt's waits, the benchmark and screenshot scripts —
+uses `attach_loop()` / `detach_loop()`: qasync's documented `already_running` mode, where any Qt event loop that
+runs also runs the asyncio loop's callbacks. Blocking work the window awaits (`asyncio.to_thread`: history,
+frames, files, model loads) runs on the loop's own small pool of "llavacam-io" threads, joined when it closes.
 
 `EventLoop` is qasync 0.28.0's QEventLoop with the fix qasync made after that release for the random crashes
 reported with PySide6 >= 6.8 (qasync#154, PYSIDE-3165): its timer object and its socket notifiers are parented
@@ -15,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import qasync
@@ -31,6 +35,8 @@ class EventLoop(qasync.QEventLoop):  # type: ignore[misc]
         super().__init__(app, **kwargs)
         application = app or QApplication.instance()
         self._timer.setParent(application)
+        # Python threads, not qasync's default of ten QThreads started up front: joined when the loop closes.
+        self.set_default_executor(ThreadPoolExecutor(max_workers=4, thread_name_prefix="llavacam-io"))
 
     def _own(self, notifiers: dict[Any, QObject], fd: Any) -> None:
         notifier = notifiers.get(fd)
@@ -89,6 +95,26 @@ def close_loop(loop: EventLoop) -> None:
     asyncio.set_event_loop(None)
 
 
+def attach_loop(app: QApplication) -> EventLoop:
+    """A loop that runs whenever Qt's event loop runs (pytest-qt, scripts that call processEvents themselves)."""
+    loop = EventLoop(app, already_running=True)
+    asyncio.set_event_loop(loop)
+    return loop
+
+
+def detach_loop(loop: EventLoop) -> None:
+    """Close a loop from `attach_loop` (its executor's threads are joined); the tasks should have ended first."""
+    if loop.is_closed():
+        return
+    # Not loop.stop(): it calls QApplication.exit(), after which every nested Qt event loop (pytest-qt's waits, a
+    # dialog's exec) returns at once. The loop is only marked as stopped, then finished as qasync does on aboutToQuit.
+    loop._QEventLoop__is_running = False
+    loop._after_run_forever()
+    asyncio.events._set_running_loop(None)
+    loop.close()
+    asyncio.set_event_loop(None)
+
+
 def run(main: Coroutine[Any, Any, T], app: QApplication) -> T:
     """Run `main` on the window's loop until it returns (qasync's documented start for our Python versions)."""
     if sys.version_info >= (3, 12):
@@ -101,4 +127,4 @@ def run(main: Coroutine[Any, Any, T], app: QApplication) -> T:
         close_loop(loop)
 
 
-__all__ = ["EventLoop", "close_loop", "open_loop", "run"]
+__all__ = ["EventLoop", "attach_loop", "close_loop", "detach_loop", "open_loop", "run"]

@@ -1,8 +1,13 @@
-"""Start the window: `llavacam` / `python -m app` with no subcommand."""
+"""Start the window: `llavacam` / `python -m app` with no subcommand.
+
+The window runs on qasync's loop (`app.desktop.loop.run`, started the way qasync documents for our Python versions):
+one coroutine shows it and returns when its shutdown has joined every thread, which ends the process.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import signal
 import sys
@@ -41,8 +46,8 @@ def run_window(args: argparse.Namespace) -> int:
             print(advice, file=sys.stderr)
             return 2
 
+    from app.desktop.loop import run
     from app.desktop.settings import load_settings
-    from app.desktop.window import MainWindow
 
     base = data_dir(getattr(args, "data_dir", None))
     settings, warning = load_settings(base)
@@ -60,8 +65,24 @@ def run_window(args: argparse.Namespace) -> int:
         model = ModelStore(base, getattr(args, "catalog", None)).get(args.model_id)
         settings.model_path, settings.mmproj_path = str(model.text), str(model.mmproj or "")
         settings.template = model.template or "auto"
+    app.setQuitOnLastWindowClosed(False)  # the window's own shutdown (async: it joins threads) ends the app
+    return run(_show_window(app, settings, base, args, warning), app)
+
+
+async def _show_window(app: QApplication, settings: Any, base: Any, args: argparse.Namespace,
+                       warning: str | None) -> int:  # fmt: skip
+    """The app's one coroutine, on qasync's loop: show the window, and return once it has closed for good."""
+    from app.desktop.window import MainWindow
+
     window = MainWindow(settings, base, camera_source=getattr(args, "camera", None),
                         catalog=getattr(args, "catalog", None), offer_setup=True)  # fmt: skip
+    closed: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    def on_closed() -> None:
+        if not closed.done():
+            closed.set_result(0)
+
+    window.closed.connect(on_closed)
     if warning:
         window.show_notice(warning)
     window.show()
@@ -79,8 +100,9 @@ def run_window(args: argparse.Namespace) -> int:
     ready_file = os.environ.get("LLAVACAM_READY_FILE")  # for automation: written once the window is up
     if ready_file:
         QTimer.singleShot(0, lambda: open(ready_file, "w").close())
-    code = app.exec()
-    heartbeat.stop()
-    if watchdog is not None:
-        watchdog.stop()
-    return int(code)
+    try:
+        return int(await closed)
+    finally:
+        heartbeat.stop()
+        if watchdog is not None:
+            watchdog.stop()

@@ -1,93 +1,98 @@
-"""The main window: the chat list, the camera panel (camera_panel.py) and the chat with its question box
-(question_box.py); menus and shortcuts (shortcuts.py).
+"""The main window: it composes the parts and routes between them, and decides nothing itself.
 
-The GUI thread only paints and routes: camera reads happen on the camera thread, image decoding on a small
-background pool, and everything llama.cpp does on the engine's own inference thread (the InferenceWorker's QThread
-only relays its answers as signals, until the window moves onto `Turn.stream()` on qasync's loop).
+    chat list (history_panel.py) │ camera panel (camera_panel.py) │ chat view (chat_view.py) + question box
+                                                                      (question_box.py)
+The conversation lives in a `ChatSession` that the session binding (session_binding.py) shows and drives with
+asyncio tasks on qasync's loop — the GUI thread. The model is a `ModelHost` (model_host.py): loads are awaitables
+that closing aborts, and the engine's own inference thread is the only code that touches llama.cpp; its answers
+come back through `Turn.stream()`. Camera frames are read on the camera's thread; image files, history, settings
+and the window's layout file are read and written in the loop's executor. Menus and shortcuts: shortcuts.py.
+
+Closing is asynchronous and deterministic: the window hides at once, then the answer is stopped and stored, a load
+is aborted, the engine's thread, the camera and the executor are joined, and `closed` is emitted.
 """
 
 from __future__ import annotations
 
-import itertools
+import asyncio
+import base64
+import contextlib
+import json
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QImage, QKeySequence, QPixmap
+from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
+from PySide6.QtGui import (
+    QAction,
+    QCloseEvent,
+    QDragEnterEvent,
+    QDropEvent,
+    QFontMetrics,
+    QKeySequence,
+    QPainter,
+    QPaintEvent,
+)
 from PySide6.QtWidgets import (
     QApplication,
     QFileDialog,
     QHBoxLayout,
     QMainWindow,
     QPushButton,
+    QSizePolicy,
     QSplitter,
     QVBoxLayout,
     QWidget,
 )
 
-from app.core.errors import ImageError, LlavaCamError
+from app.core.errors import ImageError, LoadCancelled
 from app.core.history.store import HistoryStore
-from app.core.inference.engine import PastTurn
-from app.core.inference.images import RGBImage, check_pixels, load_image
+from app.core.inference.engine import Engine, EngineConfig
+from app.core.inference.images import RGBImage, load_image
 from app.desktop import shortcuts as keys
 from app.desktop.accessible import DescribedLabel
 from app.desktop.camera import CameraSource, camera_setting
-from app.desktop.camera_panel import CameraPanel, to_qimage
-from app.desktop.chat_view import Bubble, ChatView
+from app.desktop.camera_panel import CameraPanel
+from app.desktop.chat_view import ChatView
 from app.desktop.demo_badge import DemoBadge
 from app.desktop.history_panel import HistoryPanel
+from app.desktop.image_intake import IMAGE_FILTER, picture_in
+from app.desktop.model_host import LoadOutcome, ModelHost
 from app.desktop.notices import NoticeArea
 from app.desktop.question_box import QuestionBox
+from app.desktop.session_binding import SessionBinding
 from app.desktop.settings import Settings, save_settings
-from app.desktop.worker import WorkerThread
 
-THUMBNAIL_SIZE = QSize(160, 120)
-
-
-def thumbnail(image: RGBImage) -> QPixmap:
-    return QPixmap.fromImage(to_qimage(image)).scaled(
-        THUMBNAIL_SIZE, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation
-    )
+LAYOUT_FILE = "window.json"  # the window's size and splitter positions, in the data dir
+MINIMUM_SIZE = (800, 600)
 
 
-class _Background(QObject):
-    """Runs small blocking jobs (decoding a dropped photo) off the GUI thread; results come back as a signal."""
+class StatusLine(DescribedLabel):
+    """The status line: a one-line label that elides what does not fit (its full text stays its text, its tooltip
+    and its accessible description): a long status must never make the window wider."""
 
-    done = Signal(object, object, object)  # callback, result, error
+    def __init__(self, text: str = "") -> None:
+        super().__init__("Status", text)
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.setMinimumWidth(40)
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llavacam-io")
-        self._closed = False
-        self.done.connect(lambda callback, result, error: callback(result, error))
+    def setText(self, text: str) -> None:  # noqa: N802 (Qt's name)
+        super().setText(text)
+        self.setToolTip(text)
 
-    def run(self, fn: Any, callback: Any) -> None:
-        if self._closed:
-            return
-
-        def job() -> None:
-            try:
-                self.done.emit(callback, fn(), None)
-            except Exception as exc:
-                self.done.emit(callback, None, exc)
-
-        self._pool.submit(job)
-
-    def shutdown(self) -> None:
-        self._closed = True
-        self._pool.shutdown(wait=True)  # pending history writes finish: nothing is lost
+    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802
+        painter = QPainter(self)
+        metrics = QFontMetrics(self.font())
+        shown = metrics.elidedText(self.text(), Qt.TextElideMode.ElideRight, self.contentsRect().width())
+        painter.drawText(self.contentsRect(), int(Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft), shown)
+        painter.end()
 
 
 class MainWindow(QMainWindow):
-    ask_requested = Signal(int, str, object, object, bool)  # id, question, image, sampling, regenerate
-    prepare_requested = Signal(object)
-    load_requested = Signal(str, str, object)
-    new_chat_requested = Signal(str)
-    history_requested = Signal(object, str)  # [PastTurn], system prompt
-    turn_finished = Signal(int, object)  # request id, stats dict (None after an error): the bubble is complete
+    turn_finished = Signal(int, object)  # request number, stats dict (None after an error): the bubble is complete
+    model_changed = Signal(bool)  # a load ended: whether a model is ready
+    closed = Signal()  # everything is stopped and joined
 
     def __init__(
         self,
@@ -108,32 +113,32 @@ class MainWindow(QMainWindow):
         self.catalog = catalog
         self.setWindowTitle("LlavaCam")
         self.setAcceptDrops(True)
-        self.resize(1180, 720)
-        self._request_ids = itertools.count(1)
-        self.active_request: int | None = None
-        self.active_bubble: Bubble | None = None
-        self.pinned: RGBImage | None = None
-        self.pinned_ready = False
-        self.conversation_image: str | None = None  # digest of the image the conversation is about
         self.model_ready = False
-        self.last_question: tuple[str, RGBImage | None] | None = None
-        self._background = _Background()
-        self._closing = False
+        self.is_closed = False
+        self._closing: asyncio.Task[None] | None = None
+        self._settings_written = asyncio.Lock()
         self.history = HistoryStore(data_dir)
-        # The stored chat: read and written only by the background writer, in order.
-        self._chat: dict[str, Any] = {"id": None}
-        self._answer: dict[str, Any] = {}
+        self.model_host = ModelHost()
         self._build()
+        self.binding = SessionBinding(
+            self.model_host, self.history, self.chat_view, self.camera_panel, set_status=self.set_status,
+            show_notice=self.show_notice, system_prompt=settings.system_prompt or None,
+            model_id=Path(settings.model_path).name or None,
+        )  # fmt: skip
+        self.binding.turn_finished.connect(self._turn_finished)
+        self.binding.session.subscribe(self._on_session_event)
+        self.tasks = self.binding.tasks
+        self._restore_layout()
         if self.history.notice:
             self.show_notice(self.history.notice, kind="history")
-        self._worker = WorkerThread()
-        self._connect_worker()
         self.start_camera(camera_source if camera_source is not None else settings.camera)
-        self.camera_panel.find_cameras()
+        self.tasks.spawn(self.camera_panel.find_cameras())
         self.prompt_input.setFocus()
+        self._update_buttons()
         if settings.has_model:
             self.load_model()
         else:
+            self.set_status("No model loaded")
             self.show_notice("No model configured yet: choose one in File → Models…, or the files in Settings.",
                              kind="model")  # fmt: skip
             if offer_setup:
@@ -153,10 +158,11 @@ class MainWindow(QMainWindow):
         self.capture_button = self.camera_panel.capture_button
         self.unpin_button = self.camera_panel.unpin_button
         self.pinned_badge = self.camera_panel.pinned_badge
-        left = self.camera_panel
 
         right = QWidget()
+        right.setObjectName("chatPanel")
         right_layout = QVBoxLayout(right)
+        right_layout.setContentsMargins(0, 0, 0, 0)
         self.demo_badge = DemoBadge()
         self.demo_badge.get_model.connect(self.open_models)
         right_layout.addWidget(self.demo_badge)
@@ -166,7 +172,8 @@ class MainWindow(QMainWindow):
         right_layout.addWidget(self.chat_view, 1)
         self.prompt_input = QuestionBox()
         self.prompt_input.image_pasted.connect(lambda mime: self.accept_mime(mime, source="clipboard"))
-        self.prompt_input.setPlaceholderText("Ask about the frame… (Enter sends, Shift+Enter for a new line)")
+        self.prompt_input.typing_started.connect(self._typing_started)
+        self.prompt_input.setPlaceholderText("Ask about the frame… (Enter sends, Shift+Enter: new line)")
         self.prompt_input.setMaximumHeight(90)
         self.prompt_input.submitted.connect(self.send)
         right_layout.addWidget(self.prompt_input)
@@ -187,25 +194,23 @@ class MainWindow(QMainWindow):
         self.history_panel.open_requested.connect(self.open_chat)
         self.history_panel.deleted.connect(self._chat_deleted)
         self.history_panel.message.connect(lambda text: self.show_notice(text, kind="history"))
-        splitter = QSplitter()
-        splitter.addWidget(self.history_panel)
-        splitter.addWidget(left)
-        splitter.addWidget(right)
-        splitter.setStretchFactor(0, 0)
-        splitter.setStretchFactor(1, 1)
-        splitter.setStretchFactor(2, 1)
-        splitter.setSizes([200, 460, 520])
-        self.setCentralWidget(splitter)
-        self.status_label = DescribedLabel("Status", "Starting…")
+        self.splitter = QSplitter()
+        self.splitter.setObjectName("mainSplitter")
+        self.splitter.setChildrenCollapsible(False)
+        self.splitter.addWidget(self.history_panel)
+        self.splitter.addWidget(self.camera_panel)
+        self.splitter.addWidget(right)
+        self.splitter.setStretchFactor(0, 0)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setStretchFactor(2, 2)
+        self.splitter.setSizes([220, 420, 540])
+        self.setCentralWidget(self.splitter)
+        self.status_label = StatusLine("Starting…")
         self.status_label.setObjectName("statusLabel")
         self.statusBar().addWidget(self.status_label, 1)
         self._build_actions()
-        self._update_buttons()
-        self._pending_text: list[str] = []
-        self._render_timer = QTimer(self)
-        self._render_timer.setSingleShot(True)
-        self._render_timer.setInterval(50)  # 20 updates a second reads as smooth streaming
-        self._render_timer.timeout.connect(self._render_pending)
+        self.setMinimumSize(*MINIMUM_SIZE)
+        self.resize(1180, 720)
 
     def _button(self, text: str, name: str, accessible: str, slot: Any, shortcut: keys.Shortcut) -> QPushButton:
         button = QPushButton(text)
@@ -270,70 +275,98 @@ class MainWindow(QMainWindow):
             answers[-1].copy_text()
             self.set_status("Copied the last answer")
 
-    # --- worker ---------------------------------------------------------------------------------------------
+    def _layout_path(self) -> Path:
+        return self.data_dir / LAYOUT_FILE
 
-    def _connect_worker(self) -> None:
-        worker = self._worker.worker
-        self.ask_requested.connect(worker.ask)
-        self.prepare_requested.connect(worker.prepare)
-        self.load_requested.connect(worker.load_model)
-        self.new_chat_requested.connect(worker.new_chat)
-        self.history_requested.connect(worker.set_history)
-        worker.token.connect(self._on_token)
-        worker.finished.connect(self._on_finished)
-        worker.error.connect(self._on_error)
-        worker.status.connect(self.set_status)
-        worker.model_loaded.connect(self._on_model_loaded)
-        worker.model_failed.connect(self._on_model_failed)
-        worker.prepared.connect(self._on_prepared)
+    def _restore_layout(self) -> None:
+        """The size and splitter positions the window had when it was last closed (a small file, read once)."""
+        try:
+            saved = json.loads(self._layout_path().read_text(encoding="utf-8"))
+            geometry = QByteArray(base64.b64decode(saved["geometry"]))
+            splitter = QByteArray(base64.b64decode(saved["splitter"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return  # none yet, or unreadable: the defaults
+        self.restoreGeometry(geometry)
+        self.splitter.restoreState(splitter)
+
+    def _layout(self) -> dict[str, str]:
+        return {"geometry": base64.b64encode(bytes(self.saveGeometry().data())).decode(),
+                "splitter": base64.b64encode(bytes(self.splitter.saveState().data())).decode()}  # fmt: skip
+
+    # --- the model -------------------------------------------------------------------------------------------
 
     @property
-    def worker(self) -> Any:
-        return self._worker.worker
+    def engine(self) -> Engine | None:
+        """The loaded engine (the watch asks it aside from the chat)."""
+        return self.model_host.engine
 
     def load_model(self) -> None:
         self.model_ready = False
+        self.binding.stop()
         self._update_buttons()
-        s = self.settings
-        options = {
-            "n_ctx": s.n_ctx,
-            "threads": s.threads,
-            "gpu_layers": s.gpu_layers,
-            "template": "" if s.template == "auto" else s.template,
-            "system_prompt": s.system_prompt,
-            "data_dir": str(self.data_dir),  # where the probe remembers pairs known good
-        }
         self.set_status("Loading the model…")
-        self.demo_badge.show_for(s.model_path)  # at once: the demo's first load may take a few seconds
-        self.load_requested.emit(s.model_path, s.mmproj_path, options)
+        self.demo_badge.show_for(self.settings.model_path)  # at once: the demo's first load may take a few seconds
+        self.tasks.spawn(self._load_model())
 
-    def _on_model_loaded(self, info: dict) -> None:
+    def _engine_config(self) -> EngineConfig:
+        s = self.settings
+        return EngineConfig(
+            n_ctx=s.n_ctx,
+            n_threads=s.threads or None,
+            n_gpu_layers=s.gpu_layers,
+            template=None if s.template in ("", "auto") else s.template,
+            system_prompt=s.system_prompt or EngineConfig().system_prompt,
+        )
+
+    async def _load_model(self) -> None:
+        s = self.settings
+        if not s.model_path:
+            await self.model_host.unload()
+            self._on_model_failed("No model configured: choose the model files in Settings (Ctrl+,).")
+            return
+        try:
+            outcome = await self.model_host.load(s.model_path, s.mmproj_path, self._engine_config(),
+                                                 data_dir=self.data_dir, on_status=self.set_status)  # fmt: skip
+        except LoadCancelled:
+            return  # closing, or another pair was chosen: that one reports
+        await self._on_model_loaded(outcome)
+
+    async def _on_model_loaded(self, outcome: LoadOutcome) -> None:
+        info = outcome.info
+        if info is None:
+            self._on_model_failed(outcome.error or "The model could not be loaded.")
+            return
+        if outcome.refused:
+            # Settings point at the working model again (saved before the model counts as ready), so the next
+            # start does not try the refused files.
+            self.settings = replace(self.settings, model_path=str(info.text_path),
+                                    mmproj_path=str(info.mmproj_path or ""))  # fmt: skip
+            await self._save_settings()
         self.model_ready = True
-        self.demo_badge.show_for(info.get("text_path", ""))
-        vision = "" if info["has_vision"] else " (text only: no mmproj)"
-        self.set_status(f"Ready: {info['name']} · template {info['template']}{vision}")
-        refused = info.get("refused")
-        if refused:
-            # Say what is wrong with the new files and that the working model is back; Settings point at it again,
-            # so the next start does not try the refused files.
-            self.show_notice(f"The new model files were not used: {refused}. {info['name']} is still loaded.",
+        self.demo_badge.show_for(str(info.text_path))
+        self.binding.engine_label = f"{info.text_path.stem} · this computer"
+        vision = "" if info.has_vision else " (text only: no mmproj)"
+        self.set_status(f"Ready: {info.name} · template {info.template_family}{vision}")
+        self.binding.session.model_id = info.text_path.name
+        if outcome.refused:
+            # Say what is wrong with the new files and that the working model is back.
+            self.show_notice(f"The new model files were not used: {outcome.refused}. {info.name} is still loaded.",
                              settings=True, kind="model")  # fmt: skip
-            self.settings = replace(self.settings, model_path=info["text_path"], mmproj_path=info["mmproj_path"])
-            try:
-                save_settings(self.data_dir, self.settings)
-            except OSError as exc:
-                self.show_notice(f"Settings could not be saved: {exc}")
         else:
             self.hide_notice("model")
         self._update_buttons()
-        if self.pinned is not None:
-            self._prepare(self.pinned)
+        self.model_changed.emit(True)
+        # The engine starts empty: give it the conversation on screen, then prepare the pinned frame.
+        session = self.binding.session
+        await asyncio.wrap_future(self.model_host.set_history(session.past_turns(), session.system_prompt))
+        self.binding.prepare_pinned()
 
     def _on_model_failed(self, message: str) -> None:
         self.model_ready = False
         self.show_notice(message, settings=True, kind="model")
         self.set_status("No model loaded")
         self._update_buttons()
+        self.model_changed.emit(False)
 
     # --- camera and pinned frame ----------------------------------------------------------------------------
 
@@ -341,101 +374,94 @@ class MainWindow(QMainWindow):
     def camera(self) -> CameraSource | None:
         return self.camera_panel.camera
 
+    @property
+    def pinned(self) -> RGBImage | None:
+        return self.binding.pinned
+
+    @property
+    def pinned_ready(self) -> bool:
+        return self.binding.pinned_ready
+
+    @property
+    def session(self) -> Any:
+        return self.binding.session
+
     def start_camera(self, source: str | int | None) -> None:
         self.camera_panel.start_camera(source)
 
     def remember_camera(self, source: str) -> None:
         """The user chose a camera in the drop-down: remember it (Settings shows it too)."""
         self.settings = replace(self.settings, camera=source)
-        try:
-            save_settings(self.data_dir, self.settings)
-        except OSError as exc:
-            self.show_notice(f"Settings could not be saved: {exc}")
+        self.tasks.spawn(self._save_settings())
 
     def _on_camera_recovered(self) -> None:
         self.hide_notice("camera")
-        self.set_status("Camera on")
+        if not self.binding.busy and self.model_ready:
+            self.set_status("Camera on")
 
     def capture(self) -> None:
-        frame = self.camera.newest() if self.camera is not None else None
+        frame = self.camera_panel.newest_frame()
         if frame is None:
             self.show_notice("No camera frame to capture: open, paste or drop an image instead.")
             return
-        self.pin(load_image(frame))
+        self.pin(load_image(frame), self.camera_panel.source_name)
 
-    def pin(self, image: RGBImage) -> None:
-        self.pinned = image
-        self.pinned_ready = False
-        self.camera_panel.show_pinned(image, "● pinned · encoding…" if self.model_ready else "● pinned")
-        self._prepare(image)
+    def _typing_started(self) -> None:
+        """The first keystroke of a question: freeze the live frame and start reading it while the rest is typed."""
+        if self.binding.pinned is None and self.camera_panel.newest_frame() is not None:
+            self.capture()
 
-    def _prepare(self, image: RGBImage) -> None:
-        if self.model_ready and image.digest != self.conversation_image:
-            self.prepare_requested.emit(image)
-        elif image.digest == self.conversation_image:
-            self._on_prepared(image.digest, True)
-
-    def _on_prepared(self, digest: str, ok: bool) -> None:
-        if self.pinned is None or self.pinned.digest != digest:
-            return
-        self.pinned_ready = ok
-        # Not prepared (abandoned, no vision, no room): the frame is still pinned and asked about, just not early.
-        self.camera_panel.set_badge("● pinned · ready" if ok else "● pinned")
+    def pin(self, image: RGBImage, source: str = "") -> None:
+        self.binding.pin(image, source or (Path(image.source).name if image.source else "image"))
 
     def unpin(self) -> None:
-        self.pinned = None
-        self.pinned_ready = False
-        self.camera_panel.show_live()
+        self.binding.unpin()
 
     # --- images from files, the clipboard and drops ---------------------------------------------------------
 
     def open_image(self) -> None:
-        filters = "Images (*.png *.jpg *.jpeg *.bmp *.webp *.gif *.tif *.tiff);;All files (*)"
-        path, _ = QFileDialog.getOpenFileName(self, "Open image", "", filters)
+        path, _ = QFileDialog.getOpenFileName(self, "Open image", "", IMAGE_FILTER)
         if path:
             self.load_image_file(path)
 
     def load_image_file(self, path: str) -> None:
         self.set_status(f"Opening {Path(path).name}…")
-        self._background.run(lambda: load_image(path), self._on_image_loaded)
+        self.tasks.spawn(self._load_image_file(path))
+
+    async def _load_image_file(self, path: str) -> None:
+        try:
+            image = await asyncio.to_thread(load_image, path)
+        except ImageError as exc:
+            self.show_notice(str(exc))
+            self.set_status("Image not opened")
+            return
+        except Exception as exc:
+            self.show_notice(f"Could not open the image: {exc}")
+            self.set_status("Image not opened")
+            return
+        self.hide_notice()
+        self.set_status(f"Pinned {Path(path).name}")
+        self.pin(image, Path(path).name)
 
     def paste_image(self) -> None:
-        mime = QApplication.clipboard().mimeData()
-        self.accept_mime(mime, source="clipboard")
+        self.accept_mime(QApplication.clipboard().mimeData(), source="clipboard")
 
     def accept_mime(self, mime: Any, source: str) -> bool:
         """Take an image from a drop or the clipboard; say clearly when it is not one."""
-        if mime is None:
-            return False
-        if mime.hasImage():
-            pasted = QImage(mime.imageData())
-            try:  # the same pixel cap as opened files, the CLI and the server
-                check_pixels(pasted.width(), pasted.height(), f"the {source}'s image")
-            except ImageError as exc:
-                self.show_notice(str(exc))
-                return True
-            qimage = pasted.convertToFormat(QImage.Format.Format_RGB888)
-            if not qimage.isNull():
-                self.pin(_rgb_from_qimage(qimage))
-                return True
-        if mime.hasUrls():
-            local = [u.toLocalFile() for u in mime.urls() if u.isLocalFile()]
-            if local:
-                self.load_image_file(local[0])
-                return True
-        self.show_notice(f"Nothing to use from the {source}: it holds no image.")
+        try:
+            found = picture_in(mime, source)
+        except ImageError as exc:
+            self.show_notice(str(exc))
+            return True
+        if isinstance(found, RGBImage):
+            self.pin(found, source)
+            return True
+        if isinstance(found, str):
+            self.load_image_file(found)
+            return True
+        if mime is not None:
+            self.show_notice(f"Nothing to use from the {source}: it holds no image.")
         return False
-
-    def _on_image_loaded(self, image: RGBImage | None, error: Exception | None) -> None:
-        if error is not None:
-            message = str(error) if isinstance(error, ImageError) else f"Could not open the image: {error}"
-            self.show_notice(message)
-            self.set_status("Image not opened")
-            return
-        assert image is not None
-        self.hide_notice()
-        self.set_status(f"Pinned {Path(image.source).name or 'image'}")
-        self.pin(image)
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802
         if event.mimeData().hasUrls() or event.mimeData().hasImage():
@@ -451,222 +477,74 @@ class MainWindow(QMainWindow):
         question = self.prompt_input.toPlainText().strip()
         if not question:
             return
-        if self.active_request is not None:
+        if self.binding.busy:
             self.set_status("An answer is still coming: wait for it or press Stop (Esc).")
             return
         if not self.model_ready:
             self.show_notice("The model is not loaded yet: choose one in Settings or wait for it to load.",
                              settings=True, kind="model")  # fmt: skip
             return
-        if self.pinned is None and self.camera is not None and self.camera.newest() is not None:
+        if self.binding.pinned is None and self.camera_panel.newest_frame() is not None:
             self.capture()  # nothing pinned: the live frame at this moment is the one asked about
-        image = self.pinned
         self.prompt_input.clear()
-        self._start_turn(question, image, regenerate=False)
-
-    def _start_turn(self, question: str, image: RGBImage | None, *, regenerate: bool) -> None:
-        request_id = next(self._request_ids)
-        self.active_request = request_id
-        self.last_question = (question, image)
-        if not regenerate:
-            self.chat_view.add(Bubble("user", question, thumbnail(image) if image is not None else None))
-        engine = f"{Path(self.settings.model_path).stem} · this computer"
-        self.active_bubble = self.chat_view.add(Bubble("assistant", engine=engine))
-        # The same picture as the conversation's: a follow-up (no image), so the cached encoding is reused.
-        new_image = image if image is not None and image.digest != self.conversation_image else None
-        if image is not None:
-            self.conversation_image = image.digest
         if self.windowTitle() == "LlavaCam":
             self.setWindowTitle(f"LlavaCam — {question[:60]}")
-        self.set_status("Generating…")
+        self.binding.send(question, self.settings.sampling())
         self._update_buttons()
-        self._record_question(question, image if not regenerate else None, regenerate)
-        self.ask_requested.emit(request_id, question, new_image, self.settings.sampling(), regenerate)
 
     def regenerate(self) -> None:
-        if self.active_request is not None or self.last_question is None or not self.chat_view.bubbles:
+        if not self.binding.can_regenerate or not self.model_ready:
             return
-        last = self.chat_view.bubbles[-1]
-        if last.role == "assistant":
-            self.chat_view.bubbles.pop()
-            last.setParent(None)
-            last.deleteLater()
-        question, image = self.last_question
-        self._start_turn(question, image, regenerate=True)
+        self.binding.regenerate(self.settings.sampling())
+        self._update_buttons()
 
     def stop(self) -> None:
-        if self.active_request is not None:
-            self.worker.cancel(self.active_request)
+        if self.binding.busy:
+            self.binding.stop()
             self.set_status("Stopping…")
 
-    # --- history: every write runs on the background writer, in order, off the GUI thread -----------------------
-
-    def _record_question(self, question: str, image: RGBImage | None, regenerate: bool) -> None:
-        chat, store = self._chat, self.history
-        answer: dict[str, Any] = {"writer": None}
-        self._answer = answer
-        model = self.settings.model_path.rsplit("/", 1)[-1] or None
-        sampling = self.settings.sampling().to_dict()
-
-        def record() -> None:
-            if chat["id"] is None:
-                chat["id"] = store.create_chat(model_id=model)
-            if not regenerate:
-                frame = store.save_image(image, source=self.camera_name(image)) if image is not None else None
-                store.add_user_message(chat["id"], question, frame)
-            answer["writer"] = store.begin_answer(chat["id"], model, sampling, new_version=regenerate)
-
-        self._history_job(record)
-
-    def camera_name(self, image: RGBImage) -> str:
-        if image.source == "frame" and self.camera is not None:
-            return self.camera.name
-        return Path(image.source).name if image.source else "image"
-
-    def _history_job(self, fn: Any, refresh: bool = True) -> None:
-        def done(_result: Any, error: Exception | None) -> None:
-            if self._closing:
-                return
-            if isinstance(error, LlavaCamError):
-                self.show_notice(str(error), kind="history")
-            elif error is not None:
-                self.show_notice(f"The chat could not be saved: {error}", kind="history")
-            if refresh:
-                self.history_panel.open_chat_id = self._chat["id"]  # set by the writer once the chat exists
-                self.history_panel.refresh()
-
-        if not self.history.read_only:
-            self._background.run(fn, done)
-
-    def _record_piece(self, piece: str) -> None:
-        answer = self._answer
-        self._history_job(lambda: answer["writer"] and answer["writer"].append(piece), refresh=False)
-
-    def _record_end(self, status: str, stats: dict | None) -> None:
-        answer = self._answer
-        self._history_job(lambda: answer["writer"] and answer["writer"].finish(status, stats))
+    def _turn_finished(self, number: int, stats: dict | None) -> None:
+        self._update_buttons()
+        self.turn_finished.emit(number, stats)
 
     def open_chat(self, chat_id: int) -> None:
-        """Show a stored chat and continue it: the engine rebuilds its context from the stored turns."""
-        if self.active_request is not None:
+        """Show a stored chat and continue it: the engine is given its turns with the chosen answers."""
+        if self.binding.busy:
             self.set_status("Stop the current answer before opening another chat.")
             return
-        chat = self.history.get_chat(chat_id)
-        self.chat_view.clear()
-        for message in chat.messages:
-            if not message.chosen:
-                continue  # a regenerated-away version (the session model will offer ‹ 1/2 ›)
-            if message.role == "user":
-                picture = None
-                if message.image is not None and message.image.path.exists():
-                    picture = QPixmap(str(message.image.path)).scaled(
-                        THUMBNAIL_SIZE, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation
-                    )
-                self.chat_view.add(Bubble("user", message.text, picture))
-            else:
-                bubble = self.chat_view.add(Bubble("assistant", message.text))
-                bubble.finish({**(message.timings or {}), "finish_reason": "cancelled"
-                               if message.status in ("stopped", "incomplete") else "stop"})  # fmt: skip
-        self._chat = {"id": chat_id}
         self.history_panel.set_open_chat(chat_id)
-        self.setWindowTitle(f"LlavaCam — {chat.title}")
-        turns = self.history.get_turns(chat_id)
-        questions = [m for m in chat.messages if m.role == "user"]
-        self.last_question = (questions[-1].text, None) if questions else None
+        self.binding.open_chat(chat_id)
 
-        def load() -> tuple[list[PastTurn], RGBImage | None]:
-            past = []
-            latest = None
-            for turn in turns:
-                picture = load_image(turn.image_path) if turn.image_path and turn.image_path.exists() else None
-                latest = picture or latest
-                past.append(PastTurn(turn.question, turn.answer, picture))
-            return past, latest
-
-        def loaded(result: Any, error: Exception | None) -> None:
-            if error is not None:
-                self.show_notice(f"The chat's frames could not be read: {error}", kind="history")
-                return
-            past, latest = result
-            self.history_requested.emit(past, self.settings.system_prompt)
-            self.conversation_image = latest.digest if latest is not None else None
-            if latest is not None:
-                self.pin(latest)
-            self.set_status(f"Opened “{chat.title}”: ask to continue it")
-
-        self._background.run(load, loaded)
-        self._update_buttons()
-
-    def _on_token(self, request_id: int, piece: str) -> None:
-        if request_id != self.active_request or self.active_bubble is None:
-            return  # a late token of a stopped request
-        self._record_piece(piece)
-        # Coalesce: re-rendering the Markdown bubble per token would keep the GUI thread (and the GIL) busy.
-        self._pending_text.append(piece)
-        if not self._render_timer.isActive():
-            self._render_timer.start()
-
-    def _render_pending(self) -> None:
-        if self._pending_text and self.active_bubble is not None:
-            self.active_bubble.append("".join(self._pending_text))  # the chat follows it unless scrolled up
-        self._pending_text.clear()
-
-    def _on_finished(self, request_id: int, stats: dict) -> None:
-        if request_id != self.active_request or self.active_bubble is None:
-            return
-        self._render_pending()
-        self.active_bubble.finish(stats)
-        self._record_end("stopped" if stats.get("finish_reason") == "cancelled" else "complete", stats)
-        self._end_turn("Stopped" if stats.get("finish_reason") == "cancelled" else "Ready", stats)
-
-    def _on_error(self, request_id: int, message: str) -> None:
-        if request_id != self.active_request or self.active_bubble is None:
-            return
-        self._render_pending()
-        self.active_bubble.fail(message)
-        self._record_end("error", None)
-        self._end_turn("Error: " + message, None)
-
-    def _end_turn(self, status: str, stats: dict | None) -> None:
-        request_id = self.active_request
-        self.active_request = None
-        self.active_bubble = None
-        self.set_status(status)
-        self._update_buttons()
-        self.turn_finished.emit(request_id, stats)
+    def _on_session_event(self, event: Any) -> None:
+        if event.kind == "chat":
+            session = self.binding.session
+            self.setWindowTitle(f"LlavaCam — {session.title}" if session.chat_id is not None else "LlavaCam")
+        if event.kind in ("turns", "finished", "chat"):
+            self._update_buttons()
+        if event.kind == "finished":
+            chat_id = self.binding.session.chat_id
+            if chat_id is not None and self.history_panel.open_chat_id != chat_id:
+                self.history_panel.set_open_chat(chat_id)  # the first answer created the chat
+            self.history_panel.refresh()
 
     def new_chat(self) -> None:
-        if self.active_request is not None:
-            # The answer so far stays in the chat it belongs to, marked stopped (its late tokens are dropped).
-            self.stop()
-            self._record_end("stopped", None)
-        self.active_request = None
-        self.active_bubble = None
-        self.chat_view.clear()
-        self.conversation_image = None
-        self.last_question = None
-        self._chat = {"id": None}
+        self.binding.new_chat()
         self.history_panel.set_open_chat(None)
-        self.setWindowTitle("LlavaCam")
-        self.new_chat_requested.emit(self.settings.system_prompt)
-        if self.pinned is not None:
-            self._prepare(self.pinned)
         self.set_status("New chat")
-        self._update_buttons()
 
     def _chat_deleted(self, chat_id: int) -> None:
         """A deleted chat must not stay on screen taking questions that would be stored in it, unseen."""
-        if chat_id == self._chat["id"]:
-            self.new_chat()
+        if self.binding.forget_chat(chat_id):
+            self.history_panel.set_open_chat(None)
             self.set_status("The chat on screen was deleted (Undo brings it back): this is a new chat")
 
     def _update_buttons(self) -> None:
-        busy = self.active_request is not None
+        busy = self.binding.busy
         self.send_button.setEnabled(not busy)
         self.stop_button.setEnabled(busy)
-        self.regenerate_button.setEnabled(not busy and self.last_question is not None)
+        self.regenerate_button.setEnabled(self.model_ready and self.binding.can_regenerate)
 
-    # --- settings, notices, status, closing ------------------------------------------------------------------
+    # --- settings, notices, status ------------------------------------------------------------------------------
 
     def open_settings(self) -> None:
         from app.desktop.settings_dialog import SettingsDialog
@@ -697,19 +575,23 @@ class MainWindow(QMainWindow):
     def apply_settings(self, settings: Settings, reload: tuple | None = None) -> None:
         camera_before = self.settings.camera
         self.settings = settings
-        try:
-            save_settings(self.data_dir, settings)
-        except OSError as exc:
-            self.show_notice(f"Settings could not be saved: {exc}")
+        self.binding.session.system_prompt = settings.system_prompt or None
+        self.tasks.spawn(self._save_settings())
         after = (settings.model_path, settings.mmproj_path, settings.n_ctx, settings.threads,
                  settings.gpu_layers, settings.template)  # fmt: skip
         if reload is None or reload != after:
-            self.conversation_image = None
             self.load_model()
         # Only a camera changed in Settings switches it: saving other settings or choosing model files keeps the
         # camera on screen (which may be one picked in the drop-down or given with --camera).
         if camera_setting(settings.camera) != camera_setting(camera_before):
             self.start_camera(settings.camera)
+
+    async def _save_settings(self) -> None:
+        async with self._settings_written:  # one write at a time, each of the settings as they are then
+            try:
+                await asyncio.to_thread(save_settings, self.data_dir, self.settings)
+            except OSError as exc:
+                self.show_notice(f"Settings could not be saved: {exc}")
 
     def show_notice(self, message: str, settings: bool = False, kind: str = "info") -> None:
         """Queue a notice (one per kind, the newest shown); `settings`: with an "Open Settings" button."""
@@ -724,6 +606,8 @@ class MainWindow(QMainWindow):
 
     def set_status(self, text: str) -> None:
         self.status_label.setText(text)
+
+    # --- watch --------------------------------------------------------------------------------------------------
 
     def ask_watch(self) -> None:
         """File → Watch…: a standing question (or "Tell me when …") about the live camera."""
@@ -741,7 +625,7 @@ class MainWindow(QMainWindow):
         from app.core.watch.record import WatchRecorder
         from app.desktop.watch_panel import CameraFrames, DBusNotifier, TrayNotifier, WatchPanel, WatchRunner
 
-        engine = self.worker.engine
+        engine = self.engine
         if engine is None or self.camera is None:
             self.show_notice("Watching needs a model and a camera: choose them in File → Models… and Settings.")
             return
@@ -770,31 +654,45 @@ class MainWindow(QMainWindow):
         panel = getattr(self, "watch_panel", None)
         return panel.stop() if panel is not None else ""
 
-    def shutdown(self) -> None:
-        """Cancel the answer, stop the camera and the worker thread, and wait for them."""
-        if self._closing:
+    # --- closing ------------------------------------------------------------------------------------------------
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        if self.is_closed:
+            event.accept()
             return
+        event.ignore()
+        self.hide()  # the window goes at once; the shutdown below takes moments
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self.shutdown())
+
+    async def shutdown(self) -> None:
+        """Stop the answer (it is stored as stopped), abort a load, stop the camera and the engine, and wait for
+        them all; then `closed`."""
         stopped = self.stop_watch()  # closing the window stops the watch
         if stopped:
             self.statusBar().showMessage(stopped)
-        self.worker.cancel()
-        self.camera_panel.stop()
-        self._worker.stop()
-        # Deliver the worker's last queued signals (the stopped answer), so the history records them.
-        QApplication.processEvents()
-        self._closing = True
+        layout = self._layout()
+        self.model_host.abort()
+        await self.binding.shutdown()
+        await self.model_host.close()
+        readers = self.camera_panel.stop_readers()
+        await asyncio.to_thread(_join_all, readers)
+        with contextlib.suppress(OSError):
+            await asyncio.to_thread(self._write_layout, layout)
         self.history_panel.shutdown()  # its reads stop, its writes (a rename, a delete) finish before the close
-        self._background.shutdown()
-        self.history.close()
+        await asyncio.to_thread(self.history.close)
+        self.is_closed = True
+        self.closed.emit()
+        self.close()
 
-    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
-        self.shutdown()
-        event.accept()
+    def _write_layout(self, layout: dict[str, str]) -> None:
+        self._layout_path().parent.mkdir(parents=True, exist_ok=True)
+        self._layout_path().write_text(json.dumps(layout), encoding="utf-8")
 
 
-def _rgb_from_qimage(qimage: QImage) -> RGBImage:
-    width, height = qimage.width(), qimage.height()
-    stride = qimage.bytesPerLine()
-    raw = bytes(qimage.constBits())[: stride * height]
-    rows = b"".join(raw[y * stride : y * stride + width * 3] for y in range(height))
-    return RGBImage(width, height, rows, source="clipboard")
+def _join_all(readers: list[CameraSource]) -> None:
+    for reader in readers:
+        reader.stop()
+
+
+__all__ = ["MINIMUM_SIZE", "MainWindow", "StatusLine"]

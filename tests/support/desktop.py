@@ -1,8 +1,13 @@
 """Desktop test fixtures (a pytest plugin, see tests/conftest.py): a window on the tiny model with a video camera,
-and a check that no test leaves a QThread running."""
+the window's asyncio loop for every Qt test, and a check that no test leaves a QThread or a thread running.
+
+The loop is the app's own (`app.desktop.loop.EventLoop`) in qasync's `already_running` mode: pytest-qt's waits spin
+Qt's event loop, which runs the loop's callbacks and tasks — so tests drive the window on the same loop the app
+runs on, and wait on Qt signals as ever."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import weakref
@@ -12,6 +17,7 @@ import pytest
 from PySide6.QtCore import QThread
 from PySide6.QtWidgets import QApplication
 
+from app.desktop.loop import attach_loop, detach_loop
 from app.desktop.settings import Settings
 from app.desktop.window import MainWindow
 from tests.support.camera_video import write_test_video
@@ -53,6 +59,24 @@ def no_dangling_qthreads(monkeypatch, request):
     assert not alive, f"test left Python thread(s) running: {', '.join(alive)}"
 
 
+@pytest.fixture(autouse=True)
+def window_loop(request, no_dangling_qthreads):
+    """The window's asyncio loop, for the tests that drive Qt (set up after the leak check, closed before it)."""
+    if "qtbot" not in request.fixturenames:
+        yield None
+        return
+    qtbot = request.getfixturevalue("qtbot")
+    loop = attach_loop(QApplication.instance())
+    yield loop
+    try:
+        # Every task must have ended (a window closed without waiting finishes its shutdown here).
+        qtbot.waitUntil(lambda: not asyncio.all_tasks(loop), timeout=20000)
+    finally:
+        for task in asyncio.all_tasks(loop):
+            task.cancel()
+        detach_loop(loop)
+
+
 @pytest.fixture(scope="module")
 def video(tmp_path_factory) -> Path:
     return write_test_video(tmp_path_factory.mktemp("camera") / "camera.avi")
@@ -85,9 +109,17 @@ def make_window(qtbot, tmp_path, video):
 
     yield make
     for window in windows:
-        window.close()
+        close_window(qtbot, window)
         window.deleteLater()
     QApplication.processEvents()
+
+
+def close_window(qtbot, window: MainWindow) -> None:
+    """Close the window as the user does and wait until its shutdown has stopped and joined everything."""
+    if window.is_closed:
+        return
+    window.close()
+    qtbot.waitUntil(lambda: window.is_closed, timeout=20000)
 
 
 def wait_for_frame(qtbot, window: MainWindow) -> None:
@@ -95,7 +127,14 @@ def wait_for_frame(qtbot, window: MainWindow) -> None:
 
 
 def ask(qtbot, window: MainWindow, question: str, timeout: int = 30000) -> dict:
+    """Type `question`, press Send, and wait for the answer's bubble to be complete; returns its stats."""
     window.prompt_input.setPlainText(question)
     with qtbot.waitSignal(window.turn_finished, timeout=timeout) as blocker:
         window.send_button.click()
     return blocker.args[1]
+
+
+def open_chat(qtbot, window: MainWindow, chat_id: int) -> None:
+    """Open a stored chat and wait until it is on screen and the engine has its turns."""
+    with qtbot.waitSignal(window.binding.chat_opened, timeout=20000):
+        window.open_chat(chat_id)

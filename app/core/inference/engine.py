@@ -128,6 +128,13 @@ class Turn:
         self._finished = False
         # While `stream()` runs, each event also wakes its event loop (the events stay in the one queue above).
         self._waker: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = None
+        # What the inference thread is doing for this turn, for a front end to show (read from any thread):
+        # "queued" (behind other work, e.g. a preparation), "image" (encoding / evaluating the image), "question"
+        # (evaluating the rest of the prompt), "answer" (generating; set at the first token). `stage_at` is the
+        # perf_counter() time it began.
+        self.stage = "queued"
+        self.stage_at = self.submitted_at
+        self.stage_times: dict[str, float] = {"queued": self.submitted_at}  # when each stage began
 
     def cancel(self) -> None:
         self._cancel.set()
@@ -194,6 +201,11 @@ class Turn:
         return self.stats
 
     # Called on the inference thread.
+    def _set_stage(self, stage: str) -> None:
+        if stage != self.stage:
+            self.stage_at = self.stage_times[stage] = time.perf_counter()
+            self.stage = stage
+
     def _post(self, event: tuple[str, Any]) -> None:
         self._events.put(event)
         waker = self._waker
@@ -238,10 +250,11 @@ class Engine:
         mmproj: str | Path | None = None,
         config: EngineConfig | None = None,
         *,
-        load_progress: Callable[[float], None] | None = None,
+        load_progress: Callable[[float], bool | None] | None = None,
     ) -> None:
         self.config = config or EngineConfig()
-        self._load_progress = load_progress  # called on the inference thread with 0.0 .. 1.0
+        # Called on the inference thread with 0.0 .. 1.0; returning False aborts the load (LoadCancelled).
+        self._load_progress = load_progress
         self._jobs: queue.Queue[Any] = queue.Queue()
         self._lock = threading.Lock()
         self._prepare_generation = 0
@@ -585,7 +598,8 @@ class Engine:
         self._turns = turns
         current = turns[-1]
         try:
-            self._evaluate(segs, need_logits=True, stats=stats, should_stop=turn._cancel.is_set)
+            self._evaluate(segs, need_logits=True, stats=stats, should_stop=turn._cancel.is_set,
+                           on_stage=turn._set_stage)  # fmt: skip
         except _Cancelled:
             current.answer = ""
             stats.finish_reason = "cancelled"
@@ -617,6 +631,7 @@ class Engine:
                 if step == 0:
                     first_at = last_at
                     stats.ttft_ms = (first_at - turn.submitted_at) * 1000
+                    turn._set_stage("answer")
                 if native.is_end_of_generation(token):
                     finish = "stop"
                     break
@@ -793,9 +808,18 @@ class Engine:
     # --- evaluation -----------------------------------------------------------------------------------------------
 
     def _evaluate(
-        self, segs: list[_Seg], *, need_logits: bool, stats: TurnStats, should_stop: Callable[[], bool]
+        self,
+        segs: list[_Seg],
+        *,
+        need_logits: bool,
+        stats: TurnStats,
+        should_stop: Callable[[], bool],
+        on_stage: Callable[[str], None] | None = None,
     ) -> None:
-        """Make the KV cache hold exactly `segs`, evaluating only what it does not already hold."""
+        """Make the KV cache hold exactly `segs`, evaluating only what it does not already hold.
+
+        `on_stage("image")` is called while an image still has to be evaluated, `on_stage("question")` once only
+        text is left."""
         native = self._native
         self._segs = segs
         target = [u for s in segs for u in s.units]
@@ -820,10 +844,15 @@ class Engine:
         encode_seconds = 0.0
         evaluated = 0
         saw_image = False
+        last_image = max((k for k in range(common, len(target)) if not isinstance(target[k], int)), default=-1)
+        if on_stage is not None:
+            on_stage("image" if last_image >= 0 else "question")
         i = common
         while i < len(target):
             if should_stop():
                 raise _Cancelled
+            if on_stage is not None:
+                on_stage("image" if i <= last_image else "question")
             unit = target[i]
             if isinstance(unit, int):
                 j = i

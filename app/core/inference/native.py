@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from app.core.errors import EngineError
+from app.core.errors import EngineError, LoadCancelled
 from app.core.inference.images import RGBImage
 
 _log_lock = threading.Lock()
@@ -71,7 +71,7 @@ class NativeModel:
         n_gpu_layers: int,
         flash_attn: bool | None = None,
         verbose: bool = False,
-        load_progress: Callable[[float], None] | None = None,
+        load_progress: Callable[[float], bool | None] | None = None,
     ) -> None:
         import llama_cpp
         import llama_cpp.mtmd_cpp as mtmd
@@ -84,17 +84,22 @@ class NativeModel:
 
         model_params = llama_cpp.llama_model_default_params()
         model_params.n_gpu_layers = n_gpu_layers
+        aborted = [False]
         if load_progress is not None:
 
             def report(fraction: float, _user_data: Any) -> bool:
-                load_progress(float(fraction))
-                return True  # keep loading
+                # False from the caller aborts the load: llama.cpp stops reading and returns no model.
+                keep_going = load_progress(float(fraction)) is not False
+                aborted[0] = not keep_going
+                return keep_going
 
             # Kept on self: llama.cpp calls it during loading, so it must outlive this frame.
             self._progress_callback = llama_cpp.llama_progress_callback(report)
             model_params.progress_callback = self._progress_callback
         self.model = llama_cpp.llama_model_load_from_file(str(text_path).encode(), model_params)
         if not self.model:
+            if aborted[0]:
+                raise LoadCancelled(f"{text_path}: the load was cancelled")
             raise EngineError(f"{text_path}: llama.cpp could not load this model (see --verbose for details)")
         self.vocab = llama_cpp.llama_model_get_vocab(self.model)
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from app.core.errors import LlavaCamError, ModelFileError
+from app.core.errors import LlavaCamError, LoadCancelled, ModelFileError
 from app.core.models.modelfile import check_pair
 
 PROBE_FLAG = "--llavacam-probe"
@@ -58,10 +58,12 @@ def ensure_pair_safe(
     force: bool = False,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     starting: Callable[[], object] | None = None,
+    cancelled: Callable[[], bool] | None = None,
 ) -> ProbeResult:
     """Check the pair, then probe it in a child process unless it is known good. Raises ModelFileError.
 
-    `starting` is called just before a child is started (so a window can say why this first load takes longer)."""
+    `starting` is called just before a child is started (so a window can say why this first load takes longer).
+    Once `cancelled()` says True, the child is killed and LoadCancelled raised (a window closing meanwhile)."""
     import time
 
     check_pair(text, mmproj)
@@ -72,7 +74,7 @@ def ensure_pair_safe(
     if starting is not None:
         starting()
     started = time.monotonic()
-    _run_probe(Path(text), Path(mmproj) if mmproj else None, timeout_s)
+    _run_probe(Path(text), Path(mmproj) if mmproj else None, timeout_s, cancelled)
     elapsed = time.monotonic() - started
     with _verdicts_lock:
         verdicts = _read_verdicts(store)
@@ -104,24 +106,39 @@ def probe_command(text: Path, mmproj: Path | None) -> list[str]:
     return [sys.executable, "-m", "app.core.models.probe", *files]
 
 
-def _run_probe(text: Path, mmproj: Path | None, timeout_s: float) -> None:
+def _run_probe(text: Path, mmproj: Path | None, timeout_s: float,
+               cancelled: Callable[[], bool] | None = None) -> None:  # fmt: skip
+    import time
+
     env = dict(os.environ)
     # The child must find this checkout's `app` even when started from elsewhere.
     root = str(Path(__file__).resolve().parents[3])
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     try:
-        child = subprocess.run(
-            probe_command(text, mmproj), capture_output=True, text=True, errors="replace", timeout=timeout_s,
+        child = subprocess.Popen(
+            probe_command(text, mmproj), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace",
             env=env, stdin=subprocess.DEVNULL,
         )  # fmt: skip
-    except subprocess.TimeoutExpired:
-        raise ProbeFailedError(
-            text, f"a test load of this pair did not finish within {timeout_s:.0f} s (too large for this machine?)"
-        ) from None
     except OSError as exc:
         raise LlavaCamError(f"could not start the model test process: {exc}") from exc
+    deadline = time.monotonic() + timeout_s
+    with child:
+        while True:
+            try:
+                stdout, _stderr = child.communicate(timeout=0.1)  # a short wait, so a cancel is seen at once
+                break
+            except subprocess.TimeoutExpired:
+                if cancelled is not None and cancelled():
+                    child.kill()
+                    child.communicate()
+                    raise LoadCancelled(f"{text}: the test load was cancelled") from None
+                if time.monotonic() > deadline:
+                    child.kill()
+                    child.communicate()
+                    raise ProbeFailedError(text, f"a test load of this pair did not finish within {timeout_s:.0f} s "
+                                                 "(too large for this machine?)") from None  # fmt: skip
     stage, report = "text", None
-    for line in child.stdout.splitlines():
+    for line in stdout.splitlines():
         if line.startswith("stage "):
             stage = line[6:].strip()
         elif line.startswith("{"):

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.core.errors import LlavaCamError
+from app.core.errors import LlavaCamError, LoadCancelled
 from app.core.inference.engine import Engine, EngineConfig
 from app.core.models.probe import ensure_pair_safe
 
@@ -36,15 +36,29 @@ def switch_engine(
     config: EngineConfig | None = None,
     *,
     data_dir: str | os.PathLike[str] | None = None,
-    load_progress: Callable[[float], None] | None = None,
+    load_progress: Callable[[float], bool | None] | None = None,
     probe_starting: Callable[[], object] | None = None,
     probe: Callable[..., object] = ensure_pair_safe,
+    cancelled: Callable[[], bool] | None = None,
 ) -> SwitchResult:
     """Replace `current` with an engine on (text, mmproj). Never raises for a bad pair: see SwitchResult.
 
-    `probe_starting` is called when the new pair is not yet known good and its test load in a child begins."""
+    `probe_starting` is called when the new pair is not yet known good and its test load in a child begins.
+    `cancelled` is asked during the test load and the load (through `load_progress` returning False): once it says
+    True, the work stops within moments and LoadCancelled is raised, with nothing loaded and the old engine closed
+    if it had been (the caller is going away, or has chosen another pair)."""
+    if cancelled is not None:
+        progress = load_progress
+
+        def load_progress(fraction: float) -> bool:
+            if progress is not None:
+                progress(fraction)
+            return not cancelled()
+
     try:
-        probe(text, mmproj, data_dir=data_dir, starting=probe_starting)
+        probe(text, mmproj, data_dir=data_dir, starting=probe_starting, cancelled=cancelled)
+    except LoadCancelled:
+        raise
     except LlavaCamError as exc:
         return SwitchResult(current, switched=False, error=str(exc))
     old: tuple[Path, Path | None, EngineConfig] | None = None
@@ -53,6 +67,8 @@ def switch_engine(
         current.close()
     try:
         engine = Engine(Path(text), Path(mmproj) if mmproj else None, config, load_progress=load_progress)
+    except LoadCancelled:
+        raise
     except Exception as exc:  # an unexpected native failure is still a reason to show, not a dead app
         reason = str(exc) if isinstance(exc, LlavaCamError) else f"the model could not be loaded: {exc}"
         if old is None:

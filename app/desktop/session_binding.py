@@ -1,0 +1,387 @@
+"""The session binding: the window's `ChatSession`, shown in the chat view and driven by asyncio tasks.
+
+napari's ViewerModel / QtViewer split: the conversation (chat id, turns, pinned frame, request in flight and its
+phase) lives in `ChatSession`; this object observes it and renders bubbles, the status line and the pinned badge,
+and runs what the buttons ask for as tasks on qasync's loop (the GUI thread):
+
+- Send and Regenerate are tasks around `session.send_async` / `regenerate_async`; pieces come from the engine's
+  `Turn.stream()` (the one bridge out of its inference thread), history writes in the loop's executor.
+- Stop cancels the request: the engine stops between two tokens and the answer ends as "stopped" with its text.
+- Opening a chat reads history and frames in the executor; the engine is fed the chosen answers.
+- A pinned frame is prepared (encoded, prompt evaluated up to it) as soon as it is pinned, which the window does at
+  the first keystroke of a question, so the typing hides the image encode.
+
+While a request runs, a 5 Hz tick shows its phase with elapsed time — "Reading the image… 2 s", "Reading your
+question… 1 s", then the answer with live tokens/s — in the status line and under the answer bubble.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from PySide6.QtCore import QObject, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QPixmap
+
+from app.core.errors import LlavaCamError
+from app.core.history.store import HistoryStore
+from app.core.inference.answerer import TurnStats
+from app.core.inference.images import RGBImage
+from app.core.inference.sampling import SamplingSettings
+from app.core.session import ChatSession, Request, SessionEvent
+from app.desktop.camera_panel import CameraPanel, to_qimage
+from app.desktop.chat_view import Bubble, ChatView
+from app.desktop.model_host import ModelHost
+
+THUMBNAIL_SIZE = QSize(160, 120)
+TICK_MS = 200
+
+
+def thumbnail(image: RGBImage) -> QPixmap:
+    return QPixmap.fromImage(to_qimage(image)).scaled(
+        THUMBNAIL_SIZE, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation
+    )
+
+
+def phase_text(request: Request, now: float, *, image_prepared: bool) -> str:
+    """What the request is doing, for a person: its phase, with how long it has taken so far."""
+    if request.phase == "saving":
+        return "Saving your question…"
+    if request.phase == "stopping":
+        return "Stopping…"
+    stream = request.stream
+    stage = request.stage
+    if request.phase == "answering" or stage == "answer":
+        tokens = len(getattr(stream, "tokens", ()))
+        since = getattr(stream, "stage_at", now)
+        if tokens > 1 and now > since:
+            return f"Answering · {(tokens - 1) / (now - since):.1f} tok/s"
+        return "Answering…"
+    image_to_read = request.turn.image is not None and not image_prepared
+    if stage == "image" or (stage == "queued" and image_to_read):
+        return f"Reading the image… {now - request.started_at:.0f} s"
+    since = getattr(stream, "stage_at", request.started_at) if stage == "question" else request.started_at
+    return f"Reading your question… {now - since:.0f} s"
+
+
+class Tasks:
+    """The window's running tasks: each one's failure becomes one visible message, never a silent dead task."""
+
+    def __init__(self, on_error: Callable[[str], None]) -> None:
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._on_error = on_error
+
+    def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None:
+            self._on_error(str(error) if isinstance(error, LlavaCamError) else f"Something went wrong: {error}")
+
+    async def finish(self, timeout_s: float = 10.0) -> None:
+        """Let the running tasks end (they were told to stop); cancel what is still running after `timeout_s`."""
+        pending = set(self._tasks)
+        if pending:
+            _done, late = await asyncio.wait(pending, timeout=timeout_s)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late)
+
+
+class SessionBinding(QObject):
+    """Shows a `ChatSession` in the chat view, status line and camera panel, and runs its tasks."""
+
+    turn_finished = Signal(int, object)  # request number, its TurnStats as a dict (None after an error)
+    answer_piece = Signal(str)  # a piece of the answer on screen, as it is shown
+    prepared = Signal(bool)  # the pinned frame's preparation ended (True: completed)
+    chat_opened = Signal(int)  # a stored chat is on screen and the engine has its turns
+
+    def __init__(
+        self,
+        host: ModelHost,
+        history: HistoryStore | None,
+        chat_view: ChatView,
+        camera_panel: CameraPanel,
+        *,
+        set_status: Callable[[str], None],
+        show_notice: Callable[[str], None],
+        system_prompt: str | None,
+        model_id: str | None,
+    ) -> None:
+        super().__init__()
+        self.host = host
+        self.chat_view = chat_view
+        self.camera_panel = camera_panel
+        self.set_status = set_status
+        self.show_notice = show_notice
+        self.session = ChatSession(host, history if history is not None and not history.read_only else None,
+                                   model_id=model_id, system_prompt=system_prompt)  # fmt: skip
+        self.session.subscribe(self._on_event)
+        self.tasks = Tasks(show_notice)
+        self.pinned_ready = False  # the pinned frame is encoded and in the cache: a question about it starts at once
+        self.engine_label = ""  # who answers, under each new answer ("demo · this computer")
+        self._request_numbers = itertools.count(1)
+        self._request_number = 0
+        self._answer_task: asyncio.Task[Any] | None = None
+        self._bubble: Bubble | None = None  # the answer being streamed (None once the chat on screen changed)
+        self._pending: list[str] = []
+        self._prepared_at_send = False
+        self._preparing: str | None = None  # digest of the frame being prepared
+        self._render_timer = QTimer(self)
+        self._render_timer.setSingleShot(True)
+        self._render_timer.setInterval(50)  # 20 updates a second reads as smooth streaming
+        self._render_timer.timeout.connect(self._render_pending)
+        self._tick = QTimer(self)
+        self._tick.setInterval(TICK_MS)
+        self._tick.timeout.connect(self._show_phase)
+
+    # --- state the window reads -------------------------------------------------------------------------------------
+
+    @property
+    def busy(self) -> bool:
+        """A request is in flight (from Send until its answer is stored): the session's state, nothing else."""
+        return self.session.busy
+
+    @property
+    def pinned(self) -> RGBImage | None:
+        return self.session.pinned
+
+    @property
+    def can_regenerate(self) -> bool:
+        return not self.busy and bool(self.session.turns)
+
+    # --- asking -------------------------------------------------------------------------------------------------------
+
+    def send(self, question: str, sampling: SamplingSettings) -> None:
+        """Ask `question` about the pinned frame (a task; the question is on screen and in flight at once)."""
+        self._prepared_at_send = self.pinned_ready and not self.session.asked_about_pinned
+        self._request_number = next(self._request_numbers)
+        self._answer_task = self.tasks.spawn(self._answer(self.session.begin_send(question), sampling))
+
+    def regenerate(self, sampling: SamplingSettings) -> None:
+        """Answer the last question again, as a new version (a task)."""
+        self._prepared_at_send = False
+        self._request_number = next(self._request_numbers)
+        self._answer_task = self.tasks.spawn(self._answer(self.session.begin_regenerate(), sampling))
+
+    async def _answer(self, request: Request, sampling: SamplingSettings) -> None:
+        with contextlib.suppress(LlavaCamError):  # an error is shown in its bubble (the "finished" event)
+            await self.session.run_async(request, sampling)
+
+    def stop(self) -> None:
+        """Stop the answer in any phase; it ends as "stopped" with the text so far."""
+        if self.session.busy:
+            self.session.stop()
+
+    def new_chat(self) -> None:
+        """An empty chat; an answer still coming is stopped and kept in the chat it belongs to."""
+        self.session.new_chat()
+        self.tasks.spawn(self._fresh_conversation())
+
+    async def _fresh_conversation(self) -> None:
+        await asyncio.wrap_future(self.host.set_history([], self.session.system_prompt))
+        if self.session.pinned is not None:
+            self.prepare_pinned()
+
+    def open_chat(self, chat_id: int) -> None:
+        self.tasks.spawn(self._open(chat_id))
+
+    async def _open(self, chat_id: int) -> None:
+        await self.session.open_chat_async(chat_id)
+        # Feed the engine now, so the first follow-up only evaluates its own tokens.
+        await asyncio.wrap_future(self.host.set_history(self.session.past_turns(), self.session.system_prompt))
+        self.set_status(f"Opened “{self.session.title}”: ask to continue it")
+        self.chat_opened.emit(chat_id)
+
+    def forget_chat(self, chat_id: int) -> bool:
+        """The chat was deleted: if it is the one on screen, a new chat replaces it (True)."""
+        if chat_id != self.session.chat_id:
+            return False
+        self.new_chat()
+        return True
+
+    # --- the pinned frame ------------------------------------------------------------------------------------------
+
+    def pin(self, image: RGBImage, source: str) -> None:
+        self.session.pin(image, source)
+
+    def unpin(self) -> None:
+        self.session.pin(None)
+
+    def prepare_pinned(self) -> None:
+        """Encode the pinned frame now (before the question is sent), unless it is already in the conversation."""
+        image = self.session.pinned
+        if image is None:
+            return
+        if self.session.asked_about_pinned:
+            self._prepared(image.digest, True)
+            return
+        future = self.host.prepare(image)
+        if future is None:  # no model yet, or no vision: the frame is asked about, just not early
+            self._prepared(image.digest, False)
+            return
+        self._preparing = image.digest
+        self.camera_panel.set_badge("● pinned · reading the image…")
+        self.tasks.spawn(self._await_preparation(image.digest, future))
+
+    async def _await_preparation(self, digest: str, future: Any) -> None:
+        try:
+            ok = bool(await asyncio.wrap_future(future))
+        except LlavaCamError:
+            ok = False
+        self._prepared(digest, ok)
+
+    def _prepared(self, digest: str, ok: bool) -> None:
+        if self._preparing == digest:
+            self._preparing = None
+        pinned = self.session.pinned
+        if pinned is None or pinned.digest != digest:
+            return
+        self.pinned_ready = ok
+        # Not prepared (abandoned, no vision, no room): the frame is still pinned and asked about, just not early.
+        self.camera_panel.set_badge("● pinned · ready" if ok else "● pinned")
+        self.prepared.emit(ok)
+
+    # --- rendering the session's events (on the loop's thread: the GUI thread) ----------------------------------
+
+    def _on_event(self, event: SessionEvent) -> None:
+        handler = getattr(self, f"_on_{event.kind}", None)
+        if handler is not None:
+            handler(event)
+
+    def _on_turns(self, event: SessionEvent) -> None:
+        request = event.request
+        if request is None:  # another version was chosen
+            self.render_chat()
+            return
+        turn = request.turn
+        if len(turn.versions) == 1:  # a new question (a regenerate adds a version to the last one)
+            self.chat_view.add(Bubble("user", turn.question, thumbnail(turn.image) if turn.image is not None else None))
+        elif self.chat_view.bubbles and self.chat_view.bubbles[-1].role == "assistant":
+            last = self.chat_view.bubbles.pop()
+            last.setParent(None)
+            last.deleteLater()
+        self._bubble = self.chat_view.add(Bubble("assistant", engine=self.engine_label))
+        self._pending.clear()
+        self._tick.start()
+        self._show_phase()
+
+    def _on_phase(self, event: SessionEvent) -> None:
+        self._show_phase()
+
+    def _on_piece(self, event: SessionEvent) -> None:
+        if self._bubble is None or event.request is not self.session.request:
+            return  # the chat on screen changed: the piece is stored, not shown here
+        self._pending.append(event.text)
+        self.answer_piece.emit(event.text)
+        # Coalesce: re-rendering the Markdown bubble per token would keep the GUI thread busy.
+        if not self._render_timer.isActive():
+            self._render_timer.start()
+
+    def _render_pending(self) -> None:
+        if self._pending and self._bubble is not None:
+            self._bubble.append("".join(self._pending))  # the chat follows it unless scrolled up
+        self._pending.clear()
+
+    def _on_finished(self, event: SessionEvent) -> None:
+        request = event.request
+        assert request is not None
+        self._tick.stop()
+        version = request.version
+        stats = version.stats.to_dict() if version.stats is not None else None
+        self._render_timer.stop()
+        self._render_pending()
+        bubble, self._bubble = self._bubble, None
+        if bubble is not None:
+            if version.status == "error":
+                bubble.fail(version.error or "the answer failed")
+            else:
+                shown = stats if stats is not None else TurnStats(finish_reason="cancelled").to_dict()
+                bubble.finish(self._timings_shown(request, shown))
+        self._pending.clear()
+        if bubble is None:
+            pass  # the chat on screen changed meanwhile: its status line says so
+        elif version.status == "error":
+            self.set_status("Error: " + (version.error or "the answer failed"))
+        else:
+            self.set_status("Stopped" if version.status == "stopped" else "Ready")
+        if stats is None and version.status == "stopped":
+            stats = TurnStats(finish_reason="cancelled").to_dict()
+        self.turn_finished.emit(self._request_number, stats)
+
+    def _timings_shown(self, request: Request, stats: dict[str, Any]) -> dict[str, Any]:
+        """The timing line's facts as the person saw them, so it never contradicts itself: the first token counts
+        from Send (also the wait for a preparation still under way, which the engine's own clock starts after); an
+        image read while the question was typed says so, and one the answer waited for says how long that took."""
+        shown = dict(stats)
+        times = getattr(request.stream, "stage_times", {})
+        if "answer" in times:
+            shown["ttft_ms"] = (times["answer"] - request.started_at) * 1000
+        if request.turn.image is None or stats.get("image_encode_ms"):
+            return shown  # a follow-up ("image cached"), or the engine's own encode time
+        if self._prepared_at_send:
+            shown["image_prepared"] = True
+        elif "question" in times:
+            shown["image_wait_ms"] = (times["question"] - request.started_at) * 1000
+        return shown
+
+    def _on_chat(self, event: SessionEvent) -> None:
+        self._bubble = None  # an answer still finishing belongs to the chat that was on screen
+        self._pending.clear()
+        self.render_chat()
+
+    def _on_pinned(self, event: SessionEvent) -> None:
+        image = self.session.pinned
+        self.pinned_ready = False
+        if image is None:
+            self.camera_panel.show_live()
+            return
+        model = self.host.engine is not None
+        self.camera_panel.show_pinned(image, "● pinned · reading the image…" if model else "● pinned")
+        self.prepare_pinned()
+
+    def render_chat(self) -> None:
+        """The whole chat on screen again, from the session (a chat opened, a new chat, another version chosen)."""
+        self.chat_view.clear()
+        for turn in self.session.turns:
+            self.chat_view.add(Bubble("user", turn.question, thumbnail(turn.image) if turn.image is not None else None))
+            answer = turn.answer
+            if answer is None or answer.status == "streaming" and self.session.request is not None:
+                continue
+            bubble = self.chat_view.add(Bubble("assistant", answer.text))
+            stats = answer.stats.to_dict() if answer.stats is not None else {}
+            cancelled = answer.status in ("stopped", "incomplete")
+            bubble.finish({**stats, "finish_reason": "cancelled" if cancelled else stats.get("finish_reason", "stop")})
+
+    def _show_phase(self) -> None:
+        request = self.session.request
+        if request is None:
+            return
+        text = phase_text(request, time.perf_counter(), image_prepared=self._prepared_at_send)
+        self.set_status(text)
+        if self._bubble is not None:
+            self._bubble.timing_label.setText(text)
+
+    # --- closing ------------------------------------------------------------------------------------------------------
+
+    async def shutdown(self) -> None:
+        """Stop the answer and let every task end (the answer is then stored as stopped, with its text)."""
+        self._tick.stop()
+        self._render_timer.stop()
+        self.session.stop()
+        await self.tasks.finish()
+
+
+__all__ = ["SessionBinding", "Tasks", "phase_text", "thumbnail"]
