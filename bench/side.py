@@ -108,6 +108,20 @@ def run_stock(args: argparse.Namespace) -> dict[str, Any]:
 
     mtmd.mtmd_helper_eval_chunk_single = timed
 
+    # Llama() has no option for it, so stock gets the engine's choice of weight buffers by patching its defaults:
+    # on a CPU with AMX, llama.cpp's AMX buffers segfault at real size (see native.use_extra_buffers).
+    from app.core.inference.native import use_extra_buffers
+
+    extra_buffers = use_extra_buffers(None, llama_cpp.llama_print_system_info().decode())
+    default_params = llama_cpp.llama_cpp.llama_model_default_params
+
+    def model_params() -> Any:
+        params = default_params()
+        params.use_extra_bufts = extra_buffers
+        return params
+
+    llama_cpp.llama_cpp.llama_model_default_params = model_params  # what Llama() calls
+
     t0 = time.perf_counter()
     llm = llama_cpp.Llama(
         model_path=args.model,

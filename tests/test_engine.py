@@ -405,3 +405,15 @@ def test_history_holds_the_turn_as_soon_as_wait_returns(engine, red_image, monke
     turn = engine.ask("What is this?", red_image, greedy(max_tokens=2))
     turn.wait()
     assert [(t.question, t.answer) for t in engine.history] == [("What is this?", turn.text)]
+
+
+def test_cpus_with_amx_keep_the_weights_out_of_llama_cpps_extra_buffers():
+    # llama.cpp 0.3.36's AMX matrix multiply segfaults on a real-size Q4_0 model on this project's Xeon VM
+    # (llama.cpp issue 20824); plain CPU buffers run it. Elsewhere llama.cpp's repacked layouts stay on.
+    from app.core.inference.native import use_extra_buffers
+
+    amx = "CPU : SSE3 = 1 | AVX2 = 1 | AVX512 = 1 | AVX512_VNNI = 1 | AMX_INT8 = 1 | LLAMAFILE = 1 | REPACK = 1 | "
+    assert use_extra_buffers(None, amx) is False
+    assert use_extra_buffers(None, amx.replace("AMX_INT8 = 1 | ", "")) is True
+    assert use_extra_buffers(True, amx) is True
+    assert use_extra_buffers(False, "CPU : AVX2 = 1 | REPACK = 1 | ") is False

@@ -53,6 +53,7 @@ class EngineConfig:
     max_image_side: int | None = None  # None: twice the encoder's input size
     image_max_tokens: int | None = None  # None: the family's cap (families.py) for dynamic-resolution projectors
     flash_attn: bool | None = None  # None: on with a GPU, off on a CPU (where it decodes slower)
+    extra_buffers: bool | None = None  # None: llama.cpp's repacked/AMX weight buffers, except with AMX (crashes)
     verbose: bool = False
 
 
@@ -460,6 +461,7 @@ class Engine:
             n_threads=config.n_threads or default_threads(),
             n_gpu_layers=config.n_gpu_layers,
             flash_attn=config.flash_attn,
+            extra_buffers=config.extra_buffers,
             verbose=config.verbose,
             load_progress=self._load_progress,
         )

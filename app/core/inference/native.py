@@ -27,6 +27,19 @@ def default_threads() -> int:
     return count if count <= 4 else max(4, count // 2)
 
 
+def use_extra_buffers(setting: bool | None, system_info: str) -> bool:
+    """Whether llama.cpp may put the weights in its CPU "extra" buffer types (repacked layouts, AMX tiles).
+
+    None decides: not where its CPU backend has AMX (Xeon Sapphire Rapids and later), because llama.cpp 0.3.36's
+    AMX matrix multiply crashes there (a segfault in ggml_backend_amx_mul_mat on the first evaluation of a
+    Q4_0 or Q4_K model of real size: llama.cpp issue 20824; stock llama-cpp-python crashes the same way). The
+    weights then stay in plain CPU buffers, which every matrix kernel reads.
+    """
+    if setting is not None:
+        return setting
+    return "AMX_INT8 = 1" not in system_info
+
+
 def _silence_native_logs() -> None:
     import llama_cpp
     import llama_cpp.mtmd_cpp as mtmd
@@ -70,6 +83,7 @@ class NativeModel:
         image_max_tokens: int | None = None,
         n_gpu_layers: int,
         flash_attn: bool | None = None,
+        extra_buffers: bool | None = None,
         verbose: bool = False,
         load_progress: Callable[[float], bool | None] | None = None,
     ) -> None:
@@ -84,6 +98,7 @@ class NativeModel:
 
         model_params = llama_cpp.llama_model_default_params()
         model_params.n_gpu_layers = n_gpu_layers
+        model_params.use_extra_bufts = use_extra_buffers(extra_buffers, llama_cpp.llama_print_system_info().decode())
         aborted = [False]
         if load_progress is not None:
 
