@@ -33,6 +33,7 @@ bench: setup
 	OMP_WAIT_POLICY=passive $(PY) -m bench $(BENCH_ARGS)
 	OMP_WAIT_POLICY=passive $(PY) -m bench.server_load
 	OMP_WAIT_POLICY=passive $(PY) -m bench.remote
+	OMP_WAIT_POLICY=passive $(PY) -m bench.watch
 
 bench-quick: setup
 	QT_QPA_PLATFORM=offscreen $(PY) -m bench --quick --gui

@@ -2,10 +2,12 @@
 
     python -m bench.remote [--quick] [--reps N] [--threads N] [--out bench/results/remote.json]
 
-Same model files and threads on both sides, run one after the other (never at once): the local Engine in this
-process, then `llavacam serve` in a subprocess asked by the remote client (app.core.remote.aio) from this process.
-Each rep asks about a fresh image (one pixel changed, so no cache can reuse it) and then one follow-up. The remote
-time runs from before the frame is JPEG-encoded to the first streamed piece, so the encode and HTTP are counted.
+Same model files and threads on both sides, one question computing at a time (never both at once): the local
+Engine in this process and `llavacam serve` in a subprocess, asked by the remote client (app.core.remote.aio) from
+this process, take turns, alternating which goes first in each rep. Each rep asks each side about a fresh image
+(one pixel changed, so no cache can reuse it) and then one follow-up. The remote time runs from before the frame is
+JPEG-encoded to the first streamed piece, so the encode and HTTP are counted. Full mode (default, in `make bench`)
+uses the real-size random-weight TinyLlama-1.1B / CLIP-L pair that `python -m bench` writes.
 Goal: remote / local <= 1.1x for both.
 """
 
@@ -19,6 +21,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -42,25 +45,31 @@ def fresh_images(scene: Path, count: int) -> list[Any]:
     return images
 
 
-def local_side(pair: Any, images: list[Any], args: argparse.Namespace) -> list[tuple[float, float]]:
-    from app.core.inference.engine import Engine, EngineConfig
-    from app.core.inference.sampling import SamplingSettings
+def local_rep(engine: Any, image: Any, sampling: Any) -> tuple[float, float]:
+    """First-token times (ms) of a fresh image and its follow-up through the local Engine."""
+    engine.new_chat().result()
+    times = []
+    for index, question in enumerate(QUESTIONS):
+        started = time.perf_counter()
+        turn = engine.ask(question, image if index == 0 else None, sampling)
+        next(iter(turn), None)
+        times.append((time.perf_counter() - started) * 1000)
+        turn.wait()
+    return times[0], times[1]
 
-    sampling = SamplingSettings(temperature=0.0, max_tokens=4)
-    out = []
-    with Engine(pair.text, pair.mmproj, EngineConfig(n_ctx=args.n_ctx, n_threads=args.threads)) as engine:
-        engine.ask("Hello.", None, sampling).wait()  # warm-up, as the remote side gets
-        for image in images:
-            engine.new_chat().result()
-            times = []
-            for index, question in enumerate(QUESTIONS):
-                started = time.perf_counter()
-                turn = engine.ask(question, image if index == 0 else None, sampling)
-                next(iter(turn), None)
-                times.append((time.perf_counter() - started) * 1000)
-                turn.wait()
-            out.append((times[0], times[1]))
-    return out
+
+async def remote_rep(remote: Any, image: Any, sampling: Any) -> tuple[float, float]:
+    """The same through `llavacam serve`, timed from before the frame's JPEG encode to the first streamed piece."""
+    remote.new_chat()
+    times = []
+    for index, question in enumerate(QUESTIONS):
+        started = time.perf_counter()  # before the JPEG encode in ask()
+        turn = remote.ask(question, image if index == 0 else None, sampling)
+        async for _piece in turn:
+            times.append((time.perf_counter() - started) * 1000)
+            break
+        await turn.wait()
+    return times[0], times[1]
 
 
 def _free_port() -> int:
@@ -69,9 +78,17 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def remote_side(pair: Any, images: list[Any], args: argparse.Namespace) -> list[tuple[float, float]]:
+def measure(pair: Any, images: list[Any], args: argparse.Namespace, reps: int) -> tuple[list[Any], list[Any]]:
+    with tempfile.TemporaryFile(mode="w+") as log:  # the server's output: a pipe nobody reads could fill, block it
+        return _measure(pair, images, args, reps, log)
+
+
+def _measure(pair: Any, images: list[Any], args: argparse.Namespace, reps: int, log: Any) -> tuple[Any, Any]:
+    """Both sides loaded, one question computing at a time: each rep asks the local engine and the server in turn,
+    alternating which goes first, so a machine that gets busier or quieter weighs on both alike."""
     import httpx
 
+    from app.core.inference.engine import Engine, EngineConfig
     from app.core.inference.sampling import SamplingSettings
     from app.core.remote.aio import RemoteEngine
     from app.core.remote.protocol import ServerConfig
@@ -81,12 +98,14 @@ def remote_side(pair: Any, images: list[Any], args: argparse.Namespace) -> list[
     server = subprocess.Popen(
         [sys.executable, "-m", "app", "serve", "--model", str(pair.text), "--mmproj", str(pair.mmproj), "--port",
          str(port), "--threads", str(args.threads), "--n-ctx", str(args.n_ctx)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
+        stdout=log, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 300
         while True:
-            assert server.poll() is None, server.stderr.read() if server.stderr else "serve exited"
+            if server.poll() is not None:
+                log.seek(0)
+                raise RuntimeError(f"llavacam serve exited: {log.read()[-4000:]}")
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
                     break
@@ -95,26 +114,28 @@ def remote_side(pair: Any, images: list[Any], args: argparse.Namespace) -> list[
             if time.monotonic() > deadline:
                 raise RuntimeError("llavacam serve did not start")
         sampling = SamplingSettings(temperature=0.0, max_tokens=4)
+        config = EngineConfig(n_ctx=args.n_ctx, n_threads=args.threads)
+        with Engine(pair.text, pair.mmproj, config) as engine:
+            engine.ask("Hello.", None, sampling).wait()  # warm-up, as the remote side gets
 
-        async def run() -> list[tuple[float, float]]:
-            out = []
-            async with RemoteEngine(ServerConfig(f"http://127.0.0.1:{port}")) as remote:
-                await remote.connect()
-                await remote.ask("Hello.", None, sampling).wait()  # warm-up: the connection and the server's engine
-                for image in images:
-                    remote.new_chat()
-                    times = []
-                    for index, question in enumerate(QUESTIONS):
-                        started = time.perf_counter()  # before the JPEG encode in ask()
-                        turn = remote.ask(question, image if index == 0 else None, sampling)
-                        async for _piece in turn:
-                            times.append((time.perf_counter() - started) * 1000)
-                            break
-                        await turn.wait()
-                    out.append((times[0], times[1]))
-            return out
+            async def run() -> tuple[list[Any], list[Any]]:
+                local, remote_times = [], []
+                async with RemoteEngine(ServerConfig(f"http://127.0.0.1:{port}")) as remote:
+                    await remote.connect()
+                    await remote.ask("Hello.", None, sampling).wait()  # warm-up: the connection, the server's engine
+                    for rep in range(reps):
+                        # Distinct images per side and rep: no cache anywhere can help.
+                        if rep % 2 == 0:
+                            local.append(local_rep(engine, images[2 * rep], sampling))
+                            remote_times.append(await remote_rep(remote, images[2 * rep + 1], sampling))
+                        else:
+                            remote_times.append(await remote_rep(remote, images[2 * rep + 1], sampling))
+                            local.append(local_rep(engine, images[2 * rep], sampling))
+                        print(f"  rep {rep + 1}/{reps}: local {local[-1][0]:.0f}/{local[-1][1]:.0f} ms, "
+                              f"serve {remote_times[-1][0]:.0f}/{remote_times[-1][1]:.0f} ms", flush=True)  # fmt: skip
+                return local, remote_times
 
-        return asyncio.run(run())
+            return asyncio.run(run())
     finally:
         server.terminate()
         server.wait(30)
@@ -138,8 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     cache = args.cache_dir / ("tiny" if args.quick else "tinyllama-1.1b")
     pair = write_tiny_pair(cache) if args.quick else write_benchmark_pair(cache)
     images = fresh_images(write_scene(args.cache_dir / "scene-640x480.png"), 2 * reps)
-    local = local_side(pair, images[:reps], args)  # distinct images per side: no cache anywhere can help
-    remote = remote_side(pair, images[reps:], args)
+    local, remote = measure(pair, images, args, reps)
     figures = {
         "local_turn1_ttft_ms": statistics.median(t[0] for t in local),
         "remote_turn1_ttft_ms": statistics.median(t[0] for t in remote),

@@ -56,3 +56,25 @@ def test_quick_remote_benchmark_reports_the_serve_to_local_ratios(tmp_path):
                                                          "serve follow-up TTFT / local follow-up TTFT"]  # fmt: skip
     assert all(row["ratio"] > 0 and isinstance(row["met"], bool) for row in report["ratios"])
     assert len(report["runs"]["local"]) == len(report["runs"]["remote"]) == 1
+
+
+def test_quick_watch_benchmark_reports_the_static_and_scene_change_ratios(tmp_path):
+    out = tmp_path / "watch.json"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.watch", "--quick", "--seconds", "2", "--reps", "2", "--threads", "2",
+         "--cache-dir", str(tmp_path / "cache"), "--out", str(out)],
+        capture_output=True, text=True, env=env, cwd=REPO, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert [row["name"] for row in report["ratios"]] == [
+        "static scene CPU after the first answer, watch / 1 s interval",
+        "static scene CPU, first answer + 2 s, watch / 1 s interval",
+        "scene change -> first token, watch (aside) / fresh turn",
+    ]
+    assert [row["target"] for row in report["ratios"]] == [0.05, None, 1.2]
+    assert report["watch"]["engine_calls"] == 1, "a static scene costs one question, the first"
+    assert report["fixed_1s_interval"]["engine_calls"] >= 2
+    assert len(report["watch_turns"]) == len(report["fresh_turns"]) == 2
+    assert all(turn["image_cached"] is False for turn in report["watch_turns"] + report["fresh_turns"])
