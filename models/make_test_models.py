@@ -1,6 +1,9 @@
 """Random-weight GGUF models that llama.cpp loads and runs: a tiny LLaVA pair for tests, a real-size one for benchmarks.
 
-    python -m models.make_test_models --out DIR [--size tiny|tinyllama]
+    python -m models.make_test_models --out DIR [--size tiny|real-size]
+
+`real-size` (also `tinyllama`) writes TinyLLaVA's shapes, what `make bench` runs on: TinyLlama-1.1B-Chat as Q4_0
+(620 MB) and LLaVA's CLIP ViT-L/14-336 "mlp" mmproj as F16 (595 MB), in about a minute and 0.7 GB of memory.
 
 The text model is a llama-architecture model with a byte-fallback SentencePiece vocabulary and TinyLlama's chat
 template; the projector is a CLIP "mlp" mmproj whose output size equals the text model's embedding size. Weights
@@ -195,7 +198,8 @@ def write_benchmark_pair(directory: Path) -> ModelPair:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="folder to write the pair into")
-    parser.add_argument("--size", choices=["tiny", "tinyllama"], default="tiny")
+    parser.add_argument("--size", choices=["tiny", "real-size", "tinyllama"], default="tiny",
+                        help="real-size (= tinyllama): TinyLLaVA's shapes, ~1.2 GB, reused")  # fmt: skip
     args = parser.parse_args(argv)
     pair = write_tiny_pair(args.out) if args.size == "tiny" else write_benchmark_pair(args.out)
     print(pair.text)
