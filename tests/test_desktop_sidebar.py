@@ -6,15 +6,16 @@ from __future__ import annotations
 
 import datetime
 import threading
+import time
 
 import pytest
-from PySide6.QtCore import QModelIndex, QPersistentModelIndex, Qt
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, Qt, QTimer
 from PySide6.QtGui import QAccessible, QContextMenuEvent
 from PySide6.QtWidgets import QApplication, QLineEdit, QStyleOptionViewItem
 
 from app.core.history.store import HistoryStore
 from app.desktop import history_panel
-from app.desktop.history_panel import MARK_BACKGROUND, ChatIdRole, HistoryPanel, SnippetRole
+from app.desktop.history_panel import MARK_BACKGROUND, ChatIdRole, HistoryPanel, SnippetRole, ms_until_next_day
 
 NOW = datetime.datetime(2026, 3, 10, 15, 0).timestamp()  # a Tuesday afternoon, local time
 HOUR = 3600.0
@@ -242,6 +243,66 @@ def test_no_chats_match_says_so_and_the_list_comes_back_when_the_search_is_clear
     assert not panel.empty_label.isVisible()
     assert panel.view.isVisible()
     assert len(panel.model.chat_ids()) == 4
+
+
+def test_escape_in_the_search_box_clears_the_search(qtbot, make_panel, three_days):
+    panel = make_panel()
+    search(qtbot, panel, "bike")
+    assert titles(panel) == ["Yesterday", "Is the bike chain rusty?"]
+    with qtbot.waitSignal(panel.loaded, timeout=5000):
+        qtbot.keyClick(panel.search, Qt.Key.Key_Escape)
+    assert panel.search.text() == ""
+    assert len(panel.model.chat_ids()) == 4
+
+
+def test_the_gui_keeps_running_while_another_thread_holds_the_history(qtbot, make_panel, store, three_days):
+    panel = make_panel()
+    held, release = threading.Event(), threading.Event()
+
+    def writer() -> None:  # as the window's history writer does during a long write, or a locked database
+        with store.lock:
+            held.set()
+            release.wait(20)
+
+    holder = threading.Thread(target=writer, name="holds-the-history")
+    holder.start()
+    ticks: list[float] = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(time.monotonic()))
+    try:
+        held.wait(5)
+        timer.start(20)
+        panel.search.setText("coffee")
+        qtbot.waitUntil(lambda: len(ticks) >= 30, timeout=3000)  # well past the debounce: the search is waiting
+        gaps = [later - earlier for earlier, later in zip(ticks, ticks[1:], strict=False)]
+        assert max(gaps) < 0.5  # and the GUI thread kept running meanwhile (a read on it would stall 20 s)
+        assert len(panel.model.chat_ids()) == 4  # the search has not come back: the list is unchanged
+        with qtbot.waitSignal(panel.loaded, timeout=5000):
+            release.set()
+        assert titles(panel) == ["Today", "How full is the coffee cup?"]
+    finally:
+        release.set()
+        holder.join()
+        timer.stop()
+
+
+def test_at_midnight_todays_chats_become_yesterdays(qtbot, store):
+    late = datetime.datetime(2026, 3, 10, 23, 59, 59).timestamp()
+    add_chat(store, "A late question", late - 60)
+    clock = [late]
+    panel = HistoryPanel(store)
+    panel.now = lambda: clock[0]
+    qtbot.addWidget(panel)
+    try:
+        qtbot.waitSignal(panel.loaded, timeout=5000).wait()
+        assert titles(panel) == ["Today", "A late question"]
+        assert ms_until_next_day(late) == 2000  # one second to midnight, and one past it
+        clock[0] = late + 2
+        with qtbot.waitSignal(panel.loaded, timeout=5000):
+            pass  # nothing is done: the panel regroups by itself when the day changes
+        assert titles(panel) == ["Yesterday", "A late question"]
+    finally:
+        panel.shutdown()
 
 
 def test_an_empty_history_explains_itself(make_panel):

@@ -98,6 +98,13 @@ def when_text(stamp: float, now: float) -> str:
     return date if moment.year == datetime.date.fromtimestamp(now).year else f"{date} {moment.year}"
 
 
+def ms_until_next_day(now: float) -> int:
+    """Milliseconds from `now` to one second past the next local midnight."""
+    tomorrow = datetime.date.fromtimestamp(now) + datetime.timedelta(days=1)
+    midnight = datetime.datetime.combine(tomorrow, datetime.time.min).timestamp()
+    return max(1000, int((midnight - now) * 1000) + 1000)
+
+
 def rows_for(chats: Sequence[tuple[int, str, float, Snippet | None]], now: float) -> list[Row]:
     """The list's rows for chats (id, title, updated_at, snippet) newest first: a header before each group."""
     rows: list[Row] = []
@@ -535,8 +542,20 @@ class HistoryPanel(QWidget):
         self._purge_timer = QTimer(self)
         self._purge_timer.setSingleShot(True)
         self._purge_timer.timeout.connect(self.purge_expired)
+        self._day_timer = QTimer(self)  # at midnight today's chats become yesterday's: group them again
+        self._day_timer.setSingleShot(True)
+        self._day_timer.timeout.connect(self.refresh)
+        self.search.installEventFilter(self)
         self._update_buttons()
         self.refresh()
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        """Escape in the search box clears the search (the whole list comes back)."""
+        if (watched is self.search and event.type() == QEvent.Type.KeyPress and isinstance(event, QKeyEvent)
+                and event.key() == Qt.Key.Key_Escape and self.search.text()):  # fmt: skip
+            self.search.clear()
+            return True
+        return super().eventFilter(watched, event)
 
     # --- what is on screen --------------------------------------------------------------------------------------
 
@@ -616,7 +635,9 @@ class HistoryPanel(QWidget):
                 self.message.emit(f"The chat list could not be read: {error}")
             return
         assert chats is not None
-        self.model.set_rows(rows_for(chats, self.now()))
+        now = self.now()
+        self.model.set_rows(rows_for(chats, now))
+        self._day_timer.start(ms_until_next_day(now))
         self._show_open()
         if not chats:
             nothing = "No chats yet. Ask a question about the camera and it is kept here."
@@ -801,4 +822,5 @@ class HistoryPanel(QWidget):
         """Before the store closes: stop the timers, let the writes asked for finish, drop what they would show."""
         self._search_timer.stop()
         self._purge_timer.stop()
+        self._day_timer.stop()
         self._background.shutdown()
