@@ -10,7 +10,16 @@ from PySide6.QtGui import QAccessible, QColor, QGuiApplication, QImage, QPixmap
 from PySide6.QtWidgets import QApplication, QVBoxLayout, QWidget
 
 from app.desktop import chat_view
-from app.desktop.chat_view import EMPTY_CHAT_TEXT, Block, BlockSplitter, Bubble, ChatView, CodeBlock, TextBlock
+from app.desktop.chat_view import (
+    EMPTY_CHAT_TEXT,
+    Block,
+    BlockSplitter,
+    Bubble,
+    ChatView,
+    CodeBlock,
+    TextBlock,
+    engine_label,
+)
 from app.desktop.theme import COLOURS, apply_theme, dark_palette, remove_theme
 
 STOPPED_BORDER = (0xD9, 0xA4, 0x00)  # resources/styles.qss
@@ -64,6 +73,22 @@ def border_colour(qtbot, change) -> tuple[int, int, int]:
 def test_a_stopped_or_failed_answer_is_drawn_with_its_border(qtbot, themed, change, colour, theme):
     themed(theme)
     assert border_colour(qtbot, change) == colour
+
+
+def test_an_answer_shows_an_ellipsis_until_its_first_word_and_says_when_there_was_none(qtbot):
+    bubble = Bubble("assistant")
+    qtbot.addWidget(bubble)
+    assert [w.text() for w in bubble.body.widgets()] == ["…"]
+    bubble.append("It")
+    assert [w.text() for w in bubble.body.widgets()] == ["It"]
+    empty = Bubble("assistant")
+    qtbot.addWidget(empty)
+    empty.finish({"finish_reason": "stop"})
+    assert [w.text() for w in empty.body.widgets()] == ["(no answer)"]
+    stopped = Bubble("assistant")
+    qtbot.addWidget(stopped)
+    stopped.finish({"finish_reason": "cancelled"})
+    assert [w.text() for w in stopped.body.widgets()] == ["(stopped before the first word)"]
 
 
 def test_copy_puts_the_answer_on_the_clipboard_and_says_copied(qtbot):
@@ -357,6 +382,16 @@ def test_an_answer_shows_which_engine_gave_it(qtbot):
     remote.set_engine("qwen · server 192.168.1.5")
     assert remote.engine_label.text() == "qwen · server 192.168.1.5"
     assert remote.engine_label.isVisible()
+
+
+@pytest.mark.parametrize(("model", "server", "label"), [
+    ("/home/me/models/qwen2-vl-2b.Q4_0.gguf", None, "qwen2-vl-2b.Q4_0 · this computer"),
+    ("demo-llama.gguf", None, "demo-llama · this computer"),
+    ("qwen", "192.168.1.5", "qwen · server 192.168.1.5"),
+    (None, None, ""),
+])  # fmt: skip
+def test_the_engine_label_names_the_model_and_where_it_ran(model, server, label):
+    assert engine_label(model, server) == label
 
 
 def test_the_version_switcher_shows_and_asks_for_the_neighbouring_answer(qtbot):

@@ -65,6 +65,16 @@ def format_timings(stats: Mapping[str, Any] | Any) -> str:
     return " · ".join(parts)
 
 
+def engine_label(model: str | None, server: str | None = None) -> str:
+    """The small label saying what answered: the model's name (a path or file name loses its folder and .gguf)
+    and where it ran, e.g. "demo-llama · this computer" or "qwen · server 192.168.1.5" ("" when not known)."""
+    if not model:
+        return ""
+    name = model.replace("\\", "/").rsplit("/", 1)[-1]
+    name = name[: -len(".gguf")] if name.lower().endswith(".gguf") else name
+    return f"{name} · {'server ' + server if server else 'this computer'}"
+
+
 def _as_dict(stats: Mapping[str, Any] | Any) -> Mapping[str, Any]:
     if stats is None:
         return {}
@@ -424,6 +434,8 @@ class BlockStack(QWidget):
         for block in self._splitter.close():
             self._add_closed(block)
         self._show_tail(None)
+        if not self.blocks and isinstance(self._tail, TextBlock):
+            self._tail.show_plain("(no answer)")  # the model ended before saying anything
         self._final = True
 
     def _reset(self) -> None:

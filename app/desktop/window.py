@@ -54,7 +54,7 @@ from app.desktop import shortcuts as keys
 from app.desktop.accessible import DescribedLabel
 from app.desktop.camera import CameraSource, camera_setting
 from app.desktop.camera_panel import CameraPanel
-from app.desktop.chat_view import ChatView
+from app.desktop.chat_view import ChatView, engine_label
 from app.desktop.demo_badge import DemoBadge
 from app.desktop.history_panel import HistoryPanel
 from app.desktop.image_intake import IMAGE_FILTER, picture_in
@@ -344,7 +344,7 @@ class MainWindow(QMainWindow):
             await self._save_settings()
         self.model_ready = True
         self.demo_badge.show_for(str(info.text_path))
-        self.binding.engine_label = f"{info.text_path.stem} · this computer"
+        self.binding.engine_label = engine_label(str(info.text_path))
         vision = "" if info.has_vision else " (text only: no mmproj)"
         self.set_status(f"Ready: {info.name} · template {info.template_family}{vision}")
         self.binding.session.model_id = info.text_path.name
