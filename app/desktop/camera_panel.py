@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.inference.images import RGBImage
+from app.desktop.accessible import WrappingLabel
 from app.desktop.camera import (
     AUTOMATIC,
     SAMPLE_LABEL,
@@ -130,9 +131,8 @@ class CameraPanel(QWidget):
         self._frozen = False  # showing a pinned frame, not the live one
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        self.camera_badge = QLabel(SAMPLE_LABEL)  # shown while the sample video stands in for a webcam
+        self.camera_badge = WrappingLabel("Camera source", SAMPLE_LABEL)  # while the sample video stands in
         self.camera_badge.setObjectName("cameraBadge")
-        self.camera_badge.setAccessibleName("Camera source")
         self.camera_badge.setVisible(False)
         layout.addWidget(self.camera_badge)
         self.preview = Preview()
@@ -142,21 +142,25 @@ class CameraPanel(QWidget):
         self.fps_label.setObjectName("fpsLabel")
         self.fps_label.setAccessibleName("Camera frame rate")
         info_row.addWidget(self.fps_label)
-        self.pinned_badge = QLabel("")
+        self.pinned_badge = WrappingLabel("Pinned frame status")  # its text is its accessible description
         self.pinned_badge.setObjectName("pinnedBadge")
-        self.pinned_badge.setAccessibleName("Pinned frame status")
-        info_row.addWidget(self.pinned_badge, 1, Qt.AlignmentFlag.AlignRight)
+        self.pinned_badge.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        info_row.addWidget(self.pinned_badge, 1)
         layout.addLayout(info_row)
+        # The picker on a row of its own, Capture and Unpin under it: the panel stays narrow enough for an
+        # 800 px window with the chat list and the chat beside it.
+        picker_row = QHBoxLayout()
         controls = QHBoxLayout()
         self.camera_picker = QComboBox()
         self.camera_picker.setObjectName("cameraPicker")
         self.camera_picker.setAccessibleName("Camera")
         self.camera_picker.setToolTip("The camera to show, or a video or image file")
         self.camera_picker.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.camera_picker.setMinimumContentsLength(10)  # a long file name is elided, not a wider window
+        self.camera_picker.setMinimumContentsLength(8)  # a long file name is elided, not a wider window
         self.camera_picker.addItem("Video or image file…", CHOOSE_FILE)
         self.camera_picker.activated.connect(self._picked)
-        controls.addWidget(self.camera_picker, 1)
+        picker_row.addWidget(self.camera_picker, 1)
+        layout.addLayout(picker_row)
         shortcut = f" ({capture_shortcut})" if capture_shortcut else ""
         self.capture_button = QPushButton("Capture")
         self.capture_button.setObjectName("captureButton")
@@ -171,6 +175,7 @@ class CameraPanel(QWidget):
         self.unpin_button.clicked.connect(self.unpin_requested)
         self.unpin_button.setEnabled(False)
         controls.addWidget(self.unpin_button)
+        controls.addStretch(1)
         layout.addLayout(controls)
         layout.addStretch(1)  # spare height goes below the controls, not into black bars around the picture
         self._fps_timer = QTimer(self)

@@ -41,7 +41,7 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QApplication,
     QFileDialog,
-    QHBoxLayout,
+    QGridLayout,
     QLabel,
     QLineEdit,
     QListView,
@@ -524,19 +524,21 @@ class HistoryPanel(QWidget):
         self.menu: QMenu | None = None
         layout.addWidget(self.view, 1)
 
-        row = QHBoxLayout()
-        for text, name, slot, tip in (
-            ("Rename", "renameChatButton", self.rename_selected, "Rename the chat on screen (F2 in the list)"),
-            ("Delete", "deleteChatButton", self.delete_selected, "Delete the chat on screen (Undo brings it back)"),
-            ("Undo", "undoDeleteButton", self.undo_delete, "Bring back the chat just deleted"),
-            ("Export", "exportChatButton", self.export_selected, "Save the chat on screen as Markdown"),
+        row = QGridLayout()  # two by two: the sidebar stays narrow enough for an 800 px window
+        for place, (text, name, slot, tip) in enumerate(
+            (
+                ("Rename", "renameChatButton", self.rename_selected, "Rename the chat on screen (F2 in the list)"),
+                ("Delete", "deleteChatButton", self.delete_selected, "Delete the chat on screen (Undo brings it back)"),
+                ("Undo", "undoDeleteButton", self.undo_delete, "Bring back the chat just deleted"),
+                ("Export", "exportChatButton", self.export_selected, "Save the chat on screen as Markdown"),
+            )
         ):
             button = QPushButton(text)
             button.setObjectName(name)
             button.setAccessibleName("Undo delete" if text == "Undo" else f"{text} chat")
             button.setToolTip(tip)
             button.clicked.connect(slot)
-            row.addWidget(button)
+            row.addWidget(button, place // 2, place % 2)
             setattr(self, name, button)
         layout.addLayout(row)
         self._purge_timer = QTimer(self)

@@ -63,9 +63,9 @@ def phase_text(request: Request, now: float, *, image_prepared: bool) -> str:
         return "Answering…"
     image_to_read = request.turn.image is not None and not image_prepared
     if stage == "image" or (stage == "queued" and image_to_read):
-        return f"Reading the image… {now - request.started_at:.0f} s"
+        return f"Reading the image… {int(now - request.started_at)} s"
     since = getattr(stream, "stage_at", request.started_at) if stage == "question" else request.started_at
-    return f"Reading your question… {now - since:.0f} s"
+    return f"Reading your question… {int(now - since)} s"
 
 
 class Tasks:
@@ -138,7 +138,8 @@ class SessionBinding(QObject):
         self._bubble: Bubble | None = None  # the answer being streamed (None once the chat on screen changed)
         self._pending: list[str] = []
         self._prepared_at_send = False
-        self._preparing: str | None = None  # digest of the frame being prepared
+        self._conversation = 0  # counts changes of the engine's conversation (new chat, another model, a chat opened)
+        self._preparation: tuple[int, str] | None = None  # (conversation, digest) being prepared or prepared
         self._render_timer = QTimer(self)
         self._render_timer.setSingleShot(True)
         self._render_timer.setInterval(50)  # 20 updates a second reads as smooth streaming
@@ -192,8 +193,7 @@ class SessionBinding(QObject):
 
     async def _fresh_conversation(self) -> None:
         await asyncio.wrap_future(self.host.set_history([], self.session.system_prompt))
-        if self.session.pinned is not None:
-            self.prepare_pinned()
+        self.prepare_again()
 
     def open_chat(self, chat_id: int) -> None:
         self.tasks.spawn(self._open(chat_id))
@@ -202,6 +202,7 @@ class SessionBinding(QObject):
         await self.session.open_chat_async(chat_id)
         # Feed the engine now, so the first follow-up only evaluates its own tokens.
         await asyncio.wrap_future(self.host.set_history(self.session.past_turns(), self.session.system_prompt))
+        self.prepare_again()
         self.set_status(f"Opened “{self.session.title}”: ask to continue it")
         self.chat_opened.emit(chat_id)
 
@@ -220,35 +221,47 @@ class SessionBinding(QObject):
     def unpin(self) -> None:
         self.session.pin(None)
 
+    def prepare_again(self) -> None:
+        """The engine's conversation changed (a new chat, another model): the pinned frame is read again for it."""
+        self._conversation += 1
+        self.pinned_ready = False
+        self.prepare_pinned()
+
     def prepare_pinned(self) -> None:
         """Encode the pinned frame now (before the question is sent), unless it is already in the conversation."""
         image = self.session.pinned
         if image is None:
             return
+        key = (self._conversation, image.digest)
         if self.session.asked_about_pinned:
-            self._prepared(image.digest, True)
+            self._preparation = key
+            self._prepared(key, True)
             return
+        if self._preparation == key:
+            if self.pinned_ready:
+                self.camera_panel.set_badge("● pinned · ready")
+            return  # being read, or read, for this conversation: a second preparation would only abandon the first
         future = self.host.prepare(image)
+        self._preparation = key
         if future is None:  # no model yet, or no vision: the frame is asked about, just not early
-            self._prepared(image.digest, False)
+            self._prepared(key, False)
             return
-        self._preparing = image.digest
         self.camera_panel.set_badge("● pinned · reading the image…")
-        self.tasks.spawn(self._await_preparation(image.digest, future))
+        self.tasks.spawn(self._await_preparation(key, future))
 
-    async def _await_preparation(self, digest: str, future: Any) -> None:
+    async def _await_preparation(self, key: tuple[int, str], future: Any) -> None:
         try:
             ok = bool(await asyncio.wrap_future(future))
         except LlavaCamError:
             ok = False
-        self._prepared(digest, ok)
+        self._prepared(key, ok)
 
-    def _prepared(self, digest: str, ok: bool) -> None:
-        if self._preparing == digest:
-            self._preparing = None
+    def _prepared(self, key: tuple[int, str], ok: bool) -> None:
         pinned = self.session.pinned
-        if pinned is None or pinned.digest != digest:
-            return
+        if key != self._preparation or pinned is None or pinned.digest != key[1]:
+            return  # a preparation for another frame or an earlier conversation: superseded, nothing to say
+        if not ok:
+            self._preparation = None  # the next chance (a model loaded, a new chat) tries again
         self.pinned_ready = ok
         # Not prepared (abandoned, no vision, no room): the frame is still pinned and asked about, just not early.
         self.camera_panel.set_badge("● pinned · ready" if ok else "● pinned")
@@ -344,7 +357,8 @@ class SessionBinding(QObject):
 
     def _on_pinned(self, event: SessionEvent) -> None:
         image = self.session.pinned
-        self.pinned_ready = False
+        if image is None or self._preparation != (self._conversation, image.digest):
+            self.pinned_ready = False
         if image is None:
             self.camera_panel.show_live()
             return

@@ -15,7 +15,6 @@ is aborted, the engine's thread, the camera and the executor are joined, and `cl
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import threading
@@ -23,7 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import (
     QAction,
     QCloseEvent,
@@ -282,16 +281,21 @@ class MainWindow(QMainWindow):
         """The size and splitter positions the window had when it was last closed (a small file, read once)."""
         try:
             saved = json.loads(self._layout_path().read_text(encoding="utf-8"))
-            geometry = QByteArray(base64.b64decode(saved["geometry"]))
-            splitter = QByteArray(base64.b64decode(saved["splitter"]))
+            width, height = int(saved["width"]), int(saved["height"])
+            sizes = [int(size) for size in saved["splitter"]]
+            maximized = bool(saved.get("maximized", False))
         except (OSError, ValueError, KeyError, TypeError):
             return  # none yet, or unreadable: the defaults
-        self.restoreGeometry(geometry)
-        self.splitter.restoreState(splitter)
+        self.resize(max(width, MINIMUM_SIZE[0]), max(height, MINIMUM_SIZE[1]))
+        if len(sizes) == self.splitter.count() and all(size > 0 for size in sizes):
+            self.splitter.setSizes(sizes)
+        if maximized:
+            self.setWindowState(self.windowState() | Qt.WindowState.WindowMaximized)
 
-    def _layout(self) -> dict[str, str]:
-        return {"geometry": base64.b64encode(bytes(self.saveGeometry().data())).decode(),
-                "splitter": base64.b64encode(bytes(self.splitter.saveState().data())).decode()}  # fmt: skip
+    def _layout(self) -> dict[str, Any]:
+        size = self.normalGeometry().size() if self.isMaximized() else self.size()
+        return {"width": size.width(), "height": size.height(), "maximized": self.isMaximized(),
+                "splitter": self.splitter.sizes()}  # fmt: skip
 
     # --- the model -------------------------------------------------------------------------------------------
 
@@ -359,7 +363,7 @@ class MainWindow(QMainWindow):
         # The engine starts empty: give it the conversation on screen, then prepare the pinned frame.
         session = self.binding.session
         await asyncio.wrap_future(self.model_host.set_history(session.past_turns(), session.system_prompt))
-        self.binding.prepare_pinned()
+        self.binding.prepare_again()
 
     def _on_model_failed(self, message: str) -> None:
         self.model_ready = False
@@ -685,7 +689,7 @@ class MainWindow(QMainWindow):
         self.closed.emit()
         self.close()
 
-    def _write_layout(self, layout: dict[str, str]) -> None:
+    def _write_layout(self, layout: dict[str, Any]) -> None:
         self._layout_path().parent.mkdir(parents=True, exist_ok=True)
         self._layout_path().write_text(json.dumps(layout), encoding="utf-8")
 
