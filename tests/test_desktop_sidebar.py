@@ -500,3 +500,15 @@ def test_export_writes_the_chat_off_the_gui_thread_and_says_where(qtbot, make_pa
     target = tmp_path / "out" / f"chat-{three_days['bike']}.md"
     assert said.args == [f"Exported to {target}"]
     assert "Is the bike chain rusty?" in target.read_text(encoding="utf-8")
+
+
+def test_the_sidebar_can_be_narrow_and_its_buttons_still_show_their_words(qtbot, make_panel, three_days):
+    panel = make_panel()
+    narrowest = panel.minimumSizeHint().width()
+    assert narrowest <= 240  # of an 800 px window (four push buttons in a row made it 338)
+    panel.resize(narrowest, 400)
+    qtbot.waitUntil(lambda: panel.width() == narrowest, timeout=2000)
+    buttons = (panel.renameChatButton, panel.deleteChatButton, panel.undoDeleteButton, panel.exportChatButton)
+    for button in buttons:
+        assert button.width() >= button.fontMetrics().horizontalAdvance(button.text())
+    assert panel.view.horizontalScrollBar().maximum() == 0
