@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from string import Template
 
-from PySide6.QtCore import QEvent, QObject, Qt
+from PySide6.QtCore import QObject, Qt
 from PySide6.QtGui import QColor, QGuiApplication, QPalette
 from PySide6.QtWidgets import QApplication
 
@@ -87,13 +87,13 @@ class _SystemFollower(QObject):
         self.app = app
         self.theme = "system"
         self.applying = False
-        app.installEventFilter(self)
-        app.styleHints().colorSchemeChanged.connect(lambda _scheme: self.refresh())
+        # Signals, not an event filter: a filter on the application would see every event of every widget.
+        # Bound methods of this QObject: Qt disconnects them when it is deleted (remove_theme).
+        app.paletteChanged.connect(self._changed)
+        app.styleHints().colorSchemeChanged.connect(self._changed)
 
-    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802
-        if watched is self.app and event.type() == QEvent.Type.ApplicationPaletteChange:
-            self.refresh()
-        return False
+    def _changed(self, *_: object) -> None:
+        self.refresh()
 
     def refresh(self) -> None:
         if self.theme == "system" and not self.applying:
@@ -139,7 +139,6 @@ def remove_theme(app: QApplication) -> None:
     """Back to Qt's defaults: no style sheet, the system's palette, and no longer following it (for tests)."""
     follower = app.findChild(_SystemFollower)
     if follower is not None:
-        app.removeEventFilter(follower)
         follower.theme = ""
         follower.setParent(None)
         follower.deleteLater()
