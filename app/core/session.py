@@ -346,8 +346,8 @@ class ChatSession:
                 version.status = "stopped"
             else:
                 self._set_phase(request, "waiting")
-                history = self.answerer.set_history(self._history_before(request), self.system_prompt)
-                await asyncio.wrap_future(history)
+                # Not awaited: the protocol orders the next `ask` after it, so the question goes in at once.
+                self.answerer.set_history(self._history_before(request), self.system_prompt)
                 turn = request.turn
                 stream = self._attach(request, await asyncio.to_thread(self.answerer.ask, turn.question, turn.image,
                                                                        sampling))  # fmt: skip

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import math
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -347,7 +348,10 @@ class SessionBinding(QObject):
         if self._prepared_at_send:
             shown["image_prepared"] = True
         elif "question" in times:
-            shown["image_wait_ms"] = (times["question"] - request.started_at) * 1000
+            # In whole tenths, rounded down: shown to 0.1 s beside a first token shown to 0.01 s, a wait rounded
+            # up could read longer than the first token that came after it.
+            waited = min(times["question"], times.get("answer", times["question"])) - request.started_at
+            shown["image_wait_ms"] = math.floor(waited * 10) * 100
         return shown
 
     def _on_chat(self, event: SessionEvent) -> None:
