@@ -16,14 +16,19 @@ destroy while Qt may still deliver an event to them. `tests/test_qasync_stress.p
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-import qasync
 from PySide6.QtCore import QObject
 from PySide6.QtWidgets import QApplication
+
+# qasync picks its Qt binding from QT_API, else from whichever binding was imported first, else the first it can
+# import (PyQt5 before PySide6): the window is PySide6's, whatever another tool set QT_API to.
+os.environ["QT_API"] = "pyside6"
+import qasync  # noqa: E402
 
 T = TypeVar("T")
 
