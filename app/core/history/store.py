@@ -712,11 +712,9 @@ class AnswerWriter:
         self.chat_id = chat_id
         self.text = ""
         self._flushed_at = time.monotonic()
-        self._dirty = False
 
     def append(self, piece: str) -> None:
         self.text += piece
-        self._dirty = True
         if time.monotonic() - self._flushed_at >= FLUSH_SECONDS:
             self.flush()
 
@@ -729,7 +727,6 @@ class AnswerWriter:
             )
             conn.execute("UPDATE chats SET updated_at = ? WHERE id = ?", (now, self.chat_id))
         self._flushed_at = time.monotonic()
-        self._dirty = False
 
     def finish(self, status: str = "complete", timings: dict[str, Any] | None = None) -> None:
         self.flush(status, timings)
@@ -863,7 +860,3 @@ def _copy_row(conn: sqlite3.Connection, table: str, row: sqlite3.Row, verb: str 
     names = ", ".join('"' + c + '"' for c in columns)
     marks = ", ".join("?" * len(columns))
     conn.execute(f'{verb} INTO "{table}" ({names}) VALUES ({marks})', [row[c] for c in columns])
-
-
-def open_history(base: str | os.PathLike[str] | None = None) -> HistoryStore:
-    return HistoryStore(base)

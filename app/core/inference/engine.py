@@ -589,7 +589,7 @@ class Engine:
         reserve = min(sampling.max_tokens, native.n_ctx // 4)
         try:
             turns, segs, dropped = self._fit(
-                [*self._turns, _TurnRecord(question, turn.image, None)], reserve, require_question=True,
+                [*self._turns, _TurnRecord(question, turn.image, None)], reserve,
                 should_stop=turn._cancel.is_set,
             )  # fmt: skip
         except _Cancelled:
@@ -699,7 +699,7 @@ class Engine:
         return self._template.render_with_system_fallback(self._system, messages, add_generation_prompt=True)
 
     def _fit(
-        self, turns: list[_TurnRecord], reserve: int, *, require_question: bool,
+        self, turns: list[_TurnRecord], reserve: int, *,
         should_stop: Callable[[], bool] = lambda: False,
     ) -> tuple[list[_TurnRecord], list[_Seg], int]:  # fmt: skip
         """Plan the prompt for `turns`; drop the fewest oldest turns so it fits with `reserve` tokens to spare.

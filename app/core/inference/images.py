@@ -65,11 +65,6 @@ class RGBImage:
         self.to_pil().save(buffer, format="JPEG", quality=quality)
         return buffer.getvalue()
 
-    def to_png(self) -> bytes:
-        buffer = io.BytesIO()
-        self.to_pil().save(buffer, format="PNG")
-        return buffer.getvalue()
-
 
 def load_image(source: ImageSource, *, max_side: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> RGBImage:
     """Read `source` as RGB, apply EXIF orientation, and downscale so the long side is at most `max_side`.

@@ -40,10 +40,6 @@ class SamplingSettings:
         if self.repeat_penalty <= 0:
             raise SettingsError("repeat_penalty must be positive")
 
-    @property
-    def greedy(self) -> bool:
-        return self.temperature <= 0
-
     def with_(self, **changes: Any) -> SamplingSettings:
         return replace(self, **changes)
 
@@ -51,13 +47,6 @@ class SamplingSettings:
         data = asdict(self)
         data["stop"] = list(self.stop)
         return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SamplingSettings:
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        if "stop" in known:
-            known["stop"] = tuple(known["stop"] or ())
-        return cls(**known)
 
 
 GREEDY = SamplingSettings(temperature=0.0)
