@@ -13,7 +13,8 @@ from app.core.errors import CatalogError, DownloadCancelled, DownloadError
 from app.core.models.catalog import load_catalog
 from app.core.models.download import download, part_path
 from app.core.models.modelfile import inspect_mmproj, inspect_text_model
-from app.core.models.store import HashChangedWarning, ModelStore, resolve_installed
+from app.core.models.resolve import resolve_model_files
+from app.core.models.store import HashChangedWarning, ModelStore
 from tests.support.http_server import FileServer, Route
 
 
@@ -183,9 +184,10 @@ def test_model_store_downloads_a_pair_and_resolves_it(server, tmp_path, tiny_mod
     assert parts == {"text", "mmproj"}
     assert model.text.read_bytes() == text_bytes
     assert store.verify("tiny").id == "tiny"
-    resolved = resolve_installed("tiny", data_dir=tmp_path / "data", catalog=catalog)
-    assert resolved.text == model.text
-    assert resolved.template == "tinyllama"
+    resolved = resolve_model_files(model_id="tiny", data_dir=tmp_path / "data", catalog=catalog)
+    assert resolved is not None
+    assert (resolved.text, resolved.mmproj, resolved.template, resolved.name) == (model.text, model.mmproj,
+                                                                                  "tinyllama", "tiny")
     store.delete("tiny")
     assert "tiny" not in [m.id for m in store.installed()]
     assert not model.text.exists()

@@ -10,10 +10,13 @@ import json
 import math
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.core.errors import LlavaCamError
 from app.core.inference.templates import TEMPLATE_FAMILIES
+
+if TYPE_CHECKING:
+    from app.core.models.resolve import ModelFiles
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
@@ -90,20 +93,24 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-id", metavar="ID", help="an installed model pair (see `llavacam models list`)")
 
 
-def _resolve_model(args: argparse.Namespace) -> tuple[str, str | None, str | None]:
-    """(text model, mmproj, template family) from --model/--mmproj or --model-id."""
-    if args.model_id:
-        if args.model:
-            raise LlavaCamError("give either --model or --model-id, not both")
-        from app.core.models.store import resolve_installed
+def chosen_model_files(args: argparse.Namespace) -> ModelFiles | None:
+    """The model files --model/--mmproj or --model-id name (core's one set of rules), None when none were given;
+    contradicting options are an error at once (before any camera, image or model is opened)."""
+    from app.core.models.resolve import resolve_model_files
 
-        resolved = resolve_installed(
-            args.model_id, data_dir=getattr(args, "data_dir", None), catalog=getattr(args, "catalog", None)
-        )
-        return str(resolved.text), str(resolved.mmproj) if resolved.mmproj else None, resolved.template
-    if not args.model:
-        raise LlavaCamError("give a model: --model TEXT.gguf [--mmproj MMPROJ.gguf], or --model-id ID")
-    return args.model, args.mmproj, None
+    return resolve_model_files(args.model, args.mmproj, args.model_id, data_dir=getattr(args, "data_dir", None),
+                               catalog=getattr(args, "catalog", None))  # fmt: skip
+
+
+def model_files(args: argparse.Namespace, chosen: ModelFiles | None = None) -> ModelFiles:
+    """As `chosen_model_files` (or what it gave), for commands that need a model: none given is an error saying
+    what to give."""
+    from app.core.models.resolve import NO_MODEL, ModelChoiceError
+
+    files = chosen if chosen is not None else chosen_model_files(args)
+    if files is None:
+        raise ModelChoiceError(NO_MODEL)
+    return files
 
 
 def run(args: argparse.Namespace) -> int:
@@ -130,7 +137,8 @@ def run(args: argparse.Namespace) -> int:
         raise LlavaCamError("give a question with -q")
     # Read the image before loading the model, so a bad image fails in milliseconds, not seconds.
     image = load_image(args.image) if args.image else None
-    text_model, mmproj, family = _resolve_model(args)
+    files = model_files(args)
+    text_model, mmproj, family = files.text, files.mmproj, files.template
     if image is not None and not mmproj:
         raise LlavaCamError("asking about an image needs the vision projector: add --mmproj MMPROJ.gguf")
     sampling = SamplingSettings(

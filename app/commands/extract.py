@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from app.commands.ask import _resolve_model, add_model_arguments, add_server_arguments, check_threads
+from app.commands.ask import add_model_arguments, add_server_arguments, check_threads, chosen_model_files, model_files
 from app.core.errors import LlavaCamError, printable
 
 
@@ -81,6 +81,7 @@ def _extract_and_export(args: argparse.Namespace, preset: Any, store: Any) -> No
     from app.core.inference.images import load_image
 
     if args.image:
+        chosen = None if args.server else chosen_model_files(args)  # contradicting options: said first
         image = load_image(args.image)  # a bad image fails before the model loads
         captured = datetime.now().astimezone()
         if args.server:
@@ -90,11 +91,12 @@ def _extract_and_export(args: argparse.Namespace, preset: Any, store: Any) -> No
             aside = ServerAside(server_chat(args), request_schema(preset))
             result = extract(aside, image, preset, max_tokens=args.max_tokens)
         else:
-            text_model, mmproj, family = _resolve_model(args)
-            if not mmproj:
+            files = model_files(args, chosen)
+            if not files.mmproj:
                 raise LlavaCamError("reading an image needs the vision projector: add --mmproj MMPROJ.gguf")
-            config = EngineConfig(n_ctx=args.n_ctx, n_threads=args.threads, template=family, verbose=args.verbose)
-            with Engine(text_model, mmproj, config) as engine:
+            config = EngineConfig(n_ctx=args.n_ctx, n_threads=args.threads, template=files.template,
+                                  verbose=args.verbose)  # fmt: skip
+            with Engine(files.text, files.mmproj, config) as engine:
                 result = extract(engine, image, preset, max_tokens=args.max_tokens)
         records = [with_dates(r, preset, captured) for r in result.records]
         stored: list[tuple[Any, bool]] = []

@@ -71,7 +71,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from app.commands.ask import _resolve_model
+    from app.commands.ask import model_files
     from app.core.inference.engine import Engine, EngineConfig
     from app.server.app import create_app
     from app.server.guard import HostPolicy
@@ -90,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         from app.core.models.probe import ensure_pair_safe
 
-        text_model, mmproj, family = _resolve_model(args)
+        files = model_files(args)
+        text_model, mmproj, family = files.text, files.mmproj, files.template
         # A pair not yet known good is first loaded in a child process: a crash there is one line, not ours.
         ensure_pair_safe(text_model, mmproj, data_dir=getattr(args, "data_dir", None))
         engine = Engine(
@@ -98,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
             EngineConfig(n_ctx=args.n_ctx, n_threads=args.threads, template=args.template or family),
         )  # fmt: skip
         try:
-            model_id = args.model_id or engine.info.text_path.stem
+            model_id = files.name
             limits = Limits(max_body_bytes=int(args.max_body_mb * 1024 * 1024), max_tokens=args.max_tokens_limit,
                             image_dir=image_dir)  # fmt: skip
             policy = HostPolicy(args.host, args.allowed_host, args.cors_origin)

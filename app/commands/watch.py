@@ -16,7 +16,14 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from app.commands.ask import _resolve_model, add_model_arguments, add_server_arguments, check_number, check_threads
+from app.commands.ask import (
+    add_model_arguments,
+    add_server_arguments,
+    check_number,
+    check_threads,
+    chosen_model_files,
+    model_files,
+)
 from app.core.errors import LlavaCamError, printable
 
 
@@ -91,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
     if args.time_limit is not None:
         check_number("--time-limit", args.time_limit, 0.0, 10 * 86400.0)
     check_threads(args.threads)
+    if not 1 <= args.max_frames <= 100_000:
+        raise LlavaCamError(f"--max-frames {args.max_frames}: give 1 to 100000 (or --no-frames to keep none)")
     if not 1 <= args.max_tokens <= 4096:
         raise LlavaCamError(f"--max-tokens {args.max_tokens}: give 1 to 4096")
     condition = Condition(args.when, cooldown=args.cooldown, end_on_match=args.until_match) if args.when else None
@@ -99,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
             condition.question  # noqa: B018 - checks the condition before the model loads
         except ValueError as exc:
             raise LlavaCamError(str(exc)) from exc
+    chosen = None if args.server else chosen_model_files(args)  # contradicting options: said before the camera
     source = parse_source(args.camera)
     frames = CameraFrames(source)  # a bad camera or file fails now, before the model loads
     recorder = None
@@ -114,14 +124,15 @@ def run(args: argparse.Namespace) -> int:
                 reader = ServerAside(chat, request_schema(preset))
             answerers: Any = contextlib.nullcontext((server_answerer(chat, args.max_tokens), reader))
         else:
-            text_model, mmproj, family = _resolve_model(args)
-            if not mmproj:
+            files = model_files(args, chosen)  # no model at all: said after a bad camera file
+            if not files.mmproj:
                 raise LlavaCamError("watching a camera needs the vision projector: add --mmproj MMPROJ.gguf")
-            config = EngineConfig(n_ctx=args.n_ctx, n_threads=args.threads, template=family, verbose=args.verbose)
-            answerers = _local_answerer(Engine(text_model, mmproj, config), args.max_tokens)
+            config = EngineConfig(n_ctx=args.n_ctx, n_threads=args.threads, template=files.template,
+                                  verbose=args.verbose)  # fmt: skip
+            answerers = _local_answerer(Engine(files.text, files.mmproj, config), args.max_tokens)
         if not args.no_history:
             from app.core.history.store import HistoryStore
-            from app.core.watch.record import WatchRecorder
+            from app.core.watch.record import FrameRetention, WatchRecorder
 
             store = HistoryStore(getattr(args, "data_dir", None))
             if store.read_only:
@@ -129,8 +140,8 @@ def run(args: argparse.Namespace) -> int:
                 store.close()
             else:
                 title = f"Watch: {args.question or args.when or args.extract}"
-                recorder = WatchRecorder(store, title, source=frames.name, store_frames=not args.no_frames,
-                                         max_frames=args.max_frames)  # fmt: skip
+                retention = FrameRetention(store_frames=not args.no_frames, max_frames=args.max_frames)
+                recorder = WatchRecorder(store, title, source=frames.name, retention=retention)
         with answerers as (answerer, engine):
             if recorder is not None:
                 answerer = recorder.remembering(answerer)
@@ -166,7 +177,6 @@ def _scene_reader(engine: Any, preset: Any, recorder: Any, as_json: bool) -> Any
     """on_scene for `--extract`: the frame's records, kept (merged by title) in the watch's chat."""
     from app.core.extract.extractor import ExtractError, extract, with_dates
     from app.core.history.records import RecordStore
-    from app.core.inference.images import load_image
 
     table = RecordStore(recorder.store) if recorder is not None else None
 
@@ -179,10 +189,7 @@ def _scene_reader(engine: Any, preset: Any, recorder: Any, as_json: bool) -> Any
                 return False
             _emit({"event": "error", "text": str(exc), "frame": frame.index, "time": stamp}, as_json)
             return True
-        image_hash = None
-        if table is not None and recorder.store_frames and result.records:
-            image_hash = recorder.store.save_image(load_image(frame.rgb, max_side=1024), source=recorder.source,
-                                                   captured_at=frame.captured_at.timestamp()).hash  # fmt: skip
+        image_hash = recorder.frame_for_records(frame) if table is not None and result.records else None
         for record in result.records:
             data = with_dates(record, preset, frame.captured_at)
             merged = False

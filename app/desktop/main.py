@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import time
+from dataclasses import replace
 from typing import Any, cast
 
 from PySide6.QtCore import QTimer
@@ -46,25 +47,24 @@ def run_window(args: argparse.Namespace) -> int:
             print(advice, file=sys.stderr)
             return 2
 
+    from app.core.models.resolve import resolve_model_files
     from app.desktop.loop import run
-    from app.desktop.settings import load_settings
+    from app.desktop.settings import LOCAL_ENGINE, load_settings
 
     base = data_dir(getattr(args, "data_dir", None))
     settings, warning = load_settings(base)
-    if getattr(args, "model", None):
-        settings.model_path = os.path.abspath(args.model)
-        settings.mmproj_path = os.path.abspath(args.mmproj) if getattr(args, "mmproj", None) else ""
+    # --model/--mmproj/--model-id follow the same rules as every command's (core's resolve_model_files).
+    chosen = resolve_model_files(getattr(args, "model", None), getattr(args, "mmproj", None),
+                                 getattr(args, "model_id", None), data_dir=base,
+                                 catalog=getattr(args, "catalog", None))  # fmt: skip
+    if chosen is not None:
+        settings = replace(settings, model_path=str(chosen.text), mmproj_path=str(chosen.mmproj or ""),
+                           template=chosen.template or "auto", engine=LOCAL_ENGINE)  # fmt: skip
     app = cast(QApplication, QApplication.instance() or QApplication(sys.argv[:1]))
     app.setApplicationName("LlavaCam")
     from app.desktop.theme import apply_theme
 
-    apply_theme(app, getattr(settings, "theme", "system"))  # the style sheet too; "system" follows the desktop
-    if getattr(args, "model_id", None):
-        from app.core.models.store import ModelStore
-
-        model = ModelStore(base, getattr(args, "catalog", None)).get(args.model_id)
-        settings.model_path, settings.mmproj_path = str(model.text), str(model.mmproj or "")
-        settings.template = model.template or "auto"
+    apply_theme(app, settings.theme)  # the style sheet too; "system" follows the desktop
     app.setQuitOnLastWindowClosed(False)  # the window's own shutdown (async: it joins threads) ends the app
     return run(_show_window(app, settings, base, args, warning), app)
 

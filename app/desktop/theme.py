@@ -15,8 +15,7 @@ from PySide6.QtGui import QColor, QGuiApplication, QPalette
 from PySide6.QtWidgets import QApplication
 
 from app.core.resources import resource_path
-
-THEMES = ("system", "light", "dark")
+from app.core.settings import THEMES  # the one list, with the setting
 
 COLOURS: dict[str, dict[str, str]] = {
     "light": {

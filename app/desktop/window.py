@@ -20,7 +20,7 @@ import json
 import threading
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import (
@@ -47,7 +47,7 @@ from PySide6.QtWidgets import (
 
 from app.core.errors import ImageError, LoadCancelled
 from app.core.history.store import HistoryStore
-from app.core.inference.engine import Engine, EngineConfig
+from app.core.inference.engine import Engine
 from app.core.inference.images import RGBImage, load_image
 from app.desktop import shortcuts as keys
 from app.desktop.accessible import DescribedLabel
@@ -312,16 +312,6 @@ class MainWindow(QMainWindow):
         self.demo_badge.show_for(self.settings.model_path)  # at once: the demo's first load may take a few seconds
         self.tasks.spawn(self._load_model())
 
-    def _engine_config(self) -> EngineConfig:
-        s = self.settings
-        return EngineConfig(
-            n_ctx=s.n_ctx,
-            n_threads=s.threads or None,
-            n_gpu_layers=s.gpu_layers,
-            template=None if s.template in ("", "auto") else s.template,
-            system_prompt=s.system_prompt or EngineConfig().system_prompt,
-        )
-
     async def _load_model(self) -> None:
         s = self.settings
         if not s.model_path:
@@ -329,7 +319,7 @@ class MainWindow(QMainWindow):
             self._on_model_failed("No model configured: choose the model files in Settings (Ctrl+,).")
             return
         try:
-            outcome = await self.model_host.load(s.model_path, s.mmproj_path, self._engine_config(),
+            outcome = await self.model_host.load(s.model_path, s.mmproj_path, s.engine_config(),
                                                  data_dir=self.data_dir, on_status=self.set_status)  # fmt: skip
         except LoadCancelled:
             return  # closing, or another pair was chosen: that one reports
@@ -553,7 +543,7 @@ class MainWindow(QMainWindow):
     def open_settings(self) -> None:
         from app.desktop.settings_dialog import SettingsDialog
 
-        dialog = SettingsDialog(self.settings, self)
+        dialog = SettingsDialog(self.settings, self, data_dir=self.data_dir)  # the token is saved next to settings
         if dialog.exec():
             before = (self.settings.model_path, self.settings.mmproj_path, self.settings.n_ctx,
                       self.settings.threads, self.settings.gpu_layers, self.settings.template)  # fmt: skip
@@ -577,8 +567,12 @@ class MainWindow(QMainWindow):
         self.apply_settings(replace(self.settings, model_path=str(model.text), mmproj_path=mmproj, template=template))
 
     def apply_settings(self, settings: Settings, reload: tuple | None = None) -> None:
-        camera_before = self.settings.camera
+        camera_before, theme_before = self.settings.camera, self.settings.theme
         self.settings = settings
+        if settings.theme != theme_before:  # Settings → Appearance
+            from app.desktop.theme import apply_theme
+
+            apply_theme(cast(QApplication, QApplication.instance()), settings.theme)
         self.binding.session.system_prompt = settings.system_prompt or None
         self.tasks.spawn(self._save_settings())
         after = (settings.model_path, settings.mmproj_path, settings.n_ctx, settings.threads,
@@ -638,7 +632,8 @@ class MainWindow(QMainWindow):
         answer: Any = EngineAnswerer(engine)
         recorder = None
         if not self.history.read_only:  # the watch is a chat with its timestamped frames (written on its thread)
-            recorder = WatchRecorder(self.history, f"Watch: {text}", source=self.camera.name)
+            recorder = WatchRecorder(self.history, f"Watch: {text}", source=self.camera.name,
+                                     retention=self.settings.watch_retention())  # fmt: skip
             answer = recorder.remembering(answer)
         watcher = Watcher(answer, None if is_condition else text, condition=Condition(text) if is_condition else None,
                           on_event=recorder.on_event if recorder is not None else None)  # fmt: skip
@@ -646,7 +641,7 @@ class MainWindow(QMainWindow):
         runner = WatchRunner(watcher, CameraFrames(self.camera, stop), self)
         runner.source.stop = stop
         panel = WatchPanel()
-        panel.attach(runner, [TrayNotifier(self), DBusNotifier()])
+        panel.attach(runner, [TrayNotifier(self), DBusNotifier()], sound=self.settings.watch_sound)
         dock = QDockWidget("Watch", self)
         dock.setObjectName("watchDock")
         dock.setWidget(panel)

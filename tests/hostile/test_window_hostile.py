@@ -73,16 +73,16 @@ def test_platform_check_applies_only_when_xcb_will_load():
 def test_settings_values_of_the_wrong_type_are_reset_and_named(tmp_path):
     (tmp_path / "settings.json").write_text(json.dumps({
         "temperature": "x", "top_p": 0.5, "max_tokens": 10.5, "n_ctx": True, "template": "chatml",
-        "model_path": 5, "seed": "abc", "threads": 100000, "extra": [1]}))  # fmt: skip
+        "model_path": 5, "seed": "abc", "threads": 100000}))  # fmt: skip
     settings, warning = load_settings(tmp_path)
     defaults = Settings()
     assert (settings.top_p, settings.template) == (0.5, "chatml")  # the valid values are kept
     assert (settings.temperature, settings.max_tokens, settings.n_ctx) == (0.2, 512, 4096)
-    assert (settings.model_path, settings.seed, settings.threads, settings.extra) == ("", None, 0, defaults.extra)
+    assert (settings.model_path, settings.seed, settings.threads) == (defaults.model_path, None, 0)
     assert warning is not None
     assert warning.endswith("to the default; kept the rest.")
     for named in ("temperature (not a number)", "max_tokens (not a whole number)", "n_ctx (not a number)",
-                  "model_path (not text)", "seed (not a number)", "threads (outside 0..512)", "extra (not an object)"):
+                  "model_path (not text)", "seed (not a number)", "threads (outside 0..512)"):
         assert named in warning
     assert settings.sampling().temperature == 0.2  # Send works
 

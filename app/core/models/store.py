@@ -457,16 +457,3 @@ def _damage(dest: Path, source: Source, validate: Any) -> str | None:
         return exc.problem
     return None
 
-
-@dataclass(frozen=True)
-class ResolvedModel:
-    text: Path
-    mmproj: Path | None
-    template: str | None
-
-
-def resolve_installed(model_id: str, *, data_dir: str | os.PathLike[str] | None = None,
-                      catalog: str | os.PathLike[str] | None = None) -> ResolvedModel:  # fmt: skip
-    model = ModelStore(data_dir, catalog).get(model_id)
-    template = None if model.template in (None, "auto") else model.template
-    return ResolvedModel(model.text, model.mmproj, template)

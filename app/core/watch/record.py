@@ -1,12 +1,15 @@
 """A watch kept in the history: a chat whose turns are the timeline's entries, each with its timestamped frame.
 
 Each new timeline entry is one user message (the question, with the frame captured at that moment) and one
-answer; a folded repeat adds nothing. `max_frames` caps the frames a watch keeps (older entries keep their text),
-and `store_frames=False` keeps no frames at all. The chat exports like any other (`llavacam history export`).
+answer; a folded repeat adds nothing. A `FrameRetention` (the Watch settings, or `llavacam watch --max-frames N
+--no-frames`) decides which frames are kept: at most `max_frames`, the newest (older entries keep their text), or
+none at all; frames for records read during a watch follow `store_frames` too. The chat exports like any other
+(`llavacam history export`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from app.core.history.store import HistoryStore
@@ -17,6 +20,18 @@ DEFAULT_MAX_FRAMES = 200
 FRAME_SIDE = 1024  # stored frames are at most this long a side
 
 
+@dataclass(frozen=True)
+class FrameRetention:
+    """Which of a watch's frames the history keeps: none (`store_frames=False`), or the newest `max_frames`."""
+
+    store_frames: bool = True
+    max_frames: int = DEFAULT_MAX_FRAMES
+
+    def __post_init__(self) -> None:
+        if isinstance(self.max_frames, bool) or not isinstance(self.max_frames, int) or self.max_frames < 1:
+            raise ValueError(f"a watch keeps at least 1 frame (none: store_frames=False), not {self.max_frames!r}")
+
+
 class WatchRecorder:
     def __init__(
         self,
@@ -25,14 +40,12 @@ class WatchRecorder:
         *,
         source: str = "",
         model_id: str | None = None,
-        store_frames: bool = True,
-        max_frames: int = DEFAULT_MAX_FRAMES,
+        retention: FrameRetention = FrameRetention(),  # noqa: B008 - frozen, shared safely
     ) -> None:
         self.store = store
         self.source = source
         self.model_id = model_id
-        self.store_frames = store_frames
-        self.max_frames = max_frames
+        self.retention = retention
         self.title = title
         self._chat_id: int | None = None  # created with the first answer, on the thread that records it
         self._frames_kept = 0
@@ -43,6 +56,14 @@ class WatchRecorder:
         if self._chat_id is None:
             self._chat_id = self.store.create_chat(self.title, self.model_id)
         return self._chat_id
+
+    @property
+    def store_frames(self) -> bool:
+        return self.retention.store_frames
+
+    @property
+    def max_frames(self) -> int:
+        return self.retention.max_frames
 
     @property
     def has_chat(self) -> bool:
@@ -84,3 +105,10 @@ class WatchRecorder:
         elif event.kind == "match":
             self.store.add_user_message(self.chat_id, f"[{event.at.isoformat(timespec='seconds')}] "
                                         f"Matched: {event.text}")  # fmt: skip
+
+    def frame_for_records(self, frame: Frame) -> str | None:
+        """Store the frame records were read from and return its hash, or None when the watch keeps no frames."""
+        if not self.store_frames:
+            return None
+        picture = load_image(frame.rgb, max_side=FRAME_SIDE)
+        return self.store.save_image(picture, source=self.source, captured_at=frame.captured_at.timestamp()).hash
