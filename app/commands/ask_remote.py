@@ -93,26 +93,11 @@ async def _ask_all(args: argparse.Namespace, config: Any, image: Any, questions:
 
 def sync_tls_context(args: argparse.Namespace, config: Any) -> Any:
     """For the stdlib transport: the SSL context --ca-file or --fingerprint asks for (None: the system's)."""
-    import ssl
-    from urllib.parse import urlsplit
-
-    from app.core.remote.protocol import unreachable
-    from app.core.remote.trust import ca_file_context, pinned_context
+    from app.core.engine_choice import tls_context
 
     if args.ca_file and args.fingerprint:
         raise LlavaCamError("give either --ca-file or --fingerprint, not both")
-    if urlsplit(config.url).scheme != "https":
-        return None
-    if args.ca_file:
-        return ca_file_context(Path(args.ca_file))
-    if args.fingerprint:
-        parts = urlsplit(config.url)
-        try:  # read before anything (token, frames) is sent
-            pem = ssl.get_server_certificate((parts.hostname or "", parts.port or 443), timeout=10)
-        except (OSError, ssl.SSLError) as exc:
-            raise unreachable(config, exc) from exc
-        return pinned_context(ssl.PEM_cert_to_DER_cert(pem), args.fingerprint)
-    return None
+    return tls_context(config.url, args.ca_file, args.fingerprint)
 
 
 def server_answerer(chat: Any, max_tokens: int) -> Any:

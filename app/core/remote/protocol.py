@@ -48,7 +48,7 @@ class ServerConfig:
     """Where the engine is: a base URL (with or without /v1), an optional token, and the model to ask for."""
 
     url: str
-    token: str | None = None
+    token: str | None = field(default=None, repr=False)  # never in a log or a traceback's locals
     model: str | None = None  # None: the server's first (often only) model
     timeout: float = 300.0
     max_image_side: int = DEFAULT_MAX_IMAGE_SIDE

@@ -32,6 +32,7 @@ from app.core.remote.protocol import (
     check_image_seen,
     error_for_status,
     image_data_url,
+    model_entry,
     model_ids,
     unreachable,
 )
@@ -111,6 +112,16 @@ class RemoteChat:
     def models(self) -> list[str]:
         with self._request("/models") as response:
             return model_ids(response.read())
+
+    def connect(self) -> dict[str, Any]:
+        """Check the server is there, takes the token, and serves the model asked for (one that can see); returns
+        its /v1/models entry. Nothing of the conversation is sent."""
+        with self._request("/models") as response:
+            entry = model_entry(response.read(), self.config.model)
+        if entry.get("vision") is False:
+            raise RemoteError(f"the model on {self.config.host} has no vision (the server says so): load a vision "
+                              "model with its projector there", kind="no_vision")  # fmt: skip
+        return entry
 
     def stream(
         self,
