@@ -142,3 +142,25 @@ def test_a_token_file_others_can_read_is_not_used_and_said(dialog, tmp_path):
         f"The stored token was not used: {path} can be read by other users (mode "
         f"644): run `chmod 600 {path}` or delete it and enter the token again"
     )
+
+
+def test_the_windows_watch_follows_the_watch_settings(qtbot, make_window, settings):
+    """Watch settings reach the window's watch: no frames kept in the history; the sound with its notifications."""
+    from dataclasses import replace
+
+    from tests.support.desktop import close_window, wait_for_frame
+
+    window = make_window(replace(settings, watch_store_frames=False, watch_sound=True))
+    wait_for_frame(qtbot, window)
+    window.start_watch("What is this?")
+    panel = window.watch_panel
+    qtbot.waitUntil(lambda: panel.timeline.count() >= 1, timeout=30000)
+    assert panel.sound is True  # a panel attached without the setting plays none
+    [chat] = [c for c in window.history.list_chats() if c.title == "Watch: What is this?"]
+    qtbot.waitUntil(lambda: len(window.history.get_turns(chat.id)) >= 1, timeout=10000)
+    [first, *_] = window.history.get_turns(chat.id)
+    assert first.question.endswith("] What is this?")
+    assert first.image_path is None  # the answer is kept, its frame is not
+    assert list(window.history.images_dir.glob("*.jpg")) == []
+    close_window(qtbot, window)
+    assert not panel.runner.running
