@@ -512,3 +512,43 @@ def test_the_sidebar_can_be_narrow_and_its_buttons_still_show_their_words(qtbot,
     for button in buttons:
         assert button.width() >= button.fontMetrics().horizontalAdvance(button.text())
     assert panel.view.horizontalScrollBar().maximum() == 0
+
+
+def _chat_row(chat_id: int, title: str = "") -> history_panel.Row:
+    return history_panel.Row(("chat", chat_id), title or f"Chat {chat_id}", "10:00", chat_id)
+
+
+def test_merging_rows_in_place_reaches_exactly_the_new_list_in_few_steps(qtbot):
+    import random
+
+    model = history_panel.ChatListModel()
+    steps: list[str] = []
+    model.rowsRemoved.connect(lambda *_: steps.append("remove"))
+    model.rowsInserted.connect(lambda *_: steps.append("insert"))
+    model.rowsMoved.connect(lambda *_: steps.append("move"))
+    model.modelReset.connect(lambda: steps.append("reset"))
+    many = [_chat_row(n) for n in range(1, 2001)]
+    model.set_rows(many)
+    assert steps == ["insert"]  # the first load: one insertion of all rows
+    steps.clear()
+    model.set_rows([many[5], many[900], many[1999]])  # a search narrows 2000 chats to 3
+    assert model.rows() == [many[5], many[900], many[1999]]
+    assert len(steps) <= 4
+    assert "reset" not in steps
+    steps.clear()
+    model.set_rows(many)  # the search is cleared
+    assert model.rows() == many
+    assert len(steps) <= 4
+    steps.clear()
+    moved = [many[1500], *many[:1500], *many[1501:]]  # a chat used again goes to the top
+    model.set_rows(moved)
+    assert model.rows() == moved
+    assert steps == ["move"]
+    generator = random.Random(7)
+    for _ in range(30):  # any mix of removals, moves, changes and new chats ends as the new list, never a reset
+        chosen = generator.sample(range(1, 60), generator.randint(0, 40))
+        new = [_chat_row(n, f"Title {n} {generator.randint(0, 1)}") for n in chosen]
+        steps.clear()
+        model.set_rows(new)
+        assert model.rows() == new
+        assert "reset" not in steps

@@ -17,9 +17,8 @@ import datetime
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from PySide6.QtCore import (
     QAbstractListModel,
@@ -69,9 +68,8 @@ WhenRole = Qt.ItemDataRole.UserRole + 3  # "14:05", "3 Nov"...
 SnippetRole = Qt.ItemDataRole.UserRole + 4  # a Snippet while searching, else None
 
 
-@dataclass(frozen=True)
-class Row:
-    """One row of the list: a group header (chat_id None) or a chat."""
+class Row(NamedTuple):
+    """One row of the list: a group header (chat_id None) or a chat. (A tuple: thousands compare at C speed.)"""
 
     key: tuple[str, Any]
     title: str
@@ -194,40 +192,61 @@ class ChatListModel(QAbstractListModel):
     def set_title(self, chat_id: int, title: str) -> None:
         number = self.row_of(chat_id)
         if number >= 0:
-            self._rows[number] = replace(self._rows[number], title=title)
+            self._rows[number] = self._rows[number]._replace(title=title)
             self.dataChanged.emit(self.index(number), self.index(number))
 
     def set_rows(self, new: list[Row]) -> None:
         """Merge `new` in place: rows gone are removed, rows that moved are moved, new ones inserted, changed ones
-        updated, so views keep their selection and scroll position (a reset would lose both)."""
-        if not self._rows and new:
+        updated, so views keep their selection and scroll position (a reset would lose both). Runs of removed or
+        inserted rows go in one step each: a search that narrows thousands of chats to three is one removal."""
+        if self._rows == new:
+            return
+        if not self._rows:
             self.beginInsertRows(QModelIndex(), 0, len(new) - 1)
             self._rows = list(new)
             self.endInsertRows()
             return
         wanted = {row.key for row in new}
-        for number in range(len(self._rows) - 1, -1, -1):
-            if self._rows[number].key not in wanted:
-                self.beginRemoveRows(QModelIndex(), number, number)
-                del self._rows[number]
-                self.endRemoveRows()
-        for number, row in enumerate(new):
+        number = len(self._rows) - 1
+        while number >= 0:
+            if self._rows[number].key in wanted:
+                number -= 1
+                continue
+            last = number
+            while number >= 0 and self._rows[number].key not in wanted:
+                number -= 1
+            self.beginRemoveRows(QModelIndex(), number + 1, last)
+            del self._rows[number + 1 : last + 1]
+            self.endRemoveRows()
+        present = {row.key for row in self._rows}
+        number = 0
+        while number < len(new):
+            row = new[number]
             here = self._rows[number].key if number < len(self._rows) else None
             if here != row.key:
-                found = next((later for later in range(number + 1, len(self._rows))
-                              if self._rows[later].key == row.key), -1)  # fmt: skip
-                if found >= 0:
-                    self.beginMoveRows(QModelIndex(), found, found, QModelIndex(), number)
-                    self._rows.insert(number, self._rows.pop(found))
-                    self.endMoveRows()
-                else:
-                    self.beginInsertRows(QModelIndex(), number, number)
-                    self._rows.insert(number, row)
+                if row.key not in present:
+                    end = number
+                    while end < len(new) and new[end].key not in present:
+                        end += 1
+                    self.beginInsertRows(QModelIndex(), number, end - 1)
+                    self._rows[number:number] = new[number:end]
                     self.endInsertRows()
+                    number = end
                     continue
-            if self._rows[number] != row:
+                # Rows before `number` already match, so the row is further down: move it up.
+                found = next(later for later in range(number + 1, len(self._rows)) if self._rows[later].key == row.key)
+                self.beginMoveRows(QModelIndex(), found, found, QModelIndex(), number)
+                self._rows.insert(number, self._rows.pop(found))
+                self.endMoveRows()
+                if self._rows[number] != row:
+                    self._rows[number] = row
+                    self.dataChanged.emit(self.index(number), self.index(number))
+                if len(self._rows) == len(new) and self._rows[number + 1 :] == new[number + 1 :]:
+                    return  # one chat moved to the top (the usual change): the rest is as it was
+            elif self._rows[number] != row:
                 self._rows[number] = row
                 self.dataChanged.emit(self.index(number), self.index(number))
+            number += 1
 
 
 class ChatDelegate(QStyledItemDelegate):
@@ -236,22 +255,35 @@ class ChatDelegate(QStyledItemDelegate):
 
     PAD_X, PAD_Y, GAP = 8, 4, 8
 
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        # The view asks every row's size when it lays out (thousands of chats): fonts and heights are made once.
+        self._font_cache: dict[str, tuple[QFont, QFont, QFont, int, int]] = {}
+
+    def _font_set(self, option: QStyleOptionViewItem) -> tuple[QFont, QFont, QFont, int, int]:
+        key = option.font.key()  # type: ignore[attr-defined]
+        cached = self._font_cache.get(key)
+        if cached is None:
+            title = QFont(option.font)  # type: ignore[attr-defined]
+            small = QFont(title)
+            small.setPointSizeF(max(6.0, title.pointSizeF() * 0.85))
+            bold = QFont(small)
+            bold.setBold(True)
+            cached = (title, small, bold, QFontMetrics(title).height(), QFontMetrics(small).height())
+            self._font_cache[key] = cached
+        return cached
+
     def _fonts(self, option: QStyleOptionViewItem) -> tuple[QFont, QFont, QFont]:
-        title = QFont(option.font)
-        small = QFont(option.font)
-        small.setPointSizeF(max(6.0, option.font.pointSizeF() * 0.85))
-        bold = QFont(small)
-        bold.setBold(True)
+        title, small, bold, _line, _small_line = self._font_set(option)
         return title, small, bold
 
     def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex) -> QSize:
-        title, small, _bold = self._fonts(option)
-        line = QFontMetrics(title).height()
+        _title, _small, _bold, line, small_line = self._font_set(option)
         if index.data(KindRole) == "group":
-            return QSize(0, QFontMetrics(small).height() + 2 * self.PAD_Y + 4)
+            return QSize(0, small_line + 2 * self.PAD_Y + 4)
         height = line + 2 * self.PAD_Y
         if index.data(SnippetRole) is not None:
-            height += QFontMetrics(small).height() + 2
+            height += small_line + 2
         return QSize(0, height + 2)  # width 0: rows take the view's width and never scroll sideways
 
     def title_text(self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex) -> str:
@@ -516,6 +548,8 @@ class HistoryPanel(QWidget):
         self.view.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
         self.view.setMouseTracking(True)
         self.view.setMinimumWidth(140)
+        self.view.setLayoutMode(QListView.LayoutMode.Batched)  # thousands of chats are laid out a batch at a time
+        self.view.setBatchSize(100)
         # A click opens (not `activated` as well: some styles send both for one click, and it opened twice).
         self.view.clicked.connect(self._open_index)
         self.view.open_requested.connect(self._open_index)
@@ -549,7 +583,7 @@ class HistoryPanel(QWidget):
         self._day_timer.timeout.connect(self.refresh)
         self.search.installEventFilter(self)
         self._update_buttons()
-        self.refresh()
+        QTimer.singleShot(0, self, self.refresh)  # the first read starts once the event loop runs (after setup)
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         """Escape in the search box clears the search (the whole list comes back)."""
@@ -616,16 +650,17 @@ class HistoryPanel(QWidget):
         query = self.search.text().strip()
         store = self.store
 
-        def read() -> list[tuple[int, str, float, Snippet | None]]:
+        now = self.now()
+
+        def read() -> list[Row]:  # the rows are built here too: thousands of dates are formatted off the GUI thread
             if not query:
-                return [(chat.id, chat.title, chat.updated_at, None) for chat in store.list_chats()]
-            return [(found.chat.id, found.chat.title, found.chat.updated_at, found.snippet)
-                    for found in chat_matches(store.search(query), query)]  # fmt: skip
+                return rows_for([(chat.id, chat.title, chat.updated_at, None) for chat in store.list_chats()], now)
+            return rows_for([(found.chat.id, found.chat.title, found.chat.updated_at, found.snippet)
+                             for found in chat_matches(store.search(query), query)], now)  # fmt: skip
 
-        self._background.run(read, lambda result, error: self._loaded(query, result, error))
+        self._background.run(read, lambda result, error: self._loaded(query, now, result, error))
 
-    def _loaded(self, query: str, chats: list[tuple[int, str, float, Snippet | None]] | None,
-                error: Exception | None) -> None:  # fmt: skip
+    def _loaded(self, query: str, now: float, rows: list[Row] | None, error: Exception | None) -> None:
         self._reading = False
         if self._read_again or query != self.search.text().strip():
             self._load()  # the history or the search changed meanwhile: this read is already out of date
@@ -636,16 +671,15 @@ class HistoryPanel(QWidget):
             else:
                 self.message.emit(f"The chat list could not be read: {error}")
             return
-        assert chats is not None
-        now = self.now()
-        self.model.set_rows(rows_for(chats, now))
+        assert rows is not None
+        self.model.set_rows(rows)
         self._day_timer.start(ms_until_next_day(now))
         self._show_open()
-        if not chats:
+        if not rows:
             nothing = "No chats yet. Ask a question about the camera and it is kept here."
             self.empty_label.setText(f"No chats match “{query}”" if query else nothing)
-        self.empty_label.setVisible(not chats)
-        self.view.setVisible(bool(chats))
+        self.empty_label.setVisible(not rows)
+        self.view.setVisible(bool(rows))
         self._update_buttons()
         self._unannounced = True  # `loaded` once the jobs queued behind this read (a restore...) are done too
 
