@@ -63,3 +63,15 @@ def test_the_preview_takes_the_cameras_shape(qtbot, make_window, settings):
     assert preview.heightForWidth(400) == 300
     shown = preview.image_rect()
     assert abs(shown.height() / shown.width() - 0.75) < 0.02
+
+
+def test_the_pinned_badge_is_named_for_a_screen_reader_and_its_text_is_its_description(qtbot, make_window, settings):
+    from PySide6.QtGui import QAccessible
+
+    window = make_window(settings)
+    wait_for_frame(qtbot, window)
+    with qtbot.waitSignal(window.binding.prepared, timeout=30000):
+        window.capture_button.click()
+    badge = QAccessible.queryAccessibleInterface(window.pinned_badge)
+    assert badge.text(QAccessible.Text.Name) == "Pinned frame status"
+    assert badge.text(QAccessible.Text.Description) == window.pinned_badge.text() == "● pinned · ready"
