@@ -7,7 +7,9 @@
    included is reported too (it falls towards the steady one as S grows).
 2. Scene change → first token of the watch's answer, asked aside while a chat holds the cache (its KV stashed in
    a second sequence), against a fresh turn on another new frame after `new_chat` (which then becomes the chat
-   the next aside question borrows from). The two alternate which goes first. Goal <= 1.2x.
+   the next aside question borrows from). The two alternate which goes first. Goal <= 1.2x. The CPU time to the
+   first piece (every thread of the process) is reported next to the wall clock: on a shared machine it is the
+   steadier figure.
 
 Full mode (the default, what `make bench` runs) uses the random-weight TinyLlama-1.1B (Q4_0) / CLIP ViT-L/14-336
 (F16) pair that `python -m bench` writes once into the cache dir; random weights cost what real ones cost.
@@ -108,15 +110,19 @@ def change_ttft(engine, reps: int) -> dict[str, Any]:  # type: ignore[no-untyped
 
     sampling = GREEDY.with_(max_tokens=4)
 
+    def timed(turn: Any, cpu: float) -> dict[str, Any]:
+        next(iter(turn), None)  # the first piece: CPU time (every thread of this process) spent to get there
+        first_cpu_ms = (time.process_time() - cpu) * 1000
+        return {**turn.wait().to_dict(), "cpu_to_first_piece_ms": first_cpu_ms}
+
     def chat(image: np.ndarray) -> dict[str, Any]:
         engine.new_chat().result()
-        stats = engine.ask("What is this?", image, sampling).wait()
+        stats = timed(engine.ask("What is this?", image, sampling), time.process_time())
         engine.ask("And its colour?", None, sampling).wait()  # the chat holds two turns in its cache
-        return stats.to_dict()
+        return stats
 
     def aside(image: np.ndarray) -> dict[str, Any]:
-        stats = engine.ask_aside("What is this?", image, sampling).wait()
-        return stats.to_dict()
+        return timed(engine.ask_aside("What is this?", image, sampling), time.process_time())
 
     chat(_scene((40, 40, 200), 100))  # the chat the first aside question borrows from
     asides, fresh = [], []
@@ -132,6 +138,8 @@ def change_ttft(engine, reps: int) -> dict[str, Any]:  # type: ignore[no-untyped
     return {
         "watch_ttft_ms": statistics.median(s["ttft_ms"] for s in asides),
         "fresh_ttft_ms": statistics.median(s["ttft_ms"] for s in fresh),
+        "watch_cpu_to_first_piece_ms": statistics.median(s["cpu_to_first_piece_ms"] for s in asides),
+        "fresh_cpu_to_first_piece_ms": statistics.median(s["cpu_to_first_piece_ms"] for s in fresh),
         "watch_turns": asides,
         "fresh_turns": fresh,
     }
@@ -170,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
          "ratio": watch["cpu_s"] / fixed["cpu_s"], "target": None},
         {"name": "scene change -> first token, watch (aside) / fresh turn",
          "ratio": ttft["watch_ttft_ms"] / ttft["fresh_ttft_ms"], "target": 1.2},
+        {"name": "scene change -> first token, CPU time, watch (aside) / fresh turn",
+         "ratio": ttft["watch_cpu_to_first_piece_ms"] / ttft["fresh_cpu_to_first_piece_ms"], "target": 1.2},
     ]  # fmt: skip
     for row in ratios:
         row["met"] = None if row["target"] is None else row["ratio"] <= row["target"]

@@ -50,10 +50,14 @@ def test_quick_remote_benchmark_reports_the_serve_to_local_ratios(tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text())
-    assert set(report["figures"]) == {"local_turn1_ttft_ms", "remote_turn1_ttft_ms", "local_followup_ttft_ms",
-                                      "remote_followup_ttft_ms"}  # fmt: skip
-    assert [row["name"] for row in report["ratios"]] == ["serve turn-1 TTFT / local turn-1 TTFT",
-                                                         "serve follow-up TTFT / local follow-up TTFT"]  # fmt: skip
+    assert set(report["figures"]) == {f"{side}_{what}_{clock}_ms" for side in ("local", "remote")
+                                      for what in ("turn1", "followup") for clock in ("ttft", "cpu")}  # fmt: skip
+    assert [row["name"] for row in report["ratios"]] == [
+        "serve turn-1 TTFT / local turn-1 TTFT",
+        "serve follow-up TTFT / local follow-up TTFT",
+        "serve turn-1 CPU to first token / local turn-1 CPU to first token",
+        "serve follow-up CPU to first token / local follow-up CPU to first token",
+    ]
     assert all(row["ratio"] > 0 and isinstance(row["met"], bool) for row in report["ratios"])
     assert len(report["runs"]["local"]) == len(report["runs"]["remote"]) == 1
 
@@ -72,8 +76,9 @@ def test_quick_watch_benchmark_reports_the_static_and_scene_change_ratios(tmp_pa
         "static scene CPU after the first answer, watch / 1 s interval",
         "static scene CPU, first answer + 2 s, watch / 1 s interval",
         "scene change -> first token, watch (aside) / fresh turn",
+        "scene change -> first token, CPU time, watch (aside) / fresh turn",
     ]
-    assert [row["target"] for row in report["ratios"]] == [0.05, None, 1.2]
+    assert [row["target"] for row in report["ratios"]] == [0.05, None, 1.2, 1.2]
     assert report["watch"]["engine_calls"] == 1, "a static scene costs one question, the first"
     assert report["fixed_1s_interval"]["engine_calls"] >= 2
     assert len(report["watch_turns"]) == len(report["fresh_turns"]) == 2
