@@ -18,12 +18,14 @@ import argparse
 import asyncio
 import json
 import os
+import platform
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -191,7 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     for row in ratios:
         print(f"{row['name']:58} {row['ratio']:7.3f}  <= {row['target']:.2f}  {'yes' if row['met'] else 'NO'}")
     report = {"command": "python -m bench.remote" + (" --quick" if args.quick else "") + f" --reps {reps} "
-              f"--threads {args.threads}", "models": {"text": str(pair.text), "mmproj": str(pair.mmproj)},
+              f"--threads {args.threads}", "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+              "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
+              "models": {"text": str(pair.text), "mmproj": str(pair.mmproj)},
               "figures": figures, "ratios": ratios, "runs": {"local": local, "remote": remote}}  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
