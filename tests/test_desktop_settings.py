@@ -164,3 +164,48 @@ def test_the_windows_watch_follows_the_watch_settings(qtbot, make_window, settin
     assert list(window.history.images_dir.glob("*.jpg")) == []
     close_window(qtbot, window)
     assert not panel.runner.running
+
+
+def test_the_window_answers_through_a_server_and_says_where_frames_go(qtbot, make_window, settings, tmp_path):
+    from dataclasses import replace
+
+    from app.desktop.settings import save_server_token
+    from tests.support.desktop import ask
+
+    running = RunningServer(openai_stub())
+    try:
+        save_server_token(tmp_path, TOKEN)  # the window's data dir
+        window = make_window(replace(settings, engine="server", server_url=running.url))
+        assert window.status_label.text() == f"Ready: frames go to 127.0.0.1:{running.port} (llava-big)"
+        assert window.engine is None  # this computer's model is not loaded meanwhile
+        ask(qtbot, window, "What colour is it?")
+        assert [(t.question, t.answer.text) for t in window.session.turns] == [("What colour is it?", "It is red.")]
+        assert window.session.model_id == f"llava-big on 127.0.0.1:{running.port}"
+    finally:
+        running.stop()
+
+
+def test_a_server_that_refuses_is_a_notice_with_one_click_back_to_this_computer(qtbot, make_window, settings,
+                                                                                tmp_path):  # fmt: skip
+    from dataclasses import replace
+
+    from app.desktop.settings import load_settings, save_server_token
+
+    running = RunningServer(openai_stub())
+    try:
+        save_server_token(tmp_path, "wrong")
+        window = make_window(replace(settings, engine="server", server_url=running.url), wait_model=False)
+        qtbot.waitUntil(lambda: window.notice.isVisible() and "refused" in window.notice.text(), timeout=20000)
+        assert window.notice.text() == (
+            f"127.0.0.1:{running.port} refused the token (Invalid API key): give the token the server was started "
+            "with. To go on: enter the token the server was started with in Settings → Engine, or switch back to "
+            "This computer there.")  # fmt: skip
+        assert (window.model_ready, window.engine) == (False, None)  # never a silent switch to this computer
+        assert window.status_label.text() == "No engine: the server cannot answer"
+        assert window.notice.action_button.text() == "Use this computer"
+        window.notice.action_button.click()
+        qtbot.waitUntil(lambda: window.model_ready, timeout=30000)
+        assert window.engine is not None
+        qtbot.waitUntil(lambda: load_settings(tmp_path)[0].engine == "local", timeout=10000)
+    finally:
+        running.stop()

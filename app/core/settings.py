@@ -106,6 +106,13 @@ class Settings:
         return bool(self.server_url.strip()) if self.uses_server else self.has_model
 
 
+def engine_key(settings: Settings) -> tuple[object, ...]:
+    """What decides who answers and how: when it changes, the engine is loaded (or the server connected) again."""
+    return (settings.engine, settings.model_path, settings.mmproj_path, settings.n_ctx, settings.threads,
+            settings.gpu_layers, settings.template, settings.server_url, settings.server_model,
+            settings.server_ca_file, settings.server_fingerprint)  # fmt: skip
+
+
 def settings_path(data_dir: Path) -> Path:
     return data_dir / SETTINGS_FILE
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.core.errors import LlavaCamError, LoadCancelled
-from app.core.inference.answerer import AnswerStream, PastTurn, completed
+from app.core.inference.answerer import Answerer, AnswerStream, PastTurn, completed
 from app.core.inference.engine import Engine, EngineConfig, ModelInfo
 from app.core.inference.images import RGBImage
 from app.core.inference.sampling import SamplingSettings
@@ -45,6 +45,7 @@ class ModelHost:
 
     def __init__(self) -> None:
         self._engine: Engine | None = None
+        self._remote: Answerer | None = None  # a server's client (Settings → Engine → A server), instead of _engine
         self._cancel = threading.Event()
         self._load: asyncio.Future[LoadOutcome] | None = None
 
@@ -52,6 +53,16 @@ class ModelHost:
     def engine(self) -> Engine | None:
         """The loaded engine (None while loading or when nothing is loaded): its methods are safe from any thread."""
         return self._engine
+
+    @property
+    def remote(self) -> Answerer | None:
+        """The server's client answering instead of a local engine (None: this computer answers)."""
+        return self._remote
+
+    async def use_server(self, answerer: Answerer) -> None:
+        """Answer through a server from now on (app.core.engine_choice.answerer_for): the local model is freed."""
+        await self.close()
+        self._remote = answerer
 
     @property
     def loading(self) -> bool:
@@ -74,6 +85,7 @@ class ModelHost:
             with contextlib.suppress(BaseException):
                 await self._load
         self._cancel = cancel = threading.Event()
+        self._drop_remote()  # this computer answers again
         loop = asyncio.get_running_loop()
         name = Path(text_path).name
 
@@ -118,6 +130,7 @@ class ModelHost:
     async def close(self) -> None:
         """Abort any load, cancel the answer, and free the model (the engine's thread is joined, off the loop)."""
         self.abort()
+        self._drop_remote()
         if self._load is not None:
             with contextlib.suppress(BaseException):
                 await self._load
@@ -132,6 +145,11 @@ class ModelHost:
 
     # --- the Answerer the chat talks to -----------------------------------------------------------------------------
 
+    def _drop_remote(self) -> None:
+        remote, self._remote = self._remote, None
+        if remote is not None:
+            remote.cancel()
+
     def _loaded(self) -> Engine:
         engine = self._engine
         if engine is None:
@@ -141,14 +159,20 @@ class ModelHost:
     def ask(
         self, question: str, image: RGBImage | None = None, sampling: SamplingSettings | None = None
     ) -> AnswerStream:
+        if self._remote is not None:
+            return self._remote.ask(question, image, sampling)
         engine = self._loaded()
         return engine.ask(question, image if engine.info.has_vision else None, sampling)
 
     def set_history(self, turns: Sequence[PastTurn], system_prompt: str | None = None) -> Future[None]:
+        if self._remote is not None:
+            return self._remote.set_history(turns, system_prompt)
         engine = self._engine
         return engine.set_history(turns, system_prompt) if engine is not None else completed()
 
     def cancel(self) -> None:
+        if self._remote is not None:
+            self._remote.cancel()
         engine = self._engine
         if engine is not None:
             engine.cancel()

@@ -70,6 +70,7 @@ class SettingsDialog(QDialog):
         self._bridge = _ModelList()
         self._bridge.done.connect(self._on_models_listed)
         self._stored_token, token_problem = self._read_token()
+        self._opened_token = self._stored_token
 
         outer = QVBoxLayout(self)
         self.tabs = QTabWidget()
@@ -377,6 +378,11 @@ class SettingsDialog(QDialog):
 
     def token(self) -> str | None:
         return self.server_token.text().strip() or None
+
+    @property
+    def token_changed(self) -> bool:
+        """OK saved a token other than the one stored when the dialog opened."""
+        return self._opened_token != self._stored_token
 
     def result_settings(self) -> Settings:
         seed = self.seed.value()

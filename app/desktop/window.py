@@ -61,7 +61,7 @@ from app.desktop.model_host import LoadOutcome, ModelHost
 from app.desktop.notices import NoticeArea
 from app.desktop.question_box import QuestionBox
 from app.desktop.session_binding import SessionBinding
-from app.desktop.settings import Settings, save_settings
+from app.desktop.settings import LOCAL_ENGINE, Settings, engine_key, save_settings
 
 LAYOUT_FILE = "window.json"  # the window's size and splitter positions, in the data dir
 MINIMUM_SIZE = (800, 600)
@@ -134,7 +134,7 @@ class MainWindow(QMainWindow):
         self.tasks.spawn(self.camera_panel.find_cameras())
         self.prompt_input.setFocus()
         self._update_buttons()
-        if settings.has_model:
+        if settings.can_answer:
             self.load_model()
         else:
             self.set_status("No model loaded")
@@ -314,6 +314,9 @@ class MainWindow(QMainWindow):
 
     async def _load_model(self) -> None:
         s = self.settings
+        if s.uses_server:
+            await self._connect_server()
+            return
         if not s.model_path:
             await self.model_host.unload()
             self._on_model_failed("No model configured: choose the model files in Settings (Ctrl+,).")
@@ -354,6 +357,38 @@ class MainWindow(QMainWindow):
         session = self.binding.session
         await asyncio.wrap_future(self.model_host.set_history(session.past_turns(), session.system_prompt))
         self.binding.prepare_again()
+
+    async def _connect_server(self) -> None:
+        """Settings → Engine → A server: connect off the GUI thread (its token, model and vision checked before any
+        frame goes). A failure is a notice with a one-click way back, never a silent switch to this computer."""
+        from app.core.engine_choice import EngineChoiceError, answerer_for, describe
+
+        self.set_status(f"Connecting to {self.settings.server_url}…")
+        try:
+            answering = await asyncio.to_thread(answerer_for, self.settings, data_dir=self.data_dir)
+        except EngineChoiceError as exc:
+            await self.model_host.unload()  # the user chose where the frames go: this computer does not answer
+            self.model_ready = False
+            self.notice.show_notice("model", str(exc), action="Use this computer", on_action=self.use_this_computer)
+            self.set_status("No engine: the server cannot answer")
+            self._update_buttons()
+            self.model_changed.emit(False)
+            return
+        await self.model_host.use_server(answering.answerer)
+        self.model_ready = True
+        self.demo_badge.show_for("")
+        self.binding.engine_label = engine_label(answering.model_id, answering.where)
+        self.binding.session.model_id = answering.label
+        self.set_status(f"Ready: {describe(answering)}")
+        self.hide_notice("model")
+        self._update_buttons()
+        self.model_changed.emit(True)
+        session = self.binding.session
+        await asyncio.wrap_future(self.model_host.set_history(session.past_turns(), session.system_prompt))
+
+    def use_this_computer(self) -> None:
+        """The server notice's one click back: Settings → Engine → This computer, and its model loads."""
+        self.apply_settings(replace(self.settings, engine=LOCAL_ENGINE))
 
     def _on_model_failed(self, message: str) -> None:
         self.model_ready = False
@@ -545,8 +580,7 @@ class MainWindow(QMainWindow):
 
         dialog = SettingsDialog(self.settings, self, data_dir=self.data_dir)  # the token is saved next to settings
         if dialog.exec():
-            before = (self.settings.model_path, self.settings.mmproj_path, self.settings.n_ctx,
-                      self.settings.threads, self.settings.gpu_layers, self.settings.template)  # fmt: skip
+            before = None if dialog.token_changed else engine_key(self.settings)  # a new token: connect again
             self.apply_settings(dialog.result_settings(), reload=before)
 
     def model_dialog(self) -> Any:
@@ -575,9 +609,7 @@ class MainWindow(QMainWindow):
             apply_theme(cast(QApplication, QApplication.instance()), settings.theme)
         self.binding.session.system_prompt = settings.system_prompt or None
         self.tasks.spawn(self._save_settings())
-        after = (settings.model_path, settings.mmproj_path, settings.n_ctx, settings.threads,
-                 settings.gpu_layers, settings.template)  # fmt: skip
-        if reload is None or reload != after:
+        if reload is None or reload != engine_key(settings):
             self.load_model()
         # Only a camera changed in Settings switches it: saving other settings or choosing model files keeps the
         # camera on screen (which may be one picked in the drop-down or given with --camera).
