@@ -34,6 +34,7 @@ bench: setup
 	OMP_WAIT_POLICY=passive $(PY) -m bench.server_load
 	OMP_WAIT_POLICY=passive $(PY) -m bench.remote
 	OMP_WAIT_POLICY=passive $(PY) -m bench.watch
+	QT_QPA_PLATFORM=offscreen OMP_WAIT_POLICY=passive $(PY) -m bench.gui_actions --out bench/results/gui_actions.json
 
 bench-quick: setup
 	QT_QPA_PLATFORM=offscreen $(PY) -m bench --quick --gui

@@ -83,3 +83,22 @@ def test_quick_watch_benchmark_reports_the_static_and_scene_change_ratios(tmp_pa
     assert report["fixed_1s_interval"]["engine_calls"] >= 2
     assert len(report["watch_turns"]) == len(report["fresh_turns"]) == 2
     assert all(turn["image_cached"] is False for turn in report["watch_turns"] + report["fresh_turns"])
+
+
+def test_quick_gui_actions_benchmark_reports_a_stall_per_action_and_the_typed_ttft(tmp_path):
+    out = tmp_path / "gui_actions.json"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "QT_QPA_PLATFORM": "offscreen"}
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.gui_actions", "--quick", "--cache-dir", str(tmp_path / "cache"),
+         "--out", str(out)], capture_output=True, text=True, env=env, cwd=REPO, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert list(report["stalls_ms"]) == ["start", "open_large_chat", "search", "switch_camera", "close_during_load"]
+    assert all(isinstance(value, float) for value in report["stalls_ms"].values())
+    assert report["notes"]["camera_switched"] is True
+    assert report["notes"]["large_chat_turns"] == 10
+    assert report["notes"]["close_seconds"] is not None
+    assert set(report["ttft_ms"]) == {"unprepared_first_turn", "typed_3s", "typed_10s", "typed_outlast"}
+    assert all(value > 0 for values in report["ttft_ms"].values() for value in values), "every trial got a token"
+    assert [row["name"] for row in report["ratios"]][-1] == "typing outlasts preparation: TTFT / unprepared first turn"
