@@ -299,8 +299,6 @@ def test_a_chat_question_pre_empts_a_running_watch_question(engine):
 
 
 def test_the_trained_model_gives_one_timeline_entry_per_colour_change(trained_models):
-    # (its yes/no answers are short of their accuracy goal: "Is the shape red?" gets "No." on a red square with
-    # this checkpoint, so the "Tell me when" case runs with ColourReader above until the pair improves)
     from models.demo_scenes import Scene, draw
 
     def frame(colour: str) -> np.ndarray:
@@ -314,3 +312,21 @@ def test_the_trained_model_gives_one_timeline_entry_per_colour_change(trained_mo
     assert [e.answer for e in watcher.timeline.entries] == [f"It is {c}." for c in order]
     assert [e.frame_index for e in watcher.timeline.entries] == [0, 6, 11, 16]
     assert watcher.engine_calls == 4
+
+
+def test_the_trained_model_tells_when_the_shape_turns_red(trained_models):
+    # "Tell me when" end to end on the trained pair: the yes/no grammar, the model's own answers, one notification
+    from models.demo_scenes import Scene, draw
+
+    def frame(colour: str) -> np.ndarray:
+        return draw(Scene("square", colour, "centre", (200, 200, 200), 48, 48))
+
+    order = ["blue", "green", "red", "blue"]
+    frames = [frame(c) for c in order for _ in range(5)]
+    with Engine(trained_models.text, trained_models.mmproj, EngineConfig(n_ctx=2048, n_threads=2)) as trained:
+        condition = Condition("Tell me when the shape is red", cooldown=0)
+        watcher = Watcher(EngineAnswerer(trained, max_tokens=8), condition=condition, change=FAST)
+        watcher.run(ListSource(frames))
+    matches = [e for e in watcher.events if e.kind == "match"]
+    assert [(m.text, m.frame_index) for m in matches] == [("Tell me when the shape is red", 11)]
+    assert [e.answer for e in watcher.timeline.entries] == ["No.", "Yes.", "No."]
