@@ -126,6 +126,7 @@ class ChatSession:
         self.request: Request | None = None
         self._sent_pinned: str | None = None  # digest of the pinned frame already asked about in this chat
         self._lock = threading.RLock()
+        self._choice_lock = threading.Lock()  # one choice written at a time
         self._observers: list[Observer] = []
 
     # --- observing ----------------------------------------------------------------------------------------------
@@ -211,16 +212,34 @@ class ChatSession:
 
     def choose(self, turn_index: int, version: int) -> None:
         """Show and continue with another answer version of a turn (‹ 1/2 ›); history remembers the choice."""
+        turn = self._set_chosen(turn_index, version)
+        self._store_choice(turn)
+        self._notify("turns")
+
+    async def choose_async(self, turn_index: int, version: int) -> None:
+        """`choose` as a coroutine: the choice is made at once, history writes it in the loop's executor, and
+        observers hear of it on the loop's thread once it is stored."""
+        turn = self._set_chosen(turn_index, version)
+        await asyncio.to_thread(self._store_choice, turn)
+        self._notify("turns")
+
+    def _set_chosen(self, turn_index: int, version: int) -> SessionTurn:
         with self._lock:
             self._check_idle()
             turn = self.turns[turn_index]
             if not 0 <= version < len(turn.versions):
                 raise LlavaCamError(f"there is no answer version {version + 1}")
             turn.chosen = version
-            message_id = turn.versions[version].message_id
-        if self.history is not None and message_id is not None and not self.history.read_only:
-            self.history.choose_answer(message_id)
-        self._notify("turns")
+        return turn
+
+    def _store_choice(self, turn: SessionTurn) -> None:
+        # The turn's choice as it is when written (not as it was asked for): two quick clicks written in either
+        # order still leave history with the last one.
+        with self._choice_lock:
+            with self._lock:
+                message_id = turn.versions[turn.chosen].message_id
+            if self.history is not None and message_id is not None and not self.history.read_only:
+                self.history.choose_answer(message_id)
 
     def stop(self) -> None:
         """Stop the request in flight (any thread, any phase): it ends as "stopped" with the text so far."""

@@ -658,6 +658,7 @@ class Bubble(QWidget):
             self.body.finish()
         self.timing_label.setText(line)
         self._set_state("stopped", self.stopped)
+        self._set_state("failed", False)  # a version shown again in a bubble that showed a failed one
 
     def fail(self, message: str) -> None:
         self.set_text((self._text + "\n\n" if self._text else "") + f"**Error:** {message}")

@@ -8,6 +8,8 @@ and runs what the buttons ask for as tasks on qasync's loop (the GUI thread):
   `Turn.stream()` (the one bridge out of its inference thread), history writes in the loop's executor.
 - Stop cancels the request: the engine stops between two tokens and the answer ends as "stopped" with its text.
 - Opening a chat reads history and frames in the executor; the engine is fed the chosen answers.
+- A question answered more than once shows ‹ 1/2 › under its answer: an arrow chooses another version (history
+  writes the choice in the executor), its bubble shows it in place, and the engine is fed it.
 - A pinned frame is prepared (encoded, prompt evaluated up to it) as soon as it is pinned, which the window does at
   the first keystroke of a question, so the typing hides the image encode.
 
@@ -33,7 +35,7 @@ from app.core.history.store import HistoryStore
 from app.core.inference.answerer import TurnStats
 from app.core.inference.images import RGBImage
 from app.core.inference.sampling import SamplingSettings
-from app.core.session import ChatSession, Request, SessionEvent
+from app.core.session import ChatSession, Request, SessionEvent, SessionTurn
 from app.desktop.camera_panel import CameraPanel, to_qimage
 from app.desktop.chat_view import Bubble, ChatView
 from app.desktop.model_host import ModelHost
@@ -137,6 +139,7 @@ class SessionBinding(QObject):
         self._request_number = 0
         self._answer_task: asyncio.Task[Any] | None = None
         self._bubble: Bubble | None = None  # the answer being streamed (None once the chat on screen changed)
+        self._answers: dict[int, Bubble] = {}  # turn index -> its answer bubble on screen (‹ 1/2 › asks by index)
         self._pending: list[str] = []
         self._prepared_at_send = False
         self._conversation = 0  # counts changes of the engine's conversation (new chat, another model, a chat opened)
@@ -206,6 +209,17 @@ class SessionBinding(QObject):
         self.prepare_again()
         self.set_status(f"Opened “{self.session.title}”: ask to continue it")
         self.chat_opened.emit(chat_id)
+
+    def choose_version(self, turn_index: int, version: int) -> None:
+        """Show another answer version of a turn (‹ 1/2 ›) and continue the chat with it (a task: history writes
+        the choice in the executor, then the engine is fed the chosen answers)."""
+        self.tasks.spawn(self._choose(turn_index, version))
+
+    async def _choose(self, turn_index: int, version: int) -> None:
+        await self.session.choose_async(turn_index, version)
+        # The conversation the engine continues changed: feed it now, and read a pinned frame again for it.
+        await asyncio.wrap_future(self.host.set_history(self.session.past_turns(), self.session.system_prompt))
+        self.prepare_again()
 
     def forget_chat(self, chat_id: int) -> bool:
         """The chat was deleted: if it is the one on screen, a new chat replaces it (True)."""
@@ -277,8 +291,8 @@ class SessionBinding(QObject):
 
     def _on_turns(self, event: SessionEvent) -> None:
         request = event.request
-        if request is None:  # another version was chosen
-            self.render_chat()
+        if request is None:  # another version was chosen: its answer is shown in place
+            self._show_chosen_versions()
             return
         turn = request.turn
         if len(turn.versions) == 1:  # a new question (a regenerate adds a version to the last one)
@@ -287,7 +301,8 @@ class SessionBinding(QObject):
             last = self.chat_view.bubbles.pop()
             last.setParent(None)
             last.deleteLater()
-        self._bubble = self.chat_view.add(Bubble("assistant", engine=self.engine_label))
+        index = self.session.turns.index(turn) if turn in self.session.turns else len(self.session.turns) - 1
+        self._bubble = self._add_answer(index, Bubble("assistant", engine=self.engine_label))
         self._pending.clear()
         self._tick.start()
         self._show_phase()
@@ -324,6 +339,7 @@ class SessionBinding(QObject):
             else:
                 shown = stats if stats is not None else TurnStats(finish_reason="cancelled").to_dict()
                 bubble.finish(self._timings_shown(request, shown))
+            bubble.set_versions(request.turn.chosen, len(request.turn.versions))  # ‹ 2/2 › after a Regenerate
         self._pending.clear()
         if bubble is None:
             pass  # the chat on screen changed meanwhile: its status line says so
@@ -373,15 +389,40 @@ class SessionBinding(QObject):
     def render_chat(self) -> None:
         """The whole chat on screen again, from the session (a chat opened, a new chat, another version chosen)."""
         self.chat_view.clear()
-        for turn in self.session.turns:
+        self._answers.clear()
+        for index, turn in enumerate(self.session.turns):
             self.chat_view.add(Bubble("user", turn.question, thumbnail(turn.image) if turn.image is not None else None))
             answer = turn.answer
             if answer is None or answer.status == "streaming" and self.session.request is not None:
                 continue
-            bubble = self.chat_view.add(Bubble("assistant", answer.text))
-            stats = answer.stats.to_dict() if answer.stats is not None else {}
-            cancelled = answer.status in ("stopped", "incomplete")
-            bubble.finish({**stats, "finish_reason": "cancelled" if cancelled else stats.get("finish_reason", "stop")})
+            self._show_answer(self._add_answer(index, Bubble("assistant")), turn)
+
+    def _add_answer(self, turn_index: int, bubble: Bubble) -> Bubble:
+        bubble.version_requested.connect(lambda version: self.choose_version(turn_index, version))
+        self._answers[turn_index] = bubble
+        return self.chat_view.add(bubble)
+
+    @staticmethod
+    def _show_answer(bubble: Bubble, turn: SessionTurn) -> None:
+        """A stored answer version in its bubble: its text, its timing line and ‹ chosen/count ›."""
+        answer = turn.answer
+        assert answer is not None
+        bubble.set_text(answer.text)
+        stats = answer.stats.to_dict() if answer.stats is not None else {}
+        cancelled = answer.status in ("stopped", "incomplete")
+        bubble.finish({**stats, "finish_reason": "cancelled" if cancelled else stats.get("finish_reason", "stop")})
+        bubble.set_versions(turn.chosen, len(turn.versions))
+
+    def _show_chosen_versions(self) -> None:
+        """Each answer bubble showing another version than its turn's chosen one shows the chosen one instead (in
+        place: the chat keeps its scroll position and the ‹ › arrows their focus)."""
+        turns = self.session.turns
+        for index, bubble in self._answers.items():
+            if bubble is self._bubble or index >= len(turns):
+                continue  # the answer still streaming shows itself
+            turn = turns[index]
+            if (bubble.version, bubble.version_count) != (turn.chosen, len(turn.versions)):
+                self._show_answer(bubble, turn)
 
     def _show_phase(self) -> None:
         request = self.session.request
