@@ -75,3 +75,6 @@ def test_the_pinned_badge_is_named_for_a_screen_reader_and_its_text_is_its_descr
     badge = QAccessible.queryAccessibleInterface(window.pinned_badge)
     assert badge.text(QAccessible.Text.Name) == "Pinned frame status"
     assert badge.text(QAccessible.Text.Description) == window.pinned_badge.text() == "● pinned · ready"
+    window.unpin_button.click()  # the description follows the text: a reader does not hear a stale "ready"
+    assert (badge.text(QAccessible.Text.Name), badge.text(QAccessible.Text.Description)) == ("Pinned frame status", "")
+    assert window.pinned_badge.text() == ""
