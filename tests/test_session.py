@@ -8,6 +8,7 @@ import threading
 import pytest
 from PIL import Image
 
+from app.core.errors import LlavaCamError
 from app.core.history.store import MIGRATIONS, HistoryStore
 from app.core.inference.engine import Engine, EngineConfig
 from app.core.inference.images import load_image
@@ -162,3 +163,30 @@ def test_stop_from_another_thread_ends_the_answer_as_stopped(session, store):
     assert version.stats.finish_reason == "cancelled"
     assert version.stats.decode_tokens < 400
     assert rows(store, session.chat_id)[1] == ("assistant", version.text, "stopped", False, True)
+
+
+def test_choose_async_stores_the_choice_off_the_loop_and_tells_observers_on_it(session, store):
+    import asyncio
+
+    first = session.send("What is this?", SHORT)
+    again = session.regenerate(GREEDY.with_(max_tokens=5))
+    heard: list[tuple[str, int, bool]] = []
+
+    def observer(event):
+        chosen = store.get_chat(session.chat_id).messages[1].chosen
+        heard.append((event.kind, session.turns[0].chosen, chosen))
+        assert threading.current_thread() is threading.main_thread()
+
+    session.subscribe(observer)
+
+    asyncio.run(session.choose_async(0, 0))
+    assert heard == [("turns", 0, True)]  # told once the choice is stored
+
+    async def quick_clicks() -> None:
+        await asyncio.gather(session.choose_async(0, 1), session.choose_async(0, 0))
+
+    asyncio.run(quick_clicks())  # written in either order, history keeps the last
+    answers = store.get_chat(session.chat_id).messages[1:]
+    assert [(m.text, m.chosen) for m in answers] == [(first.text, True), (again.text, False)]
+    with pytest.raises(LlavaCamError, match="there is no answer version 3"):
+        asyncio.run(session.choose_async(0, 2))
