@@ -1,4 +1,5 @@
-"""Run the real window under Xvfb with the tiny model and a generated video, ask one question, save a screenshot.
+"""Run the real window under Xvfb as a new user first sees it: the built-in demo pair answering about the sample
+video (what the camera shows when there is no webcam). Asks two questions and saves a screenshot.
 
     python scripts/screenshot.py [--out docs/screenshot.png] [--size 1280x800] [--theme light|dark]
 
@@ -48,22 +49,20 @@ def shoot(out: Path, size: tuple[int, int] = (1280, 800), theme: str = "light") 
     from PySide6.QtCore import QEventLoop
     from PySide6.QtWidgets import QApplication
 
+    from app.core.resources import demo_model_files, sample_video_path
     from app.desktop.loop import attach_loop, detach_loop
     from app.desktop.settings import Settings
     from app.desktop.theme import apply_theme
     from app.desktop.window import MainWindow
-    from models.make_test_models import write_tiny_pair
-    from tests.support.camera_video import write_test_video
 
     work = Path(tempfile.mkdtemp(prefix="llavacam-shot-"))
-    pair = write_tiny_pair(work / "models")
-    video = write_test_video(work / "camera.avi", frames=60, size=(640, 480), fps=15.0)
+    text, mmproj = demo_model_files()
     app = QApplication.instance() or QApplication([])
     apply_theme(app, theme)  # what the window's theme setting does (Fusion and our dark palette for "dark")
     loop = attach_loop(app)  # the window's asyncio loop runs whenever Qt's does (processEvents below)
-    settings = Settings(model_path=str(pair.text), mmproj_path=str(pair.mmproj), temperature=0.0, max_tokens=40,
+    settings = Settings(model_path=str(text), mmproj_path=str(mmproj), temperature=0.0, max_tokens=40,
                         n_ctx=2048)  # fmt: skip
-    window = MainWindow(settings, work / "data", camera_source=str(video))
+    window = MainWindow(settings, work / "data", camera_source=str(sample_video_path()))
     window.resize(*size)
     window.show()
 
@@ -77,10 +76,10 @@ def shoot(out: Path, size: tuple[int, int] = (1280, 800), theme: str = "light") 
     spin(lambda: window.pinned_ready, 30)
     done: list[bool] = []
     window.turn_finished.connect(lambda *_: done.append(True))
-    window.prompt_input.setPlainText("What is in front of the camera?")
+    window.prompt_input.setPlainText("What is this?")
     window.send()
     spin(lambda: bool(done), 60)
-    window.prompt_input.setPlainText("What colour is the square?")
+    window.prompt_input.setPlainText("What colour is it?")
     done.clear()
     window.send()
     spin(lambda: bool(done), 60)
