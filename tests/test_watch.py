@@ -298,17 +298,20 @@ def test_a_chat_question_pre_empts_a_running_watch_question(engine):
 
 
 
-def test_the_trained_model_gives_one_timeline_entry_per_colour_change(trained_models):
+def _watch_on_the_trained_pair(trained_models, order: list[str], **watch: object) -> Watcher:
+    """A watch on the trained demo pair over a centred square of each colour in `order`, five frames each."""
     from models.demo_scenes import Scene, draw
 
-    def frame(colour: str) -> np.ndarray:
-        return draw(Scene("square", colour, "centre", (200, 200, 200), 48, 48))
-
-    order = ["red", "blue", "green", "blue"]
-    frames = [frame(c) for c in order for _ in range(5)]
+    frames = [draw(Scene("square", c, "centre", (200, 200, 200), 48, 48)) for c in order for _ in range(5)]
     with Engine(trained_models.text, trained_models.mmproj, EngineConfig(n_ctx=2048, n_threads=2)) as trained:
-        watcher = Watcher(EngineAnswerer(trained, max_tokens=8), "What colour is the shape?", change=FAST)
+        watcher = Watcher(EngineAnswerer(trained, max_tokens=8), change=FAST, **watch)
         watcher.run(ListSource(frames))
+    return watcher
+
+
+def test_the_trained_model_gives_one_timeline_entry_per_colour_change(trained_models):
+    order = ["red", "blue", "green", "blue"]
+    watcher = _watch_on_the_trained_pair(trained_models, order, question="What colour is the shape?")
     assert [e.answer for e in watcher.timeline.entries] == [f"It is {c}." for c in order]
     assert [e.frame_index for e in watcher.timeline.entries] == [0, 6, 11, 16]
     assert watcher.engine_calls == 4
@@ -316,17 +319,8 @@ def test_the_trained_model_gives_one_timeline_entry_per_colour_change(trained_mo
 
 def test_the_trained_model_tells_when_the_shape_turns_red(trained_models):
     # "Tell me when" end to end on the trained pair: the yes/no grammar, the model's own answers, one notification
-    from models.demo_scenes import Scene, draw
-
-    def frame(colour: str) -> np.ndarray:
-        return draw(Scene("square", colour, "centre", (200, 200, 200), 48, 48))
-
-    order = ["blue", "green", "red", "blue"]
-    frames = [frame(c) for c in order for _ in range(5)]
-    with Engine(trained_models.text, trained_models.mmproj, EngineConfig(n_ctx=2048, n_threads=2)) as trained:
-        condition = Condition("Tell me when the shape is red", cooldown=0)
-        watcher = Watcher(EngineAnswerer(trained, max_tokens=8), condition=condition, change=FAST)
-        watcher.run(ListSource(frames))
+    condition = Condition("Tell me when the shape is red", cooldown=0)
+    watcher = _watch_on_the_trained_pair(trained_models, ["blue", "green", "red", "blue"], condition=condition)
     matches = [e for e in watcher.events if e.kind == "match"]
     assert [(m.text, m.frame_index) for m in matches] == [("Tell me when the shape is red", 11)]
     assert [e.answer for e in watcher.timeline.entries] == ["No.", "Yes.", "No."]
