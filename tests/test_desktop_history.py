@@ -227,3 +227,31 @@ def test_regenerated_answer_is_a_new_version_and_a_reopened_chat_shows_and_feeds
     assert [(b.role, b.text) for b in reopened.chat_view.bubbles] == [("user", "What is this?"),
                                                                        ("assistant", second)]  # fmt: skip
     qtbot.waitUntil(lambda: [t.answer for t in reopened.engine.history] == [second], timeout=10000)
+
+
+def test_a_long_chat_opens_on_its_latest_turns_and_shows_the_rest_on_request(qtbot, make_window, settings, tmp_path):
+    # building every bubble of a 300-turn chat held the GUI thread for seconds (bench.gui_actions)
+    from app.desktop.session_binding import RECENT_TURNS
+
+    store = HistoryStore(tmp_path)
+    try:
+        chat_id = store.create_chat("Long")
+        for i in range(RECENT_TURNS + 5):
+            store.add_user_message(chat_id, f"Question {i}")
+            writer = store.begin_answer(chat_id)
+            writer.append(f"Answer {i}")
+            writer.finish()
+    finally:
+        store.close()
+    window = make_window(settings)
+    open_chat(qtbot, window, chat_id)
+    shown = [b.text for b in window.chat_view.bubbles if b.role == "assistant"]
+    assert shown == [f"Answer {i}" for i in range(5, RECENT_TURNS + 5)]
+    button = window.chat_view.earlier_button
+    assert button.isVisibleTo(window)
+    assert button.text() == "Show 5 earlier turns"
+    button.click()
+    shown = [b.text for b in window.chat_view.bubbles if b.role == "assistant"]
+    assert shown == [f"Answer {i}" for i in range(RECENT_TURNS + 5)]
+    assert not button.isVisibleTo(window)
+    close_window(qtbot, window)

@@ -684,6 +684,8 @@ class ChatView(QScrollArea):
     """The conversation, top to bottom. Never scrolls sideways: everything in it wraps or scrolls in its own block.
     Empty, it says what to do."""
 
+    earlier_requested = Signal()  # "Show earlier messages" pressed
+
     def __init__(self) -> None:
         super().__init__()
         self.setObjectName("chatView")
@@ -701,6 +703,14 @@ class ChatView(QScrollArea):
         self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.empty_label.setContentsMargins(24, 48, 24, 24)
         self._layout.addWidget(self.empty_label)
+        # A long chat opens on its latest turns (building every bubble of hundreds of turns blocked the GUI thread
+        # for seconds); the rest are one click away.
+        self.earlier_button = QPushButton()
+        self.earlier_button.setObjectName("earlierButton")
+        self.earlier_button.setAccessibleName("Show earlier messages")
+        self.earlier_button.clicked.connect(self.earlier_requested.emit)
+        self.earlier_button.hide()
+        self._layout.addWidget(self.earlier_button, 0, Qt.AlignmentFlag.AlignHCenter)
         self._layout.addStretch(1)
         self.setWidget(self._column)
         self.bubbles: list[Bubble] = []
@@ -722,6 +732,11 @@ class ChatView(QScrollArea):
         self.empty_label.setVisible(False)
         self.scroll_to_end()
         return bubble
+
+    def show_earlier(self, hidden_turns: int) -> None:
+        """Say that `hidden_turns` earlier turns are not shown (0: all are)."""
+        self.earlier_button.setText(f"Show {hidden_turns} earlier turn{'s' if hidden_turns != 1 else ''}")
+        self.earlier_button.setVisible(hidden_turns > 0)
 
     def scroll_to_end(self) -> None:
         """Show the end of the conversation, and keep following it as it grows."""

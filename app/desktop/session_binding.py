@@ -42,6 +42,7 @@ from app.desktop.model_host import ModelHost
 
 THUMBNAIL_SIZE = QSize(160, 120)
 TICK_MS = 200
+RECENT_TURNS = 40  # a reopened chat shows this many latest turns at first
 
 
 def thumbnail(image: RGBImage) -> QPixmap:
@@ -126,6 +127,8 @@ class SessionBinding(QObject):
         super().__init__()
         self.host = host
         self.chat_view = chat_view
+        self._all_turns = False  # a long chat shows its latest RECENT_TURNS until "Show earlier" is pressed
+        chat_view.earlier_requested.connect(self.show_all_turns)
         self.camera_panel = camera_panel
         self.set_status = set_status
         self.show_notice = show_notice
@@ -373,6 +376,11 @@ class SessionBinding(QObject):
     def _on_chat(self, event: SessionEvent) -> None:
         self._bubble = None  # an answer still finishing belongs to the chat that was on screen
         self._pending.clear()
+        self._all_turns = False
+        self.render_chat()
+
+    def show_all_turns(self) -> None:
+        self._all_turns = True
         self.render_chat()
 
     def _on_pinned(self, event: SessionEvent) -> None:
@@ -390,7 +398,10 @@ class SessionBinding(QObject):
         """The whole chat on screen again, from the session (a chat opened, a new chat, another version chosen)."""
         self.chat_view.clear()
         self._answers.clear()
-        for index, turn in enumerate(self.session.turns):
+        turns = self.session.turns
+        first = 0 if self._all_turns else max(0, len(turns) - RECENT_TURNS)
+        self.chat_view.show_earlier(first)
+        for index, turn in enumerate(turns[first:], start=first):
             self.chat_view.add(Bubble("user", turn.question, thumbnail(turn.image) if turn.image is not None else None))
             answer = turn.answer
             if answer is None or answer.status == "streaming" and self.session.request is not None:
