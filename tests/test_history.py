@@ -235,3 +235,83 @@ def test_markdown_export_lists_the_messages_in_the_order_they_were_said(store, t
     for question, answer in said:
         expected += ["**You**", question, "**LlavaCam**", answer]
     assert body == expected
+
+
+# --- which engine and model gave each answer (migration 5) ---------------------------------------------------------
+
+
+def answer(store, chat, text, answered_by=None, *, new_version=False):
+    writer = store.begin_answer(chat, "m", new_version=new_version, answered_by=answered_by)
+    writer.append(text)
+    writer.finish()
+
+
+def test_each_answer_keeps_its_engine_and_model_in_show_and_both_exports(store, tmp_path):
+    from app.core.inference.answerer import AnsweredBy
+
+    chat = store.create_chat()
+    store.add_user_message(chat, "What colour is it?", store.save_image(frame()))
+    answer(store, chat, "It is red.", AnsweredBy("this computer", "demo-llama"))
+    answer(store, chat, "Red.", AnsweredBy("192.168.1.5:8080", "llava-big"), new_version=True)
+    row = store.conn.execute("SELECT engine, engine_model FROM messages WHERE role = 'assistant' ORDER BY id")
+    assert [tuple(r) for r in row] == [("this computer", "demo-llama"), ("192.168.1.5:8080", "llava-big")]
+    local, remote = store.get_chat(chat).messages[1:]
+    assert (local.answered_by, remote.answered_by) == (AnsweredBy("this computer", "demo-llama"),
+                                                       AnsweredBy("192.168.1.5:8080", "llava-big"))  # fmt: skip
+    assert remote.answered_by.label == "llava-big · 192.168.1.5:8080"
+    md = store.export(chat, tmp_path / "out", "md").read_text()
+    assert ("**LlavaCam** (demo-llama · this computer) *(other version, not in the conversation)*\n\nIt is red.\n"
+            in md)  # fmt: skip
+    assert "**LlavaCam** (llava-big · 192.168.1.5:8080)\n\nRed.\n" in md
+    exported = json.loads(store.export(chat, tmp_path / "out", "json").read_text())
+    assert [m["answered_by"] for m in exported["messages"]] == [
+        None, {"engine": "this computer", "model": "demo-llama"}, {"engine": "192.168.1.5:8080", "model": "llava-big"}]
+
+
+def old_database(data: Path, version: int) -> None:
+    """A history file as LlavaCam wrote it at schema `version`: one chat, a question and its answer."""
+    data.mkdir()
+    old = sqlite3.connect(data / "history.sqlite3")
+    for number, script in enumerate(MIGRATIONS[:version], start=1):
+        old.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
+    old.execute("INSERT INTO chats (id, title, created_at, updated_at) VALUES (1, 'old chat', 1, 1)")
+    for role, text in (("user", "What is it?"), ("assistant", "A cat.")):
+        old.execute("INSERT INTO messages (chat_id, role, text, model_id, created_at, updated_at) "
+                    "VALUES (1, ?, ?, 'demo-llama.gguf', 1, 1)", (role, text))  # fmt: skip
+    old.commit()
+    old.close()
+
+
+def test_a_version_4_database_gains_the_engine_columns_and_old_answers_have_no_label(tmp_path):
+    from app.core.inference.answerer import AnsweredBy
+
+    data = tmp_path / "data"
+    old_database(data, 4)
+    store = HistoryStore(data)
+    try:
+        assert store.conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 5
+        _question, old_answer = store.get_chat(1).messages
+        assert (old_answer.text, old_answer.answered_by) == ("A cat.", None)
+        store.add_user_message(1, "And now?")
+        answer(store, 1, "A dog.", AnsweredBy("this computer", "demo-llama"))
+        assert [m.answered_by for m in store.get_chat(1).messages] == [
+            None, None, None, AnsweredBy("this computer", "demo-llama")]  # fmt: skip
+    finally:
+        store.close()
+
+
+def test_a_version_4_database_opened_read_only_before_its_migration_still_shows_its_chats(tmp_path):
+    import fcntl
+
+    data = tmp_path / "data"
+    old_database(data, 4)
+    with (data / "history.lock").open("a+") as held:  # another LlavaCam holds it: this one reads, never migrates
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        store = HistoryStore(data)
+        try:
+            assert store.read_only
+            assert store.conn.execute("PRAGMA user_version").fetchone()[0] == 4  # no engine columns
+            assert [(m.text, m.answered_by) for m in store.get_chat(1).messages] == [("What is it?", None),
+                                                                                     ("A cat.", None)]  # fmt: skip
+        finally:
+            store.close()

@@ -62,3 +62,26 @@ def test_show_marks_regenerated_away_answers_and_json_says_which_is_chosen(tmp_p
     messages = json.loads(Path(exported.stdout.strip()).read_text())["messages"]
     assert [(m["text"], m["chosen"]) for m in messages if m["role"] == "assistant"] == [
         ("A cat.", False), ("A small cat.", True)]  # fmt: skip
+
+
+def test_show_says_which_engine_and_model_gave_each_answer(tmp_path):
+    from app.core.inference.answerer import AnsweredBy
+
+    data = tmp_path / "data"
+    store = HistoryStore(data)
+    chat = store.create_chat()
+    store.add_user_message(chat, "What colour is it?")
+    for text, by in (("It is red.", AnsweredBy("this computer", "demo-llama")), ("Red.", None),
+                     ("It is red!", AnsweredBy("127.0.0.1:8123", "demo"))):  # fmt: skip
+        writer = store.begin_answer(chat, new_version=text != "It is red.", answered_by=by)
+        writer.append(text)
+        writer.finish()
+    store.close()
+    shown = cli("history", "show", str(chat), "--data-dir", str(data))
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.split("\n\n")[1:] == [
+        "You:\nWhat colour is it?",
+        "LlavaCam (demo-llama · this computer) (other version, not in the conversation):\nIt is red.",
+        "LlavaCam (other version, not in the conversation):\nRed.",  # stored before answers kept their engine
+        "LlavaCam (demo · 127.0.0.1:8123):\nIt is red!\n",
+    ]

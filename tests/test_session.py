@@ -73,8 +73,9 @@ def test_regenerate_keeps_versions_and_the_chosen_one_is_the_conversation(sessio
     ]
     assert [t.answer for t in store.get_turns(session.chat_id)] == [again.text]
     exported = store.export(session.chat_id, tmp_path / "out").read_text()
-    assert f"**LlavaCam** *(other version, not in the conversation)*\n\n{first.text}\n" in exported
-    assert f"**LlavaCam**\n\n{again.text}\n" in exported
+    by = "(tiny-llama-64 · this computer)"  # the engine and model that gave each answer
+    assert f"**LlavaCam** {by} *(other version, not in the conversation)*\n\n{first.text}\n" in exported
+    assert f"**LlavaCam** {by}\n\n{again.text}\n" in exported
 
     reopened = ChatSession(engine, store)
     reopened.open_chat(session.chat_id)
@@ -190,3 +191,35 @@ def test_choose_async_stores_the_choice_off_the_loop_and_tells_observers_on_it(s
     assert [(m.text, m.chosen) for m in answers] == [(first.text, True), (again.text, False)]
     with pytest.raises(LlavaCamError, match="there is no answer version 3"):
         asyncio.run(session.choose_async(0, 2))
+
+
+def test_each_answer_is_stored_with_the_engine_and_model_that_gave_it(session, store, engine, tmp_path):
+    from app.core.engine_choice import server_answering
+    from app.core.inference.answerer import AnsweredBy
+    from app.core.settings import Settings
+    from app.server.app import create_app
+    from tests.support.uvicorn_server import RunningServer
+
+    local = session.send("What is this?", SHORT)
+    running = RunningServer(create_app(engine, model_id="tiny-llava"))
+    try:
+        # As the window connects: no model named in Settings, so the one the server lists is what answers.
+        answering = server_answering(Settings(engine="server", server_url=running.url), data_dir=tmp_path, token="")
+        remote_session = ChatSession(answering.answerer, store, model_id=answering.label)
+        remote_session.pin(load_image(Image.new("RGB", (40, 30), (30, 30, 200))), "camera 0")
+        remote = remote_session.send("What is this?", SHORT)
+        regenerated = remote_session.regenerate(SHORT)
+    finally:
+        running.stop()
+    assert local.answered_by == AnsweredBy("this computer", "tiny-llama-64")
+    assert remote.answered_by == regenerated.answered_by == AnsweredBy(f"127.0.0.1:{running.port}", "tiny-llava")
+    stored = store.conn.execute("SELECT chat_id, engine, engine_model FROM messages WHERE role = 'assistant' "
+                                "ORDER BY id").fetchall()  # fmt: skip
+    assert [tuple(row) for row in stored] == [
+        (session.chat_id, "this computer", "tiny-llama-64"),
+        (remote_session.chat_id, f"127.0.0.1:{running.port}", "tiny-llava"),
+        (remote_session.chat_id, f"127.0.0.1:{running.port}", "tiny-llava"),
+    ]
+    reopened = ChatSession(engine, store)
+    reopened.open_chat(remote_session.chat_id)
+    assert [v.answered_by.label for v in reopened.turns[0].versions] == [f"tiny-llava · 127.0.0.1:{running.port}"] * 2

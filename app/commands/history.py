@@ -58,7 +58,8 @@ def _run(store: HistoryStore, args: argparse.Namespace) -> int:
         chat = store.get_chat(args.id)
         print(f"# {chat.title}")
         for message in chat.messages:
-            status = "" if message.status == "complete" else f" ({message.status})"
+            status = f" ({message.answered_by.label})" if message.answered_by is not None else ""
+            status += "" if message.status == "complete" else f" ({message.status})"
             if not message.chosen:
                 status += " (other version, not in the conversation)"
             frame = f" [frame {message.image.path.name}]" if message.image else ""

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from app.core.errors import LlavaCamError
-from app.core.inference.answerer import Answerer
+from app.core.inference.answerer import THIS_COMPUTER, Answerer
 from app.core.remote.protocol import RemoteError, ServerConfig, unreachable
 from app.core.remote.stdlib import RemoteAnswerer, RemoteChat
 from app.core.remote.trust import TrustError, ca_file_context, pinned_context
@@ -37,7 +37,6 @@ from app.core.settings import Settings, load_server_token
 if TYPE_CHECKING:
     from app.core.inference.engine import ModelInfo
 
-THIS_COMPUTER = "this computer"
 LIST_TIMEOUT_S = 10.0  # listing a server's models for the Settings dialog: a dead address must not hang it long
 NO_LOCAL_MODEL = "No model configured: choose the model files in Settings (Ctrl+,) or download a pair in File → Models…"
 
@@ -190,7 +189,7 @@ def server_answering(settings: Settings, *, data_dir: str | os.PathLike[str], to
     except RemoteError as exc:
         raise choice_error(exc) from exc
     model = str(entry.get("id"))
-    answerer = RemoteAnswerer(chat, settings.system_prompt or None)
+    answerer = RemoteAnswerer(chat, settings.system_prompt or None, model=model)
     return Answering(answerer, chat.config.host, model, remote=True)
 
 

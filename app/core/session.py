@@ -20,7 +20,8 @@ runs at a time (a second `send` while one runs raises `SessionBusy`).
 History. A question is stored with its frame before it is asked; the answer is written while it streams and
 finished as complete, stopped or error — never lost to a New chat, a chat switch or a delete (those stop the
 request, which then finishes into the chat it belongs to). A regenerated answer is a new version of the same
-question: the old ones stay stored, marked not chosen, and the engine is fed the chosen one.
+question: the old ones stay stored, marked not chosen, and the engine is fed the chosen one. Each answer is stored
+with who gave it (`Answerer.answered_by`, read as the question is sent: this computer or a server, and the model).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from typing import Any
 
 from app.core.errors import LlavaCamError
 from app.core.history.store import FLUSH_SECONDS, AnswerWriter, Chat, HistoryError, HistoryStore
-from app.core.inference.answerer import Answerer, AnswerStream, PastTurn, TurnStats, pieces
+from app.core.inference.answerer import AnsweredBy, Answerer, AnswerStream, PastTurn, TurnStats, pieces
 from app.core.inference.images import RGBImage, load_image
 from app.core.inference.sampling import SamplingSettings
 
@@ -56,6 +57,7 @@ class AnswerVersion:
     stats: TurnStats | None = None
     message_id: int | None = None
     error: str | None = None
+    answered_by: AnsweredBy | None = None  # the engine and model that gave it (None: not known, or stored before)
 
 
 @dataclass
@@ -189,7 +191,7 @@ class ChatSession:
             self._check_idle()
             image = self.pinned if not self.asked_about_pinned else None
             turn = SessionTurn(question, image)
-            version = AnswerVersion()
+            version = AnswerVersion(answered_by=self.answerer.answered_by)
             turn.versions.append(version)
             self.turns.append(turn)
             request = self.request = Request(self.chat_id, turn, version)
@@ -203,7 +205,7 @@ class ChatSession:
             if not self.turns:
                 raise LlavaCamError("there is no answer to regenerate yet")
             turn = self.turns[-1]
-            version = AnswerVersion()
+            version = AnswerVersion(answered_by=self.answerer.answered_by)
             turn.versions.append(version)
             turn.chosen = len(turn.versions) - 1
             request = self.request = Request(self.chat_id, turn, version, regenerate=True)
@@ -298,7 +300,8 @@ class ChatSession:
                 turns.append(SessionTurn(message.text, picture))
             elif turns:
                 turn = turns[-1]
-                turn.versions.append(AnswerVersion(message.text, message.status, _stats(message.timings), message.id))
+                turn.versions.append(AnswerVersion(message.text, message.status, _stats(message.timings), message.id,
+                                                   answered_by=message.answered_by))  # fmt: skip
                 if message.chosen:
                     turn.chosen = len(turn.versions) - 1
         return chat, turns, latest
@@ -474,7 +477,8 @@ class ChatSession:
             frame = store.save_image(turn.image, source=self.pinned_source) if turn.image is not None else None
             store.add_user_message(request.chat_id, turn.question, frame)
         settings = sampling.to_dict() if sampling is not None else None
-        writer = store.begin_answer(request.chat_id, self.model_id, settings, new_version=regenerate)
+        writer = store.begin_answer(request.chat_id, self.model_id, settings, new_version=regenerate,
+                                    answered_by=request.version.answered_by)  # fmt: skip
         request.version.message_id = writer.message_id
         return writer
 

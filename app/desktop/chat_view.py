@@ -65,16 +65,6 @@ def format_timings(stats: Mapping[str, Any] | Any) -> str:
     return " · ".join(parts)
 
 
-def engine_label(model: str | None, server: str | None = None) -> str:
-    """The small label saying what answered: the model's name (a path or file name loses its folder and .gguf)
-    and where it ran, e.g. "demo-llama · this computer" or "qwen · server 192.168.1.5" ("" when not known)."""
-    if not model:
-        return ""
-    name = model.replace("\\", "/").rsplit("/", 1)[-1]
-    name = name[: -len(".gguf")] if name.lower().endswith(".gguf") else name
-    return f"{name} · {'server ' + server if server else 'this computer'}"
-
-
 def _as_dict(stats: Mapping[str, Any] | Any) -> Mapping[str, Any]:
     if stats is None:
         return {}
@@ -625,7 +615,8 @@ class Bubble(QWidget):
         self.set_text(self._text + piece)
 
     def set_engine(self, label: str) -> None:
-        """Which engine and model gave this answer, e.g. "demo · this computer" or "qwen · server 192.168.1.5"."""
+        """Which engine and model gave this answer, e.g. "demo-llama · this computer" or "qwen · 192.168.1.5:8080"
+        (`AnsweredBy.label`, as history stores it)."""
         self.engine_label.setText(label)
         self.engine_label.setVisible(bool(label))
 

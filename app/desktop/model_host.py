@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.core.errors import LlavaCamError, LoadCancelled
-from app.core.inference.answerer import Answerer, AnswerStream, PastTurn, completed
+from app.core.inference.answerer import AnsweredBy, Answerer, AnswerStream, PastTurn, completed
 from app.core.inference.engine import Engine, EngineConfig, ModelInfo
 from app.core.inference.images import RGBImage
 from app.core.inference.sampling import SamplingSettings
@@ -176,6 +176,14 @@ class ModelHost:
         engine = self._engine
         if engine is not None:
             engine.cancel()
+
+    @property
+    def answered_by(self) -> AnsweredBy | None:
+        """Whichever answers now: the server's client, or the loaded engine (None while nothing is loaded)."""
+        if self._remote is not None:
+            return self._remote.answered_by
+        engine = self._engine
+        return engine.answered_by if engine is not None else None
 
     def prepare(self, image: RGBImage) -> Future[bool] | None:
         """Encode `image` and evaluate the prompt up to it now (None: nothing to prepare — no model, no vision)."""

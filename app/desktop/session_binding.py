@@ -35,7 +35,7 @@ from app.core.history.store import HistoryStore
 from app.core.inference.answerer import TurnStats
 from app.core.inference.images import RGBImage
 from app.core.inference.sampling import SamplingSettings
-from app.core.session import ChatSession, Request, SessionEvent, SessionTurn
+from app.core.session import AnswerVersion, ChatSession, Request, SessionEvent, SessionTurn
 from app.desktop.camera_panel import CameraPanel, to_qimage
 from app.desktop.chat_view import Bubble, ChatView
 from app.desktop.model_host import ModelHost
@@ -137,7 +137,6 @@ class SessionBinding(QObject):
         self.session.subscribe(self._on_event)
         self.tasks = Tasks(show_notice)
         self.pinned_ready = False  # the pinned frame is encoded and in the cache: a question about it starts at once
-        self.engine_label = ""  # who answers, under each new answer ("demo · this computer")
         self._request_numbers = itertools.count(1)
         self._request_number = 0
         self._answer_task: asyncio.Task[Any] | None = None
@@ -305,7 +304,7 @@ class SessionBinding(QObject):
             last.setParent(None)
             last.deleteLater()
         index = self.session.turns.index(turn) if turn in self.session.turns else len(self.session.turns) - 1
-        self._bubble = self._add_answer(index, Bubble("assistant", engine=self.engine_label))
+        self._bubble = self._add_answer(index, Bubble("assistant", engine=engine_text(request.version)))
         self._pending.clear()
         self._tick.start()
         self._show_phase()
@@ -415,7 +414,7 @@ class SessionBinding(QObject):
 
     @staticmethod
     def _show_answer(bubble: Bubble, turn: SessionTurn) -> None:
-        """A stored answer version in its bubble: its text, its timing line and ‹ chosen/count ›."""
+        """A stored answer version in its bubble: its text, its timing line, who gave it and ‹ chosen/count ›."""
         answer = turn.answer
         assert answer is not None
         bubble.set_text(answer.text)
@@ -423,6 +422,7 @@ class SessionBinding(QObject):
         cancelled = answer.status in ("stopped", "incomplete")
         bubble.finish({**stats, "finish_reason": "cancelled" if cancelled else stats.get("finish_reason", "stop")})
         bubble.set_versions(turn.chosen, len(turn.versions))
+        bubble.set_engine(engine_text(answer))  # as stored: who gave this version
 
     def _show_chosen_versions(self) -> None:
         """Each answer bubble showing another version than its turn's chosen one shows the chosen one instead (in
@@ -454,4 +454,9 @@ class SessionBinding(QObject):
         await self.tasks.finish()
 
 
-__all__ = ["SessionBinding", "Tasks", "phase_text", "thumbnail"]
+def engine_text(version: AnswerVersion) -> str:
+    """The bubble's "answered by" words for an answer version ("" when not known: stored before it was recorded)."""
+    return version.answered_by.label if version.answered_by is not None else ""
+
+
+__all__ = ["SessionBinding", "engine_text", "Tasks", "phase_text", "thumbnail"]

@@ -53,7 +53,7 @@ from app.desktop import shortcuts as keys
 from app.desktop.accessible import DescribedLabel
 from app.desktop.camera import CameraSource, camera_setting
 from app.desktop.camera_panel import CameraPanel
-from app.desktop.chat_view import ChatView, engine_label
+from app.desktop.chat_view import ChatView
 from app.desktop.demo_badge import DemoBadge
 from app.desktop.history_panel import HistoryPanel
 from app.desktop.image_intake import IMAGE_FILTER, picture_in
@@ -341,7 +341,6 @@ class MainWindow(QMainWindow):
             await self._save_settings()
         self.model_ready = True
         self.demo_badge.show_for(str(info.text_path))
-        self.binding.engine_label = engine_label(str(info.text_path))
         vision = "" if info.has_vision else " (text only: no mmproj)"
         self.set_status(f"Ready: {info.name} · template {info.template_family}{vision}")
         self.binding.session.model_id = info.text_path.name
@@ -377,7 +376,6 @@ class MainWindow(QMainWindow):
         await self.model_host.use_server(answering.answerer)
         self.model_ready = True
         self.demo_badge.show_for("")
-        self.binding.engine_label = engine_label(answering.model_id, answering.where)
         self.binding.session.model_id = answering.label
         self.set_status(f"Ready: {describe(answering)}")
         self.hide_notice("model")

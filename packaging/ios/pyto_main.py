@@ -20,8 +20,10 @@ import userkeys
 
 from app.core.errors import LlavaCamError
 from app.core.history.store import HistoryStore
+from app.core.inference.answerer import AnsweredBy
 from app.core.inference.images import RGBImage, load_image
 from app.core.inference.sampling import SamplingSettings
+from app.core.remote.protocol import RemoteError, ServerConfig
 from app.core.remote.stdlib import RemoteAnswerer, RemoteChat, RemoteStream
 from app.core.session import ChatSession, SessionEvent
 
@@ -54,6 +56,16 @@ class ServerAnswerer(RemoteAnswerer):
         if (server, token) != (self.chat.config.url, self.chat.config.token):
             self.chat = RemoteChat(server, token)
         return super().ask(question, image, sampling or SamplingSettings(max_tokens=512, temperature=0.2))
+
+    @property
+    def answered_by(self) -> AnsweredBy:
+        """The server in the field now (the next question goes there), as history records it with the answer."""
+        server = self._server()
+        try:
+            host = ServerConfig(server).host
+        except RemoteError:
+            host = str(server)
+        return AnsweredBy(host, self.chat.config.model or "")
 
 
 class PytoApp:

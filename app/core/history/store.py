@@ -1,6 +1,8 @@
 """Chat history in SQLite: chats, messages (written as they stream) and the frames they were about.
 
 - WAL journal, foreign keys, every write in a transaction; `PRAGMA user_version` + a list of migrations.
+- Each answer keeps who gave it: `engine` ("this computer" or a server's host:port) and `engine_model` (migration
+  5; NULL for answers stored before, which show no label).
 - Frames are JPEG files in `images/<pixel digest>.jpg` (written atomically, stored once per picture); the database
   keeps their capture time and source. Blobs would bloat the database and every backup of it.
 - An answer is written while it streams (at most about once a second, and at the end), so a crash leaves the
@@ -33,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from app.core.errors import LlavaCamError
+from app.core.inference.answerer import AnsweredBy
 from app.core.inference.images import RGBImage
 from app.core.paths import data_dir
 
@@ -106,6 +109,12 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX records_by_kind ON records(kind, status, title_key);
     """,
+    # 5: which engine gave each answer ("this computer" or the server's host:port) and its model there; NULL for
+    # answers stored before (shown without a label)
+    """
+    ALTER TABLE messages ADD COLUMN engine TEXT;
+    ALTER TABLE messages ADD COLUMN engine_model TEXT;
+    """,
 ]
 
 
@@ -148,6 +157,7 @@ class Message:
     status: str
     created_at: float
     chosen: bool = True  # False: a regenerated-away answer version, kept but not part of the conversation
+    answered_by: AnsweredBy | None = None  # an answer's engine and model (None: a question, or stored before v5)
 
 
 @dataclass(frozen=True)
@@ -471,9 +481,10 @@ class HistoryStore:
         return int(cursor.lastrowid or 0)
 
     def begin_answer(self, chat_id: int, model_id: str | None = None, sampling: dict[str, Any] | None = None,
-                     *, new_version: bool = False) -> AnswerWriter:  # fmt: skip
+                     *, new_version: bool = False, answered_by: AnsweredBy | None = None) -> AnswerWriter:  # fmt: skip
         """Start the answer to the chat's last question. `new_version`: a regenerate — the question's earlier
-        answers stay stored but are no longer chosen (one transaction, so exactly one stays chosen)."""
+        answers stay stored but are no longer chosen (one transaction, so exactly one stays chosen).
+        `answered_by`: the engine and model giving it, stored with it (the bubble shows it when the chat reopens)."""
         now = time.time()
         with self._write() as conn:
             if new_version:
@@ -483,9 +494,10 @@ class HistoryStore:
                     (chat_id, chat_id),
                 )
             cursor = conn.execute(
-                "INSERT INTO messages (chat_id, role, text, model_id, sampling, status, created_at, updated_at) "
-                "VALUES (?, 'assistant', '', ?, ?, 'streaming', ?, ?)",
-                (chat_id, model_id, json.dumps(sampling) if sampling else None, now, now),
+                "INSERT INTO messages (chat_id, role, text, model_id, sampling, status, created_at, updated_at, "
+                "engine, engine_model) VALUES (?, 'assistant', '', ?, ?, 'streaming', ?, ?, ?, ?)",
+                (chat_id, model_id, json.dumps(sampling) if sampling else None, now, now,
+                 answered_by.engine if answered_by else None, answered_by.model if answered_by else None),
             )
         return AnswerWriter(self, int(cursor.lastrowid or 0), chat_id)
 
@@ -602,7 +614,7 @@ class HistoryStore:
                                 row["captured_at"] or 0.0, row["source"] or "")  # fmt: skip
         sampling, timings = _json_object(row["sampling"]), _json_object(row["timings"])
         return Message(row["id"], row["chat_id"], row["role"], row["text"], image, row["model_id"], sampling,
-                       timings, row["status"], row["created_at"], bool(row["chosen"]))  # fmt: skip
+                       timings, row["status"], row["created_at"], bool(row["chosen"]), _answered_by(row))  # fmt: skip
 
     def get_turns(self, chat_id: int) -> list[StoredTurn]:
         """Question/answer pairs in order, with the frame each question was about: to continue a chat."""
@@ -676,7 +688,8 @@ def _markdown(chat: Chat, present: set[int]) -> str:
     lines = [f"# {chat.title or 'Chat'}", "", f"*{_when(chat.created_at)}*", ""]
     for message in chat.messages:
         who = "You" if message.role == "user" else "LlavaCam"
-        marker = "" if message.status == "complete" else f" *({message.status})*"
+        by = f" ({message.answered_by.label})" if message.answered_by is not None else ""  # which engine and model
+        marker = by + ("" if message.status == "complete" else f" *({message.status})*")
         if not message.chosen:
             marker += " *(other version, not in the conversation)*"
         lines += [f"**{who}**{marker}", ""]
@@ -695,6 +708,8 @@ def chat_to_dict(chat: Chat) -> dict[str, Any]:
         "messages": [
             {"id": m.id, "role": m.role, "text": m.text, "status": m.status, "model_id": m.model_id,
              "sampling": m.sampling, "timings": m.timings, "created_at": m.created_at, "chosen": m.chosen,
+             "answered_by": None if m.answered_by is None else {
+                 "engine": m.answered_by.engine, "model": m.answered_by.model},
              "image": None if m.image is None else {
                  "file": f"images/{m.image.path.name}", "hash": m.image.hash, "width": m.image.width,
                  "height": m.image.height, "captured_at": m.image.captured_at, "source": m.image.source}}
@@ -739,6 +754,17 @@ def _title_from(text: str) -> str:
 
 def _when(stamp: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp))
+
+
+def _answered_by(row: sqlite3.Row) -> AnsweredBy | None:
+    """Who gave a stored answer; None before it was recorded (an old row, or a database opened read-only before
+    migration 5 added the columns)."""
+    keys = row.keys()
+    engine = row["engine"] if "engine" in keys else None
+    if not isinstance(engine, str) or not engine:
+        return None
+    model = row["engine_model"] if "engine_model" in keys else None
+    return AnsweredBy(engine, model if isinstance(model, str) else "")
 
 
 def _json_object(text: object) -> dict[str, Any] | None:

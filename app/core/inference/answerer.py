@@ -12,6 +12,8 @@ The contract, small on purpose:
   async adapter `pieces` `pieces`); `wait()` returns the `TurnStats`; a failure is raised from the iteration.
 - `cancel()` (any thread) stops the answer being generated between two tokens; the stream then ends normally with
   `finish_reason == "cancelled"`.
+- `answered_by` says who answers (`AnsweredBy`: this computer or a server's host:port, and the model): history
+  records it with each answer and the bubble shows it.
 
 This module is standard library only (it ships to the phone).
 """
@@ -26,6 +28,23 @@ from typing import Any, Protocol, runtime_checkable
 
 from app.core.inference.images import RGBImage
 from app.core.inference.sampling import SamplingSettings
+
+THIS_COMPUTER = "this computer"  # AnsweredBy.engine of the local engine
+
+
+@dataclass(frozen=True)
+class AnsweredBy:
+    """Who gave an answer: `engine` is THIS_COMPUTER or the server's "host:port"; `model` is the model's name there
+    (the local model file's name without .gguf, or the server's model id)."""
+
+    engine: str
+    model: str
+
+    @property
+    def label(self) -> str:
+        """The bubble's words: "demo-llama · this computer", "llava · 192.168.1.5:8080" (the model left out when the
+        server did not name it)."""
+        return f"{self.model} · {self.engine}" if self.model else self.engine
 
 
 @dataclass(frozen=True)
@@ -101,6 +120,11 @@ class Answerer(Protocol):
         """Stop the answer in progress between two tokens (and any preparation)."""
         ...
 
+    @property
+    def answered_by(self) -> AnsweredBy | None:
+        """Who answers the next `ask` (None: nothing can answer yet, e.g. no model loaded)."""
+        ...
+
 
 async def pieces(stream: AnswerStream) -> AsyncIterator[str]:
     """An answer's pieces as an async iterator on the running loop, whatever produced them.
@@ -134,4 +158,4 @@ def completed(value: Any = None) -> Future[Any]:
     return future
 
 
-__all__ = ["AnswerStream", "Answerer", "PastTurn", "TurnStats", "completed", "pieces"]
+__all__ = ["THIS_COMPUTER", "AnswerStream", "AnsweredBy", "Answerer", "PastTurn", "TurnStats", "completed", "pieces"]

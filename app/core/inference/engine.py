@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from app.core.errors import EngineError, LlavaCamError, PromptTooLongError
-from app.core.inference.answerer import Answerer, PastTurn, TurnStats
+from app.core.inference.answerer import THIS_COMPUTER, AnsweredBy, Answerer, PastTurn, TurnStats
 from app.core.inference.checkpoints import ImageCheckpoints
 from app.core.inference.families import needs_for
 from app.core.inference.images import ImageSource, RGBImage, load_image
@@ -361,6 +361,11 @@ class Engine:
             turn = self._current_turn
         if turn is not None:
             turn.cancel()
+
+    @property
+    def answered_by(self) -> AnsweredBy:
+        """This computer, and the model file's name without .gguf (what history records with each answer)."""
+        return AnsweredBy(THIS_COMPUTER, self.info.text_path.stem)
 
     def new_chat(self, system_prompt: str | None = None) -> Future[None]:
         """Forget the conversation (the system prompt stays evaluated in the cache for the next one)."""

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from typing import Any
 
-from app.core.inference.answerer import Answerer, PastTurn, TurnStats, completed
+from app.core.inference.answerer import AnsweredBy, Answerer, PastTurn, TurnStats, completed
 from app.core.inference.images import RGBImage
 from app.core.inference.sampling import SamplingSettings
 from app.core.remote.protocol import (
@@ -235,8 +235,9 @@ class RemoteAnswerer:
 
     Each turn's frame is encoded once, at `ask` or `set_history`, and resent with the conversation."""
 
-    def __init__(self, chat: RemoteChat, system_prompt: str | None = None) -> None:
+    def __init__(self, chat: RemoteChat, system_prompt: str | None = None, *, model: str | None = None) -> None:
         self.chat = chat
+        self.model = model  # the model the server said it serves (connect()), when the config names none
         self.conversation = Conversation(system_prompt)
         self.images = ImageEncodings(chat.config.max_image_side)
         self._stream: RemoteStream | None = None
@@ -265,6 +266,11 @@ class RemoteAnswerer:
     def cancel(self) -> None:
         if self._stream is not None:
             self._stream.cancel()
+
+    @property
+    def answered_by(self) -> AnsweredBy:
+        """The server's host:port and the model asked for (or the one it said it serves; "" when not known)."""
+        return AnsweredBy(self.chat.config.host, self.chat.config.model or self.model or "")
 
 
 def _conforms(answerer: RemoteAnswerer) -> Answerer:
