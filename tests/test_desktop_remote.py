@@ -1,0 +1,172 @@
+"""The window answered by other machines (#15): `llavacam serve` on the trained demo pair answering a camera frame
+right, each answer's bubble saying which engine and model gave it — live and when the chat is reopened, as history
+stored it — and a home server's self-signed certificate trusted by its fingerprint (a wrong one is a clear notice)."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import uvicorn
+
+from app.core.history.store import HistoryStore
+from app.core.inference.answerer import AnsweredBy
+from app.desktop.settings import Settings, save_server_token
+from models.demo_scenes import Scene, draw
+from tests.support.desktop import ask, close_window, open_chat, wait_for_frame
+from tests.support.llavacam_serve import free_port, llavacam_serve
+from tests.support.openai_stub import TOKEN, openai_stub
+
+WHITE = (245, 245, 245)
+
+
+def answers(window) -> list[tuple[str, str]]:
+    """Each answer bubble on screen: its text and its "answered by" label ("" when hidden)."""
+    return [(b.text, b.engine_label.text() if b.engine_label.isVisibleTo(b) else "")
+            for b in window.chat_view.bubbles if b.role == "assistant"]  # fmt: skip
+
+
+def stored(data_dir: Path, chat_id: int) -> list[tuple[str, str, str]]:
+    """Each stored answer's text and the engine and model columns history keeps for it."""
+    store = HistoryStore(data_dir)
+    try:
+        rows = store.conn.execute("SELECT text, engine, engine_model FROM messages WHERE chat_id = ? AND role = "
+                                  "'assistant' ORDER BY id", (chat_id,)).fetchall()  # fmt: skip
+    finally:
+        store.close()
+    return [tuple(row) for row in rows]
+
+
+# --- a reopened chat shows what history stored ---------------------------------------------------------------------
+
+
+def test_a_reopened_chat_shows_each_answers_stored_engine_and_none_for_older_answers(qtbot, make_window, settings,
+                                                                                    tmp_path):  # fmt: skip
+    store = HistoryStore(tmp_path)
+    chat = store.create_chat()
+    for question, text, by in (("Q1", "Stored before engines were recorded.", None),
+                               ("Q2", "It is red.", AnsweredBy("192.168.1.5:8080", "llava-big"))):  # fmt: skip
+        store.add_user_message(chat, question)
+        writer = store.begin_answer(chat, answered_by=by)
+        writer.append(text)
+        writer.finish()
+    store.close()
+    window = make_window(settings)
+    open_chat(qtbot, window, chat)
+    assert answers(window) == [("Stored before engines were recorded.", ""),
+                               ("It is red.", "llava-big · 192.168.1.5:8080")]  # fmt: skip
+    ask(qtbot, window, "And now?")  # this computer's tiny model continues the chat: its answer says so
+    assert answers(window)[-1][1] == "tiny-llama-64 · this computer"
+    assert [row[1:] for row in stored(tmp_path, chat)] == [
+        (None, None), ("192.168.1.5:8080", "llava-big"), ("this computer", "tiny-llama-64")]  # fmt: skip
+
+
+# --- end to end: llavacam serve on the demo pair, a video camera ---------------------------------------------------
+
+
+@pytest.fixture
+def red_circle_video(tmp_path) -> Path:
+    """A camera that shows one red circle on white (a scene of the demo's world) for as long as it plays."""
+    rgb = draw(Scene("circle", "red", "left", WHITE, 96, 96), random.Random(7))
+    path = tmp_path / "red-circle.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (96, 96))
+    assert writer.isOpened()
+    for _ in range(20):
+        writer.write(np.ascontiguousarray(rgb[:, :, ::-1]))  # OpenCV writes BGR
+    writer.release()
+    return path
+
+
+def test_llavacam_serve_on_the_demo_pair_answers_the_windows_frame_right_and_the_bubble_names_it(
+    qtbot, make_window, tmp_path, red_circle_video
+):
+    demo_server = Settings(engine="server", temperature=0.0, max_tokens=24)
+    with llavacam_serve(tmp_path / "server-data") as url:
+        host = url.removeprefix("http://")
+        window = make_window(replace(demo_server, server_url=url), camera=str(red_circle_video))
+        assert window.status_label.text() == f"Ready: frames go to {host} (demo)"
+        assert window.engine is None, "this computer's model is not loaded"
+        wait_for_frame(qtbot, window)
+        window.capture_button.click()
+        ask(qtbot, window, "What colour is the shape?")
+        ask(qtbot, window, "What shape is it?")  # a follow-up: the server is sent the conversation
+        assert answers(window) == [("It is red.", f"demo · {host}"), ("It is a circle.", f"demo · {host}")]
+        chat = window.session.chat_id
+        close_window(qtbot, window)
+        assert stored(tmp_path, chat) == [("It is red.", host, "demo"), ("It is a circle.", host, "demo")]
+
+        reopened = make_window(replace(demo_server, server_url=url), camera=str(red_circle_video))
+        open_chat(qtbot, reopened, chat)
+        assert answers(reopened) == [("It is red.", f"demo · {host}"), ("It is a circle.", f"demo · {host}")]
+        ask(qtbot, reopened, "What colour is it?")  # the stored frame goes with the reopened conversation
+        assert answers(reopened)[-1] == ("It is red.", f"demo · {host}")
+
+
+# --- TLS: a home server's self-signed certificate, pinned by its fingerprint ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def self_signed(tmp_path_factory) -> tuple[Path, Path, str]:
+    folder = tmp_path_factory.mktemp("tls")
+    key, cert = folder / "key.pem", folder / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "2", "-subj", "/CN=home-server.lan"], check=True,
+                   capture_output=True)  # fmt: skip
+    printed = subprocess.run(["openssl", "x509", "-noout", "-fingerprint", "-sha256", "-in", str(cert)], check=True,
+                             capture_output=True, text=True).stdout  # fmt: skip
+    return key, cert, printed.strip().split("=", 1)[1]
+
+
+class TlsServer:
+    """The Settings stub (tests.support.openai_stub: STUB, not a real engine) served over HTTPS with `cert`."""
+
+    def __init__(self, key: Path, cert: Path) -> None:
+        self.port = free_port()
+        self.server = uvicorn.Server(uvicorn.Config(openai_stub(), host="127.0.0.1", port=self.port,
+                                                    log_level="warning", ssl_keyfile=str(key),
+                                                    ssl_certfile=str(cert)))  # fmt: skip
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started and time.monotonic() < deadline:
+            time.sleep(0.01)  # uvicorn has no started-event to wait on
+        assert self.server.started
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+def test_a_self_signed_server_is_trusted_by_its_fingerprint_and_a_wrong_one_is_a_clear_notice(
+    qtbot, make_window, settings, tmp_path, self_signed
+):
+    key, cert, fingerprint = self_signed
+    running = TlsServer(key, cert)
+    try:
+        save_server_token(tmp_path, TOKEN)
+        url = f"https://127.0.0.1:{running.port}"
+        pinned = make_window(replace(settings, engine="server", server_url=url, server_fingerprint=fingerprint))
+        assert pinned.status_label.text() == f"Ready: frames go to 127.0.0.1:{running.port} (llava-big)"
+        ask(qtbot, pinned, "What colour is it?")
+        assert answers(pinned) == [("It is red.", f"llava-big · 127.0.0.1:{running.port}")]
+        close_window(qtbot, pinned)
+
+        wrong = make_window(replace(settings, engine="server", server_url=url, server_fingerprint="00" * 32),
+                            wait_model=False)  # fmt: skip
+        qtbot.waitUntil(lambda: wrong.notice.isVisible() and "fingerprint" in wrong.notice.text(), timeout=20000)
+        assert wrong.notice.text() == (
+            f"The server's certificate has fingerprint {fingerprint}, not the one you gave: if you did not change "
+            "the server's certificate, someone may be in between. To go on: check the CA file or certificate "
+            "fingerprint in Settings → Engine, or switch back to This computer there.")  # fmt: skip
+        assert (wrong.model_ready, wrong.engine) == (False, None)  # nothing sent, no silent switch
+        assert wrong.notice.action_button.text() == "Use this computer"
+        assert wrong.session.turns == []
+    finally:
+        running.stop()
