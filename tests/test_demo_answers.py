@@ -10,10 +10,8 @@ import io
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +22,7 @@ from PIL import Image
 from app.core.inference.engine import Engine, EngineConfig
 from app.core.inference.sampling import SamplingSettings
 from models.demo_scenes import Scene, draw
+from tests.support.llavacam_serve import llavacam_serve
 
 REPO = Path(__file__).resolve().parents[1]
 GREEDY = SamplingSettings(temperature=0.0, max_tokens=32)
@@ -143,34 +142,10 @@ def test_ask_follows_the_exif_orientation_of_a_jpeg(trained_models, tmp_path):
 # --- llavacam serve through the openai client, and the Pyto front end -------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "app", "serve", "--model-id", "demo", "--data-dir", str(tmp_path_factory.mktemp("d")),
-         "--port", str(port), "--n-ctx", "1024"],
-        env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert server.stdout is not None
-        assert "serving" in server.stdout.readline()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.05)  # uvicorn prints before it listens; poll the port
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        server.wait(30)
+    with llavacam_serve(tmp_path_factory.mktemp("d")) as url:  # `llavacam serve --model-id demo`
+        yield url
 
 
 def data_uri(array: np.ndarray) -> str:
@@ -196,6 +171,20 @@ def test_serve_answers_right_through_the_openai_client_streamed_and_not(served):
     )
     pieces = [c.choices[0].delta.content or "" for c in stream if c.choices]
     assert "".join(pieces).strip() == "It is orange."
+
+
+def test_ask_server_gets_right_answers_from_llavacam_serve(served, tmp_path):
+    png = save(scene("square", "blue", "top", size=(96, 96)), tmp_path / "blue.png")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run(
+        [sys.executable, "-m", "app", "ask", "--server", served, "--image", str(png), "--temperature", "0",
+         "--max-tokens", "24", "-q", "What colour is the shape?", "-q", "Where is it?", "-q", "What shape is it?"],
+        capture_output=True, text=True, timeout=120, env=env, cwd=REPO,
+    )  # fmt: skip
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.splitlines() == [  # the follow-ups are answered from the conversation the server is sent
+        "> What colour is the shape?", "It is blue.", "> Where is it?", "It is at the top.", "> What shape is it?",
+        "It is a square."]  # fmt: skip
 
 
 def test_pyto_front_end_gets_right_answers_from_serve(served, tmp_path):
