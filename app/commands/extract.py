@@ -76,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _extract_and_export(args: argparse.Namespace, preset: Any, store: Any) -> None:
     from app.core.extract.extractor import extract, with_dates
+    from app.core.extract.keep import keep_extraction
     from app.core.history.records import RecordStore, to_csv, to_ics
     from app.core.inference.engine import Engine, EngineConfig
     from app.core.inference.images import load_image
@@ -101,15 +102,9 @@ def _extract_and_export(args: argparse.Namespace, preset: Any, store: Any) -> No
         records = [with_dates(r, preset, captured) for r in result.records]
         stored: list[tuple[Any, bool]] = []
         if store is not None:
-            chat_id = store.create_chat(f"{preset.label}: {args.image}")
-            frame = store.save_image(image, source=str(args.image), captured_at=captured.timestamp())
-            store.add_user_message(chat_id, f"Extract {preset.label}", frame)
-            writer = store.begin_answer(chat_id)
-            writer.append(result.raw)
-            writer.finish("complete")
-            table = RecordStore(store)
-            stored = [table.add(preset.name, r, title_field=preset.title_field, chat_id=chat_id,
-                                image_hash=frame.hash, captured_at=captured) for r in records]  # fmt: skip
+            keeping = keep_extraction(store, preset, image, result, captured_at=captured,
+                                      title=f"{preset.label}: {args.image}", source=str(args.image))  # fmt: skip
+            records, stored = keeping.read, keeping.stored
         for index, record in enumerate(records):
             merged = stored[index][1] if stored else False
             if args.json:

@@ -25,6 +25,18 @@ class ExtractError(LlavaCamError):
     """The model's answer did not make whole records."""
 
 
+class TokenLimitReached(ExtractError):
+    """The answer reached its token budget before its records were complete (nothing was kept)."""
+
+    def __init__(self, message: str, budget: int) -> None:
+        super().__init__(message)
+        self.budget = budget
+
+
+class ExtractInterrupted(ExtractError):
+    """A chat question pre-empted the extraction (the chat comes first): ask again."""
+
+
 def grammar_for(schema: dict[str, Any]) -> str:
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
@@ -110,11 +122,12 @@ def extract(engine: Any, image: Any, preset: Preset, *, max_tokens: int | None =
     stats = turn.wait()
     text = turn.text.strip()
     if stats.finish_reason == "cancelled":
-        raise ExtractError("the extraction was interrupted by a chat question: ask again")
+        raise ExtractInterrupted("the extraction was interrupted by a chat question: ask again")
     if stats.finish_reason != "stop":
-        raise ExtractError(
+        raise TokenLimitReached(
             f"the answer reached the limit of {budget} tokens before its records were complete; nothing was kept "
-            "(raise --max-tokens, or give the schema smaller maxLength/maxItems)"
+            "(raise --max-tokens, or give the schema smaller maxLength/maxItems)",
+            budget,
         )
     try:
         data = json.loads(text)

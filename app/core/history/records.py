@@ -15,8 +15,10 @@ import json
 import re
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 from app.core.history.store import HistoryStore
@@ -121,6 +123,21 @@ class RecordStore:
         with self.store._write() as conn:
             conn.execute("DELETE FROM records WHERE id = ?", (record_id,))
 
+    def frame_files(self, records: Sequence[Record]) -> dict[str, Path]:
+        """Where the frames of `records` are (image hash -> file inside the images folder); a frame whose file is
+        gone, or whose name would reach outside the folder, is left out."""
+        hashes = sorted({r.image_hash for r in records if r.image_hash})
+        found: dict[str, Path] = {}
+        with self.store._reading() as conn:
+            for start in range(0, len(hashes), 500):  # SQLite's bound on the variables of one statement
+                chunk = hashes[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                for row in conn.execute(f"SELECT hash, file FROM images WHERE hash IN ({marks})", chunk):
+                    path = self.store.frame_path(row["file"])
+                    if path is not None and path.is_file():
+                        found[row["hash"]] = path
+        return found
+
 
 def _record(row: Any) -> Record:
     return Record(int(row["id"]), row["chat_id"], row["kind"], json.loads(row["data"]), row["image_hash"],
@@ -142,15 +159,18 @@ def _cell(value: Any) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@") else text  # no formula runs when a sheet opens it
 
 
-def _captured(record: Record) -> str:
+def captured_time(record: Record) -> datetime:
+    """When the record's frame was captured, in the time zone it was captured in (relative dates resolve here)."""
     zone = record.time_zone
     offset = timezone.utc
     if re.fullmatch(r"[+-]\d{4}", zone):
-        from datetime import timedelta
-
         sign = 1 if zone[0] == "+" else -1
         offset = timezone(sign * timedelta(hours=int(zone[1:3]), minutes=int(zone[3:])))
-    return datetime.fromtimestamp(record.captured_at, offset).isoformat(timespec="seconds")
+    return datetime.fromtimestamp(record.captured_at, offset)
+
+
+def _captured(record: Record) -> str:
+    return captured_time(record).isoformat(timespec="seconds")
 
 
 def _ics_text(value: Any) -> str:
