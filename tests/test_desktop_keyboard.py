@@ -41,7 +41,7 @@ def test_ctrl_v_with_an_image_in_the_clipboard_pins_it_from_the_question_box(qtb
 def test_every_shortcut_is_listed_in_help_and_the_buttons_name_their_keys(qtbot, make_window, settings):
     window = make_window(settings)
     menus = {a.text().replace("&", "") for a in window.menuBar().actions()}
-    assert menus == {"File", "Chat", "Help"}
+    assert menus == {"File", "Extract", "Chat", "Help"}
     dialog = shortcuts.ShortcutsDialog(window)
     qtbot.addWidget(dialog)
     listed = {(dialog.table.item(r, 0).text(), dialog.table.item(r, 1).text()) for r in range(dialog.table.rowCount())}

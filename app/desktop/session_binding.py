@@ -202,9 +202,10 @@ class SessionBinding(QObject):
         self.prepare_again()
 
     def open_chat(self, chat_id: int) -> None:
-        self.tasks.spawn(self._open(chat_id))
+        self.tasks.spawn(self.open_chat_async(chat_id))
 
-    async def _open(self, chat_id: int) -> None:
+    async def open_chat_async(self, chat_id: int) -> None:
+        """Show a stored chat and feed the engine its turns (an extraction kept in it, a chat chosen)."""
         await self.session.open_chat_async(chat_id)
         # Feed the engine now, so the first follow-up only evaluates its own tokens.
         await asyncio.wrap_future(self.host.set_history(self.session.past_turns(), self.session.system_prompt))

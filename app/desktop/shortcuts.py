@@ -37,11 +37,13 @@ PASTE_IMAGE = Shortcut("Ctrl+V", "Paste an image (also in the question box)")
 MODELS = Shortcut("Ctrl+M", "Models: download or choose a model")
 SETTINGS = Shortcut("Ctrl+,", "Settings")
 WATCH = Shortcut("Ctrl+Shift+W", "Watch the camera with a standing question")
+EXTRACT_TODO = Shortcut("Ctrl+Shift+T", "Extract to-dos from the pinned (or live) frame")
+RECORDS = Shortcut("Ctrl+Shift+R", "Show or hide the records table")
 SHORTCUTS = Shortcut("F1", "This list of keyboard shortcuts")
 QUIT = Shortcut("Ctrl+Q", "Quit")
 
 ALL = (SEND, NEW_LINE, CAPTURE, UNPIN, STOP, REGENERATE, COPY_ANSWER, NEW_CHAT, FOCUS_QUESTION, OPEN_IMAGE,
-       PASTE_IMAGE, MODELS, SETTINGS, WATCH, SHORTCUTS, QUIT)  # fmt: skip
+       PASTE_IMAGE, MODELS, SETTINGS, WATCH, EXTRACT_TODO, RECORDS, SHORTCUTS, QUIT)  # fmt: skip
 
 
 def with_keys(text: str, shortcut: Shortcut) -> str:

@@ -2,6 +2,7 @@
 
     chat list (history_panel.py) │ camera panel (camera_panel.py) │ chat view (chat_view.py) + question box
                                                                       (question_box.py)
+    Records dock (records_panel.py over records_model.py), filled by the Extract menu (extraction.py)
 The conversation lives in a `ChatSession` that the session binding (session_binding.py) shows and drives with
 asyncio tasks on qasync's loop — the GUI thread. The model is a `ModelHost` (model_host.py): loads are awaitables
 that closing aborts, and the engine's own inference thread is the only code that touches llama.cpp; its answers
@@ -127,6 +128,7 @@ class MainWindow(QMainWindow):
         self.binding.turn_finished.connect(self._turn_finished)
         self.binding.session.subscribe(self._on_session_event)
         self.tasks = self.binding.tasks
+        self._build_records()
         self._restore_layout()
         if self.history.notice:
             self.show_notice(self.history.notice, kind="history")
@@ -182,7 +184,11 @@ class MainWindow(QMainWindow):
                                               keys.REGENERATE)  # fmt: skip
         self.stop_button = self._button("Stop", "stopButton", "Stop answer", self.stop, keys.STOP)
         self.send_button = self._button("Send", "sendButton", "Send question", self.send, keys.SEND)
-        for button in (self.new_chat_button, self.regenerate_button):
+        self.extract_button = QPushButton("Extract")
+        self.extract_button.setObjectName("extractButton")
+        self.extract_button.setAccessibleName("Extract records from the frame")
+        self.extract_button.setToolTip("Read to-dos, an expense or a contact from the pinned (or live) frame")
+        for button in (self.new_chat_button, self.regenerate_button, self.extract_button):
             buttons.addWidget(button)
         buttons.addStretch(1)
         buttons.addWidget(self.stop_button)
@@ -243,6 +249,7 @@ class MainWindow(QMainWindow):
         self._action(file_menu, "&Watch…", keys.WATCH, self.ask_watch)
         file_menu.addSeparator()
         self._action(file_menu, "&Quit", keys.QUIT, self.close)
+        self._build_extract_menu()
         chat_menu = self.menuBar().addMenu("&Chat")
         self._action(chat_menu, "&New chat", keys.NEW_CHAT, self.new_chat)
         self._action(chat_menu, "&Capture frame", keys.CAPTURE, self.capture)
@@ -254,6 +261,53 @@ class MainWindow(QMainWindow):
         help_menu = self.menuBar().addMenu("&Help")
         self._action(help_menu, "&Keyboard shortcuts", keys.SHORTCUTS, self.show_shortcuts)
         self._action(help_menu, "&About LlavaCam", None, self.show_about)
+
+    def _build_extract_menu(self) -> None:
+        from app.core.extract.schemas import PRESETS
+
+        menu = self.menuBar().addMenu("E&xtract")
+        self.extract_menu = menu
+        for name, text in (("todo", "&To-do"), ("expense", "&Expense"), ("contact", "&Contact")):
+            shortcut = keys.EXTRACT_TODO if name == "todo" else None
+            self._action(menu, text, shortcut, lambda _checked=False, preset=PRESETS[name]: self.extract(preset))
+        self._action(menu, "Your own &schema…", None, lambda: self.extraction.extract_own_schema())
+        menu.addSeparator()
+        self.extract_button.setMenu(menu)
+
+    def _build_records(self) -> None:
+        """The Records dock (hidden until records are read, or Extract → Records)."""
+        from PySide6.QtWidgets import QDockWidget
+
+        from app.desktop.extraction import WindowExtraction
+        from app.desktop.records_panel import RecordsPanel
+
+        self.extraction = WindowExtraction(self)
+        self.records_panel = RecordsPanel(self.history, self.tasks.spawn)
+        self.records_panel.message.connect(self.set_status)
+        self.records_panel.problem.connect(lambda text: self.show_notice(text, kind="records"))
+        self.records_dock = QDockWidget("Records", self)
+        self.records_dock.setObjectName("recordsDock")
+        self.records_dock.setWidget(self.records_panel)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.records_dock)
+        self.records_dock.hide()
+        toggle = self.records_dock.toggleViewAction()
+        toggle.setText("&Records")
+        toggle.setShortcut(QKeySequence(keys.RECORDS.keys))
+        toggle.setToolTip(keys.with_keys(keys.RECORDS.what, keys.RECORDS))
+        self.extract_menu.addAction(toggle)
+
+    def extract(self, preset: Any, *, max_tokens: int | None = None) -> None:
+        """Extract → a preset: the pinned frame (or the live one, frozen) read into records, shown in Records."""
+        self.extraction.extract_preset(preset, max_tokens=max_tokens)
+
+    def show_records(self, preset: Any = None) -> None:
+        """Show the Records dock (on the kind just read, when `preset` is given)."""
+        self.records_dock.show()
+        self.records_dock.raise_()
+        if preset is not None:
+            self.records_panel.show_kind(preset.name, preset)
+        else:
+            self.records_panel.refresh()
 
     def show_shortcuts(self) -> None:
         keys.ShortcutsDialog(self).open()
@@ -546,6 +600,7 @@ class MainWindow(QMainWindow):
         if event.kind == "chat":
             session = self.binding.session
             self.setWindowTitle(f"LlavaCam — {session.title}" if session.chat_id is not None else "LlavaCam")
+            self.records_panel.show_chat(session.chat_id)
         if event.kind in ("turns", "finished", "chat"):
             self._update_buttons()
         if event.kind == "finished":
@@ -553,6 +608,7 @@ class MainWindow(QMainWindow):
             if chat_id is not None and self.history_panel.open_chat_id != chat_id:
                 self.history_panel.set_open_chat(chat_id)  # the first answer created the chat
             self.history_panel.refresh()
+            self.records_panel.show_chat(chat_id)
 
     def new_chat(self) -> None:
         self.binding.new_chat()
@@ -698,6 +754,7 @@ class MainWindow(QMainWindow):
         """Stop the answer (it is stored as stopped), abort a load, stop the camera and the engine, and wait for
         them all; then `closed`."""
         stopped = self.stop_watch()  # closing the window stops the watch
+        self.extraction.cancel()  # an extraction in flight ends within one token
         if stopped:
             self.statusBar().showMessage(stopped)
         layout = self._layout()
