@@ -78,7 +78,7 @@ class WindowExtraction(QObject):
         """Read the pinned frame (or the live one, which is pinned) into `preset`'s records (a task)."""
         image = self._frame_to_read()
         if image is not None:
-            self.window.tasks.spawn(self._extract(preset, image, max_tokens))
+            self.window.tasks.spawn(self._extract_and_say(preset, image, max_tokens))
 
     def extract_own_schema(self) -> None:
         """Your own schema…: a JSON schema file of one record (read in the executor), then as a preset."""
@@ -94,7 +94,7 @@ class WindowExtraction(QObject):
             return
         image = self._frame_to_read()
         if image is not None:
-            await self._extract(preset, image, None)
+            await self._extract_and_say(preset, image, None)
 
     def _frame_to_read(self) -> RGBImage | None:
         """The pinned frame, else the live one frozen (pinned) now; None, with a notice, when extraction cannot
@@ -123,6 +123,13 @@ class WindowExtraction(QObject):
                 return None
             window.capture()  # the frame read is the one the user sees frozen
         return window.binding.pinned
+
+    async def _extract_and_say(self, preset: Preset, image: RGBImage, max_tokens: int | None) -> None:
+        """`_extract`, whose unexpected failure is one notice too, and always ends with `finished`."""
+        try:
+            await self._extract(preset, image, max_tokens)
+        except Exception as exc:
+            self._failed(f"Something went wrong while extracting {preset.label} records: {exc}")
 
     async def _extract(self, preset: Preset, image: RGBImage, max_tokens: int | None) -> None:
         window = self.window
