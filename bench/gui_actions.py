@@ -69,6 +69,12 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     ticker = QTimer()
     ticker.setInterval(TICK_MS)
     ticker.timeout.connect(lambda: gaps.append(clock.restart()))
+    probe = None
+    if args.stall_report:  # where each stall is spent: the GUI thread's stack sampled while it is late
+        from bench.stall_probe import StallProbe
+
+        probe = StallProbe()
+        ticker.timeout.connect(probe.beat)
 
     def spin(predicate: Any, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
@@ -76,13 +82,17 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
             app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 5)
         return bool(predicate())
 
-    def begin() -> None:
+    def begin(label: str) -> None:
+        if probe is not None:
+            probe.start(label)
         gaps.clear()
         clock.start()
         ticker.start()
 
     def end() -> float:
         ticker.stop()
+        if probe is not None:
+            probe.label = ""  # between actions nothing is recorded
         return float(max(0, max(gaps, default=0) - TICK_MS))
 
     def settings_for(model: str, mmproj: str) -> Settings:
@@ -93,7 +103,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     windows: list[MainWindow] = []
 
     # start: the window is built inside the event loop, so its constructor counts as one gap
-    begin()
+    begin("start")
     QTimer.singleShot(0, lambda: windows.append(MainWindow(settings_for(args.model, args.mmproj), data,
                                                            camera_source=str(video_a))))  # fmt: skip
     spin(lambda: bool(windows), 60)
@@ -105,7 +115,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     notes["start_ready"] = ready
 
     # open a large chat
-    begin()
+    begin("open_large_chat")
     window.open_chat(large)
     opened = spin(lambda: window.binding.session.chat_id == large and len(window.binding.session.turns) > 0, 60)
     spin(lambda: False, 1.0)
@@ -113,7 +123,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     notes["large_chat_turns"] = len(window.binding.session.turns) if opened else 0
 
     # search, typed one character at a time as a person does
-    begin()
+    begin("search")
     for character in "desk mug":
         window.history_panel.search.setText(window.history_panel.search.text() + character)
         spin(lambda: False, 0.12)
@@ -124,7 +134,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
 
     # switch camera
     before = window.camera
-    begin()
+    begin("switch_camera")
     window.start_camera(str(video_b))
     switched = spin(lambda: window.camera is not before and window.camera is not None
                     and window.camera.frames_read > 5, 30)  # fmt: skip
@@ -176,7 +186,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     late = MainWindow(settings_for(load_model, load_mmproj), workdir / "data2", camera_source=str(video_b))
     late.show()
     loading = spin(lambda: late.model_host.loading, 30)
-    begin()
+    begin("close_during_load")
     started = time.perf_counter()
     late.close()
     closed = spin(lambda: late.is_closed, 60)
@@ -185,8 +195,11 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     notes["close_while_loading"] = loading and not late.model_ready
     notes["close_seconds"] = round(close_s, 3) if closed else None
     detach_loop(loop)
+    if probe is not None:
+        probe.stop()
+        print(probe.report())
 
-    median = {name: round(statistics.median(values), 1) for name, values in ttft.items()}
+    median = {name: round(statistics.median(values), 1) if values else float("nan") for name, values in ttft.items()}
     base = median["unprepared_first_turn"]
     ratios = [{"name": f"GUI longest stall: {name} (ms)", "value": value, "target": STALL_GOAL_MS,
                "met": value <= STALL_GOAL_MS} for name, value in stalls.items()]  # fmt: skip
@@ -221,10 +234,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-tokens", type=int, default=16)
     parser.add_argument("--chats", type=int, default=2000)
     parser.add_argument("--large-turns", type=int, default=300)
-    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--reps", type=int, default=3, help="typed-question trials of each kind (0: stalls only)")
     parser.add_argument("--short-typing", type=float, default=3.0)
     parser.add_argument("--long-typing", type=float, default=10.0)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--stall-report", action="store_true",
+                        help="print where the GUI thread was (sampled stacks) during each stall over 20 ms")
     args = parser.parse_args(argv)
     if args.quick:
         args.chats, args.large_turns, args.reps, args.short_typing, args.long_typing = 20, 10, 1, 0.3, 0.6
