@@ -116,8 +116,10 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
 
     # open a large chat
     begin("open_large_chat")
+    opened_chats: list[int] = []
+    window.binding.chat_opened.connect(opened_chats.append)  # its bubbles are all on screen, the engine has its turns
     window.open_chat(large)
-    opened = spin(lambda: window.binding.session.chat_id == large and len(window.binding.session.turns) > 0, 60)
+    opened = spin(lambda: large in opened_chats, 120)
     spin(lambda: False, 1.0)
     stalls["open_large_chat"] = end()
     notes["large_chat_turns"] = len(window.binding.session.turns) if opened else 0

@@ -24,8 +24,10 @@ class Stall:
     label: str
     started: float
     cpu_started: int
+    queued_started: int = 0
     duration_ms: float = 0.0
     cpu_ms: float = 0.0
+    queued_ms: float = 0.0  # runnable but not running: waiting for a core (the machine is loaded)
     samples: list[tuple[str, ...]] = field(default_factory=list)
 
 
@@ -48,6 +50,7 @@ class StallProbe:
         self.sample = sample_ms / 1000
         self.main = threading.get_ident()
         self.clock = time.pthread_getcpuclockid(self.main)
+        self._schedstat = Path(f"/proc/self/task/{threading.get_native_id()}/schedstat")
         self.label = ""
         self.stalls: list[Stall] = []
         self._last = time.perf_counter()
@@ -64,8 +67,16 @@ class StallProbe:
             if current is not None:
                 current.duration_ms = (now - current.started) * 1000
                 current.cpu_ms = (time.clock_gettime_ns(self.clock) - current.cpu_started) / 1e6
+                current.queued_ms = (self._queued_ns() - current.queued_started) / 1e6
                 self.stalls.append(current)
             self._last = now
+
+    def _queued_ns(self) -> int:
+        """The GUI thread's time runnable but waiting for a core, so far (Linux schedstat; 0 elsewhere)."""
+        try:
+            return int(self._schedstat.read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            return 0
 
     def start(self, label: str) -> None:
         self.label = label
@@ -82,7 +93,8 @@ class StallProbe:
                 if now - self._last < self.threshold or not self.label:
                     continue
                 if self._current is None:
-                    self._current = Stall(self.label, self._last, time.clock_gettime_ns(self.clock))
+                    self._current = Stall(self.label, self._last, time.clock_gettime_ns(self.clock),
+                                          self._queued_ns())  # fmt: skip
                 frame = sys._current_frames().get(self.main)
                 if frame is not None:
                     self._current.samples.append(_frames(frame))
@@ -97,7 +109,9 @@ class StallProbe:
             out.append(f"=== {label}: {len(stalls)} stalls over {self.threshold * 1000:.0f} ms, longest "
                        f"{stalls[0].duration_ms:.0f} ms")  # fmt: skip
             for stall in stalls[:top]:
-                out.append(f"--- {stall.duration_ms:.0f} ms (GUI thread CPU {stall.cpu_ms:.0f} ms), "
+                blocked = stall.duration_ms - stall.cpu_ms - stall.queued_ms
+                out.append(f"--- {stall.duration_ms:.0f} ms: GUI thread on a core {stall.cpu_ms:.0f} ms, waiting for a "
+                           f"core {stall.queued_ms:.0f} ms, blocked (GIL, locks, I/O) {blocked:.0f} ms; "
                            f"{len(stall.samples)} samples")  # fmt: skip
                 counts = collections.Counter(stack[-depth:] for stack in stall.samples)
                 for stack, count in counts.most_common(3):

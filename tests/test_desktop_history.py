@@ -250,8 +250,112 @@ def test_a_long_chat_opens_on_its_latest_turns_and_shows_the_rest_on_request(qtb
     button = window.chat_view.earlier_button
     assert button.isVisibleTo(window)
     assert button.text() == "Show 5 earlier turns"
-    button.click()
+    with qtbot.waitSignal(window.binding.rendered, timeout=20000):
+        button.click()
     shown = [b.text for b in window.chat_view.bubbles if b.role == "assistant"]
     assert shown == [f"Answer {i}" for i in range(RECENT_TURNS + 5)]
+    assert [b.text for b in window.chat_view.bubbles if b.role == "user"] == [f"Question {i}"
+                                                                              for i in range(RECENT_TURNS + 5)]
     assert not button.isVisibleTo(window)
+    close_window(qtbot, window)
+
+
+def store_long_chat(path, turns: int, frame_every: int = 0) -> int:
+    """A stored chat of `turns` questions and answers; with `frame_every`, every frame_every-th question has a
+    frame, each frame asked about twice in a row (on turns 0 and frame_every, then 2 and 3 times frame_every...)."""
+    import numpy as np
+
+    from app.core.inference.images import load_image
+
+    store = HistoryStore(path)
+    try:
+        chat_id = store.create_chat("Long")
+        for i in range(turns):
+            image = None
+            if frame_every and i % frame_every == 0:
+                pixels = np.full((48, 64, 3), (i // (2 * frame_every) * 37) % 256, dtype=np.uint8)
+                image = store.save_image(load_image(pixels), source="test")
+            store.add_user_message(chat_id, f"Question {i}", image)
+            writer = store.begin_answer(chat_id)
+            writer.append(f"Answer {i}")
+            writer.finish()
+    finally:
+        store.close()
+    return chat_id
+
+
+def bubble_counts_while(qtbot, window, action, signal) -> list[int]:
+    """How many bubbles the chat had each time a 0 ms GUI timer fired while `action` ran, until `signal`."""
+    from PySide6.QtCore import QTimer
+
+    seen: list[int] = []
+    timer = QTimer()
+    timer.setInterval(0)
+    timer.timeout.connect(lambda: seen.append(len(window.chat_view.bubbles)))
+    try:
+        with qtbot.waitSignal(signal, timeout=20000):
+            timer.start()
+            action()
+    finally:
+        timer.stop()
+    return seen
+
+
+def test_a_long_chat_is_built_a_few_turns_at_a_time_with_the_loop_running_between(qtbot, make_window, settings,
+                                                                                    tmp_path):  # fmt: skip
+    # its 40 latest turns built in one go held the GUI thread (bench.gui_actions: open a large chat)
+    from app.desktop.session_binding import RECENT_TURNS
+
+    chat_id = store_long_chat(tmp_path, RECENT_TURNS + 5)
+    window = make_window(settings)
+    seen = bubble_counts_while(qtbot, window, lambda: window.open_chat(chat_id), window.binding.chat_opened)
+    assert any(0 < count < 2 * RECENT_TURNS for count in seen)  # a timer fired with the chat half built
+    assert [b.text for b in window.chat_view.bubbles][-2:] == [f"Question {RECENT_TURNS + 4}",
+                                                               f"Answer {RECENT_TURNS + 4}"]  # fmt: skip
+    assert len(window.chat_view.bubbles) == 2 * RECENT_TURNS
+    seen = bubble_counts_while(qtbot, window, window.chat_view.earlier_button.click, window.binding.rendered)
+    assert any(2 * RECENT_TURNS < count < 2 * (RECENT_TURNS + 5) for count in seen)  # the same for earlier turns
+    assert [b.text for b in window.chat_view.bubbles] == [text for i in range(RECENT_TURNS + 5)
+                                                          for text in (f"Question {i}", f"Answer {i}")]  # fmt: skip
+    close_window(qtbot, window)
+
+
+def test_earlier_turns_shown_later_repeat_no_frame_a_chat_built_at_once_would_not(qtbot, make_window, settings,
+                                                                                  tmp_path):  # fmt: skip
+    from app.desktop.session_binding import RECENT_TURNS
+
+    # Frames on turns 0, 4, 8...: turns 0 and 4 ask about one frame, 8 and 12 about the next. The chat opens on
+    # turns 4 onwards, so turn 4 shows its frame until turn 0 comes above it with the same one.
+    chat_id = store_long_chat(tmp_path, RECENT_TURNS + 4, frame_every=4)
+    window = make_window(settings)
+    open_chat(qtbot, window, chat_id)
+
+    def shown() -> list[int]:
+        questions = [b for b in window.chat_view.bubbles if b.role == "user"]
+        first = int(questions[0].text.split()[1])
+        return [first + i for i, b in enumerate(questions)
+                if b.thumbnail is not None and b.thumbnail.isVisibleTo(window)]  # fmt: skip
+
+    assert shown() == [4, *range(8, RECENT_TURNS + 4, 8)]
+    with qtbot.waitSignal(window.binding.rendered, timeout=20000):
+        window.chat_view.earlier_button.click()
+    assert shown() == list(range(0, RECENT_TURNS + 4, 8))  # each frame once, where it was first asked about
+    close_window(qtbot, window)
+
+
+def test_a_question_sent_while_a_chat_is_still_being_built_goes_below_all_of_it(qtbot, make_window, settings,
+                                                                                tmp_path):  # fmt: skip
+    from app.desktop.session_binding import RECENT_TURNS
+
+    chat_id = store_long_chat(tmp_path, RECENT_TURNS)
+    window = make_window(settings)
+    open_chat(qtbot, window, chat_id)
+    wait_for_frame(qtbot, window)
+    window.binding.render_chat()  # built again: the first few turns are on screen, the rest still to come
+    assert 0 < len(window.chat_view.bubbles) < 2 * RECENT_TURNS
+    ask(qtbot, window, "One more?")
+    texts = [b.text for b in window.chat_view.bubbles]
+    assert texts[:-1] == [text for i in range(RECENT_TURNS) for text in (f"Question {i}", f"Answer {i}")] + [
+        "One more?"]  # fmt: skip
+    assert window.chat_view.bubbles[-1].role == "assistant"
     close_window(qtbot, window)

@@ -724,6 +724,27 @@ class ChatView(QScrollArea):
         self.scroll_to_end()
         return bubble
 
+    def insert(self, position: int, bubble: Bubble) -> Bubble:
+        """Put `bubble` above the one at `position` (earlier turns shown on request); the view does not jump to the
+        end. A frame the bubble above already shows is not repeated, as in `add`."""
+        if bubble.frame_image is not None:
+            above = next((b.frame_image for b in reversed(self.bubbles[:position]) if b.frame_image is not None), None)
+            if above is not None and bubble.frame_image == above:
+                bubble.hide_thumbnail()
+        row = self._layout.indexOf(self.bubbles[position]) if position < len(self.bubbles) else self._layout.count() - 1
+        self._layout.insertWidget(row, bubble)
+        self.bubbles.insert(position, bubble)
+        self.empty_label.setVisible(False)
+        return bubble
+
+    def joined_at(self, position: int) -> None:
+        """Bubbles were inserted above `position`: the first frame below them is hidden if it is the frame just
+        above it, as a chat built top to bottom shows it."""
+        above = next((b.frame_image for b in reversed(self.bubbles[:position]) if b.frame_image is not None), None)
+        below = next((b for b in self.bubbles[position:] if b.frame_image is not None), None)
+        if above is not None and below is not None and below.frame_image == above:
+            below.hide_thumbnail()
+
     def show_earlier(self, hidden_turns: int) -> None:
         """Say that `hidden_turns` earlier turns are not shown (0: all are)."""
         self.earlier_button.setText(f"Show {hidden_turns} earlier turn{'s' if hidden_turns != 1 else ''}")

@@ -20,6 +20,7 @@ question… 1 s", then the answer with live tokens/s — in the status line and 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
 import math
@@ -43,6 +44,10 @@ from app.desktop.model_host import ModelHost
 THUMBNAIL_SIZE = QSize(160, 120)
 TICK_MS = 200
 RECENT_TURNS = 40  # a reopened chat shows this many latest turns at first
+# A chat is put on screen a few turns at a time, the loop running in between (building every bubble of a long chat
+# in one go held the GUI thread for seconds): at most this many turns, or this long, per step.
+RENDER_STEP_TURNS = 4
+RENDER_STEP_S = 0.015
 
 
 def thumbnail(image: RGBImage) -> QPixmap:
@@ -111,6 +116,7 @@ class SessionBinding(QObject):
     answer_piece = Signal(str)  # a piece of the answer on screen, as it is shown
     prepared = Signal(bool)  # the pinned frame's preparation ended (True: completed)
     chat_opened = Signal(int)  # a stored chat is on screen and the engine has its turns
+    rendered = Signal()  # every bubble of the chat (or of the earlier turns asked for) is on screen
 
     def __init__(
         self,
@@ -142,6 +148,12 @@ class SessionBinding(QObject):
         self._answer_task: asyncio.Task[Any] | None = None
         self._bubble: Bubble | None = None  # the answer being streamed (None once the chat on screen changed)
         self._answers: dict[int, Bubble] = {}  # turn index -> its answer bubble on screen (‹ 1/2 › asks by index)
+        # Turns still to be put on screen (index, turn), oldest first, and the task putting them there a few at a
+        # time.
+        self._unrendered: collections.deque[tuple[int, SessionTurn]] = collections.deque()
+        self._insert_at: int | None = None  # earlier turns go above the ones shown: the next one's bubble index
+        self._first_shown = 0  # the first turn on screen (the ones above it wait for "Show earlier")
+        self._render_task: asyncio.Task[None] | None = None
         self._pending: list[str] = []
         self._prepared_at_send = False
         self._conversation = 0  # counts changes of the engine's conversation (new chat, another model, a chat opened)
@@ -207,9 +219,10 @@ class SessionBinding(QObject):
     async def open_chat_async(self, chat_id: int) -> None:
         """Show a stored chat and feed the engine its turns (an extraction kept in it, a chat chosen)."""
         await self.session.open_chat_async(chat_id)
-        # Feed the engine now, so the first follow-up only evaluates its own tokens.
+        # Feed the engine now, so the first follow-up only evaluates its own tokens (while the bubbles are built).
         await asyncio.wrap_future(self.host.set_history(self.session.past_turns(), self.session.system_prompt))
         self.prepare_again()
+        await self.render_done()
         self.set_status(f"Opened “{self.session.title}”: ask to continue it")
         self.chat_opened.emit(chat_id)
 
@@ -297,6 +310,7 @@ class SessionBinding(QObject):
         if request is None:  # another version was chosen: its answer is shown in place
             self._show_chosen_versions()
             return
+        self._render_now()  # a new question goes below every earlier turn, so those are all on screen first
         turn = request.turn
         if len(turn.versions) == 1:  # a new question (a regenerate adds a version to the last one)
             self.chat_view.add(Bubble("user", turn.question, thumbnail(turn.image) if turn.image is not None else None))
@@ -379,10 +393,6 @@ class SessionBinding(QObject):
         self._all_turns = False
         self.render_chat()
 
-    def show_all_turns(self) -> None:
-        self._all_turns = True
-        self.render_chat()
-
     def _on_pinned(self, event: SessionEvent) -> None:
         image = self.session.pinned
         if image is None or self._preparation != (self._conversation, image.digest):
@@ -395,23 +405,98 @@ class SessionBinding(QObject):
         self.prepare_pinned()
 
     def render_chat(self) -> None:
-        """The whole chat on screen again, from the session (a chat opened, a new chat, another version chosen)."""
+        """The whole chat on screen again, from the session (a chat opened, a new chat): its latest RECENT_TURNS
+        (all with "Show earlier"), built a few turns at a time with the loop running in between (`rendered`)."""
+        self._stop_rendering()
         self.chat_view.clear()
         self._answers.clear()
         turns = self.session.turns
         first = 0 if self._all_turns else max(0, len(turns) - RECENT_TURNS)
         self.chat_view.show_earlier(first)
-        for index, turn in enumerate(turns[first:], start=first):
-            self.chat_view.add(Bubble("user", turn.question, thumbnail(turn.image) if turn.image is not None else None))
-            answer = turn.answer
-            if answer is None or answer.status == "streaming" and self.session.request is not None:
-                continue
-            self._show_answer(self._add_answer(index, Bubble("assistant")), turn)
+        self._first_shown = first
+        self._render(list(enumerate(turns))[first:], insert_at=None)
+
+    def show_all_turns(self) -> None:
+        """ "Show N earlier turns": the turns above the ones shown are added above them, a few at a time."""
+        self._all_turns = True
+        self._render_now()
+        earlier, self._first_shown = self._first_shown, 0
+        self.chat_view.show_earlier(0)
+        self._render(list(enumerate(self.session.turns))[:earlier], insert_at=0)
+
+    def _render(self, turns: list[tuple[int, SessionTurn]], *, insert_at: int | None) -> None:
+        self._unrendered = collections.deque(turns)
+        self._insert_at = insert_at
+        self._render_step()  # the first step at once: a short chat is on screen before the loop runs again
+        if self._unrendered:
+            self._render_task = self.tasks.spawn(self._render_rest())
+        else:
+            self.rendered.emit()
+
+    async def _render_rest(self) -> None:
+        while self._unrendered:
+            await asyncio.sleep(0)  # the loop runs: input, painting, timers, a streaming answer
+            self._render_step()
+        self._render_task = None
+        self.rendered.emit()
+
+    def _render_step(self) -> None:
+        deadline = time.perf_counter() + RENDER_STEP_S
+        for _ in range(RENDER_STEP_TURNS):
+            if not self._unrendered:
+                break
+            self._render_turn(*self._unrendered.popleft())
+            if time.perf_counter() >= deadline:
+                break
+        if not self._unrendered and self._insert_at is not None:
+            self.chat_view.joined_at(self._insert_at)  # the first turn shown before may repeat the frame above it
+            self._insert_at = None
+
+    def _render_now(self) -> None:
+        """Whatever is still to be shown goes on screen now (before anything is added below it)."""
+        task, self._render_task = self._render_task, None
+        if task is not None:
+            task.cancel()
+        if self._unrendered:
+            while self._unrendered:
+                self._render_step()
+            self.rendered.emit()
+
+    def _stop_rendering(self) -> None:
+        task, self._render_task = self._render_task, None
+        if task is not None:
+            task.cancel()
+        self._unrendered.clear()
+        self._insert_at = None
+
+    async def render_done(self) -> None:
+        """Wait until the chat's bubbles are all on screen (a render replaced meanwhile: until the new one is)."""
+        while (task := self._render_task) is not None:
+            await asyncio.wait({task})
+            if self._render_task is task:  # it ended without finishing (an error, shown as a notice)
+                self._render_task = None
+
+    def _render_turn(self, index: int, turn: SessionTurn) -> None:
+        bubbles = [Bubble("user", turn.question, thumbnail(turn.image) if turn.image is not None else None)]
+        answer = turn.answer
+        if answer is not None and not (answer.status == "streaming" and self.session.request is not None):
+            bubbles.append(Bubble("assistant"))
+            self._connect_answer(index, bubbles[-1])
+            self._show_answer(bubbles[-1], turn)
+        for bubble in bubbles:
+            if self._insert_at is None:
+                self.chat_view.add(bubble)
+            else:
+                self.chat_view.insert(self._insert_at, bubble)
+                self._insert_at += 1
 
     def _add_answer(self, turn_index: int, bubble: Bubble) -> Bubble:
+        self._connect_answer(turn_index, bubble)
+        return self.chat_view.add(bubble)
+
+    def _connect_answer(self, turn_index: int, bubble: Bubble) -> None:
         bubble.version_requested.connect(lambda version: self.choose_version(turn_index, version))
         self._answers[turn_index] = bubble
-        return self.chat_view.add(bubble)
 
     @staticmethod
     def _show_answer(bubble: Bubble, turn: SessionTurn) -> None:
@@ -451,6 +536,7 @@ class SessionBinding(QObject):
         """Stop the answer and let every task end (the answer is then stored as stopped, with its text)."""
         self._tick.stop()
         self._render_timer.stop()
+        self._stop_rendering()
         self.session.stop()
         await self.tasks.finish()
 
