@@ -336,9 +336,12 @@ def test_earlier_turns_shown_later_repeat_no_frame_a_chat_built_at_once_would_no
         return [first + i for i, b in enumerate(questions)
                 if b.thumbnail is not None and b.thumbnail.isVisibleTo(window)]  # fmt: skip
 
+    # a widget added to a shown layout is shown once the loop runs
+    qtbot.waitUntil(lambda: all(b.isVisibleTo(window) for b in window.chat_view.bubbles), timeout=5000)
     assert shown() == [4, *range(8, RECENT_TURNS + 4, 8)]
     with qtbot.waitSignal(window.binding.rendered, timeout=20000):
         window.chat_view.earlier_button.click()
+    qtbot.waitUntil(lambda: all(b.isVisibleTo(window) for b in window.chat_view.bubbles), timeout=5000)
     assert shown() == list(range(0, RECENT_TURNS + 4, 8))  # each frame once, where it was first asked about
     close_window(qtbot, window)
 
