@@ -174,33 +174,21 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _scene_reader(engine: Any, preset: Any, recorder: Any, as_json: bool) -> Any:
-    """on_scene for `--extract`: the frame's records, kept (merged by title) in the watch's chat."""
-    from app.core.extract.extractor import ExtractError, extract, with_dates
-    from app.core.history.records import RecordStore
+    """on_scene for `--extract`: the frame's records, kept (merged by title) in the watch's chat, one line each."""
+    from app.core.extract.scene import SceneRead, SceneRecords
 
-    table = RecordStore(recorder.store) if recorder is not None else None
-
-    def read(frame: Any) -> bool:
+    def say(read: SceneRead) -> None:
+        frame = read.frame
         stamp = frame.captured_at.isoformat()
-        try:
-            result = extract(engine, frame.rgb, preset)
-        except ExtractError as exc:
-            if "interrupted by a chat question" in str(exc):
-                return False
-            _emit({"event": "error", "text": str(exc), "frame": frame.index, "time": stamp}, as_json)
-            return True
-        image_hash = recorder.frame_for_records(frame) if table is not None and result.records else None
-        for record in result.records:
-            data = with_dates(record, preset, frame.captured_at)
-            merged = False
-            if table is not None:
-                _, merged = table.add(preset.name, data, title_field=preset.title_field, chat_id=recorder.chat_id,
-                                      image_hash=image_hash, captured_at=frame.captured_at)  # fmt: skip
+        if read.error:
+            _emit({"event": "error", "text": read.error, "frame": frame.index, "time": stamp}, as_json)
+            return
+        for index, data in enumerate(read.records):
+            merged = read.stored[index][1] if read.stored else False
             _emit({"event": "record", "record": data, "merged": merged, "frame": frame.index, "time": stamp},
                   as_json)  # fmt: skip
-        return True
 
-    return read
+    return SceneRecords(engine, preset, recorder, on_read=say)
 
 
 def _emit(line: dict[str, Any], as_json: bool) -> None:
