@@ -341,3 +341,34 @@ def test_a_date_typed_in_the_window_is_today_at_the_frames_time_zone():
     model.set_records(columns_for("todo", [record]), [record], {})
     assert model.edited_data(record, "due", "today") == {"title": "x", "due": date(2026, 12, 4).isoformat(),
                                                          "due_text": "today", "notes": ""}  # fmt: skip
+
+
+def test_watch_and_fill_a_list_reads_a_scene_into_records_shown_from_every_chat(qtbot, make_window, roomy, tmp_path):
+    from PIL import Image
+
+    from tests.support.desktop import close_window, wait_for_frame
+
+    path = tmp_path / "note.png"
+    Image.fromarray(note_frame()).save(path)
+    window = make_window(roomy, camera=str(path))
+    wait_for_frame(qtbot, window)
+    with qtbot.waitSignal(window._scene_reads.read, timeout=60000) as blocker:
+        window.watch_and_fill(PRESETS["todo"])
+    read = blocker.args[0]
+    assert read.error == ""
+    assert read.stored, "the tiny model reads to-dos from this frame"
+    panel = window.records_panel
+    qtbot.waitUntil(lambda: panel._pending == 0 and panel.model.rowCount() > 0, timeout=10000)
+    [chat] = [c for c in window.history.list_chats() if c.title == "Watch: To-do list"]
+    stored = RecordStore(window.history).list("todo")
+    assert {r.id for r, _merged in read.stored} == {r.id for r in stored}
+    assert all(r.chat_id == chat.id and r.image_hash for r in stored)
+    assert window.records_dock.isVisible()
+    assert panel.scope.currentText() == "All records"  # the list fills from the watch's chat, not the one on screen
+    assert [r.id for r in panel.model.records()] == [r.id for r in stored]
+    assert window.watch_panel.indicator.text() == "● Watching: To-do list"
+    added = len({r.id for r, merged in read.stored if not merged})
+    assert window.status_label.text() == (f"Watch: {added} new To-do record{'s' if added != 1 else ''}, "
+                                          f"{len(read.stored) - added} merged")  # fmt: skip
+    close_window(qtbot, window)
+    assert not window.watch_panel.runner.running

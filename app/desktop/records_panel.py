@@ -168,6 +168,16 @@ class RecordsPanel(QWidget):
         self._wanted_kind = kind
         self.refresh()
 
+    def show_all(self, kind: str, preset: Preset | None = None) -> None:
+        """Every record of `kind`, whichever chat it came from (a watch filling a list)."""
+        if preset is not None:
+            self.presets[kind] = preset
+        self._wanted_kind = kind
+        if self.scope_name == ALL_RECORDS:
+            self.refresh()
+        else:
+            self.scope.setCurrentIndex(self.scope.findData(ALL_RECORDS))  # reads them
+
     @property
     def scope_name(self) -> str:
         return str(self.scope.currentData())

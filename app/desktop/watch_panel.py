@@ -102,9 +102,10 @@ class WatchRunner(QObject):
 
     def stop(self, timeout: float = 5.0) -> None:
         self.watcher.stop()
-        cancel = getattr(self.watcher._answer, "cancel", None)
-        if cancel is not None:
-            cancel()  # the question in flight ends within one token: closing never waits for an answer
+        for asking in (self.watcher._answer, self.watcher._on_scene):  # a question, or a preset's extraction
+            cancel = getattr(asking, "cancel", None)
+            if cancel is not None:
+                cancel()  # what is in flight ends within one token: closing never waits for an answer
         stop = getattr(self.source, "stop", None)
         if isinstance(stop, threading.Event):
             stop.set()
@@ -234,15 +235,17 @@ class WatchPanel(QWidget):
         self._rows: dict[int, QListWidgetItem] = {}  # timeline entry index → row
         self._set_running(False)
 
-    def attach(self, runner: WatchRunner, notifiers: list[Any] | None = None, *, sound: bool = False) -> None:
+    def attach(self, runner: WatchRunner, notifiers: list[Any] | None = None, *, sound: bool = False,
+               what: str = "") -> None:  # fmt: skip
+        """Show `runner`'s watch; `what` names it in the indicator (default: its condition or question)."""
         self.runner = runner
         self.sound = sound
         backends = [*(notifiers if notifiers is not None else []), self.banner]
         self.centre = NotificationCentre(backends, self.open_entry, beep=QApplication.beep)
         runner.watch_event.connect(self._on_event, Qt.ConnectionType.QueuedConnection)
         runner.ended.connect(self._on_ended, Qt.ConnectionType.QueuedConnection)
-        what = runner.watcher.condition.text if runner.watcher.condition else runner.watcher.question
-        self._what = what or "the camera"
+        asked = runner.watcher.condition.text if runner.watcher.condition else runner.watcher.question
+        self._what = what or asked or "the camera"
         self._set_running(True)
 
     def _set_running(self, running: bool) -> None:

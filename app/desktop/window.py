@@ -23,7 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtGui import (
     QAction,
     QCloseEvent,
@@ -87,6 +87,12 @@ class StatusLine(DescribedLabel):
         shown = metrics.elidedText(self.text(), Qt.TextElideMode.ElideRight, self.contentsRect().width())
         painter.drawText(self.contentsRect(), int(Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft), shown)
         painter.end()
+
+
+class SceneReads(QObject):
+    """A watched scene's records, from the watch's thread to the GUI thread (a queued signal)."""
+
+    read = Signal(object)  # app.core.extract.scene.SceneRead
 
 
 class MainWindow(QMainWindow):
@@ -272,6 +278,11 @@ class MainWindow(QMainWindow):
             self._action(menu, text, shortcut, lambda _checked=False, preset=PRESETS[name]: self.extract(preset))
         self._action(menu, "Your own &schema…", None, lambda: self.extraction.extract_own_schema())
         menu.addSeparator()
+        fill = menu.addMenu("&Watch and fill a list")
+        for name in ("todo", "expense", "contact"):
+            self._action(fill, PRESETS[name].label, None,
+                         lambda _checked=False, preset=PRESETS[name]: self.watch_and_fill(preset))  # fmt: skip
+        menu.addSeparator()
         self.extract_button.setMenu(menu)
 
     def _build_records(self) -> None:
@@ -282,6 +293,8 @@ class MainWindow(QMainWindow):
         from app.desktop.records_panel import RecordsPanel
 
         self.extraction = WindowExtraction(self)
+        self._scene_reads = SceneReads(self)
+        self._scene_reads.read.connect(self._on_scene_read)
         self.records_panel = RecordsPanel(self.history, self.tasks.spawn)
         self.records_panel.message.connect(self.set_status)
         self.records_panel.problem.connect(lambda text: self.show_notice(text, kind="records"))
@@ -701,10 +714,13 @@ class MainWindow(QMainWindow):
         if ok and text.strip():
             self.start_watch(text.strip())
 
-    def start_watch(self, text: str) -> None:
-        """Watch the camera in a Watch panel (one at a time), asking the engine aside from the chat."""
+    def start_watch(self, text: str = "", *, preset: Any = None) -> None:
+        """Watch the camera in a Watch panel (one at a time), asking the engine aside from the chat. With `preset`
+        (Extract → Watch and fill a list), each new scene is also read into its records, merged by title into open
+        ones — the list that fills itself, shown in Records."""
         from PySide6.QtWidgets import QDockWidget
 
+        from app.core.extract.scene import SceneRecords
         from app.core.watch import Condition, EngineAnswerer, Watcher
         from app.core.watch.record import WatchRecorder
         from app.desktop.watch_panel import CameraFrames, DBusNotifier, TrayNotifier, WatchPanel, WatchRunner
@@ -717,23 +733,52 @@ class MainWindow(QMainWindow):
         is_condition = text.lower().startswith(("tell me when", "let me know when", "notify me when"))
         answer: Any = EngineAnswerer(engine)
         recorder = None
+        what = text or (f"{preset.label} list" if preset is not None else "")
         if not self.history.read_only:  # the watch is a chat with its timestamped frames (written on its thread)
-            recorder = WatchRecorder(self.history, f"Watch: {text}", source=self.camera.name,
+            recorder = WatchRecorder(self.history, f"Watch: {what}", source=self.camera.name,
                                      retention=self.settings.watch_retention())  # fmt: skip
             answer = recorder.remembering(answer)
-        watcher = Watcher(answer, None if is_condition else text, condition=Condition(text) if is_condition else None,
+        on_scene = None
+        if preset is not None:  # read on the watch's thread; each outcome reaches the GUI thread as a queued signal
+            on_scene = SceneRecords(engine, preset, recorder, on_read=self._scene_reads.read.emit)
+            self.records_dock.show()
+            self.records_panel.show_all(preset.name, preset)
+        watcher = Watcher(answer, None if is_condition else (text or None),
+                          condition=Condition(text) if is_condition else None, on_scene=on_scene,
                           on_event=recorder.on_event if recorder is not None else None)  # fmt: skip
         stop = threading.Event()
         runner = WatchRunner(watcher, CameraFrames(self.camera, stop), self)
         runner.source.stop = stop
         panel = WatchPanel()
-        panel.attach(runner, [TrayNotifier(self), DBusNotifier()], sound=self.settings.watch_sound)
+        panel.attach(runner, [TrayNotifier(self), DBusNotifier()], sound=self.settings.watch_sound, what=what)
+        old_dock = getattr(self, "watch_dock", None)
+        if old_dock is not None:  # one watch at a time: the stopped one's panel goes with it
+            self.removeDockWidget(old_dock)
+            old_dock.deleteLater()
         dock = QDockWidget("Watch", self)
         dock.setObjectName("watchDock")
         dock.setWidget(panel)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
+        self.watch_dock = dock
         self.watch_panel = panel
+        self._watched_preset = preset
         runner.start()
+
+    def watch_and_fill(self, preset: Any) -> None:
+        """Extract → Watch and fill a list: the camera watched, each new scene read into `preset`'s records."""
+        self.start_watch(preset=preset)
+
+    def _on_scene_read(self, read: Any) -> None:
+        """A watched scene was read into records (on the GUI thread): Records shows them as stored."""
+        preset = getattr(self, "_watched_preset", None)
+        label = preset.label if preset is not None else "records"
+        if read.error:
+            self.show_notice(f"The watch could not read {label} records from a scene: {read.error}", kind="extract")
+            return
+        merged = sum(1 for _record, was_merged in read.stored if was_merged)
+        added = len(read.stored) - merged
+        self.set_status(f"Watch: {added} new {label} record{'s' if added != 1 else ''}, {merged} merged")
+        self.records_panel.refresh()
 
     def stop_watch(self) -> str:
         panel = getattr(self, "watch_panel", None)
