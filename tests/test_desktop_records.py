@@ -237,6 +237,7 @@ def test_edit_done_delete_and_exports_are_stored_and_round_trip(qtbot, make_wind
     assert len(todos) == len(kept.stored)
 
     before = model.rowCount()
+    kept_before = table.get(first.id)
     panel.table.selectRow(0)
     wait_loaded(qtbot, panel, panel.delete_button.click)
     with pytest.raises(KeyError):
@@ -244,6 +245,14 @@ def test_edit_done_delete_and_exports_are_stored_and_round_trip(qtbot, make_wind
     assert model.rowCount() == before - 1
     assert first.id not in [r.id for r in model.records()]
     assert window.status_label.text() == "Deleted 1 record"
+    assert (window.notice.text(), window.notice.action_button.text()) == ("Deleted 1 record.", "Undo")
+    wait_loaded(qtbot, panel, window.notice.action_button.click)
+    restored = table.get(first.id)
+    assert (restored.data, restored.status, restored.image_hash, restored.chat_id) == (
+        kept_before.data, "done", kept_before.image_hash, kept_before.chat_id)  # fmt: skip
+    assert model.record_at(0).id == first.id
+    assert window.notice.text() == ""
+    assert window.status_label.text() == "Restored 1 record"
 
 
 def test_the_live_frame_is_frozen_and_read_when_nothing_is_pinned(qtbot, make_window, roomy):

@@ -177,3 +177,25 @@ def test_a_records_frame_outlives_the_watch_retention_cap_and_purges(tmp_path):
     store.delete_chat(chat)
     store.purge_deleted()
     assert picture.path.is_file()
+
+
+def test_a_deleted_record_comes_back_with_its_id_and_merges_again_even_if_its_chat_was_purged(tmp_path):
+    store = HistoryStore(tmp_path)
+    table = RecordStore(store)
+    chat = store.create_chat("To-do: desk.jpg")
+    record, _ = table.add("todo", {"title": "Buy milk", "due": "", "notes": "2 litres"}, title_field="title",
+                          chat_id=chat, captured_at=FRIDAY_EVENING)  # fmt: skip
+    table.update(record.id, status="done")
+    done = table.get(record.id)
+    table.delete(record.id)
+    assert table.restore(done, title_field="title") == done
+    assert table.restore(done, title_field="title") == done  # twice is once
+    table.delete(record.id)
+    store.delete_chat(chat)
+    store.purge_deleted()
+    back = table.restore(done, title_field="title")
+    assert (back.id, back.chat_id, back.data, back.status) == (done.id, None, done.data, "done")
+    table.update(back.id, status="open")
+    _, merged = table.add("todo", {"title": "buy the milk", "due": "", "notes": ""}, title_field="title")
+    assert merged  # its title key came back with it
+    store.close()

@@ -76,6 +76,7 @@ class RecordsPanel(QWidget):
     message = Signal(str)  # what was done, for the status line ("Exported 3 records to todo.csv")
     problem = Signal(str)  # what went wrong and what to do, for a notice (a write that failed)
     loaded = Signal()  # the table shows what SQLite holds now (no read or write of the panel is still under way)
+    deleted = Signal(list)  # the records just deleted, as they were (the window offers Undo: `restore`)
 
     def __init__(self, store: HistoryStore, spawn: Spawn) -> None:
         super().__init__()
@@ -280,6 +281,9 @@ class RecordsPanel(QWidget):
         self._run(self._delete(ids))
 
     async def _delete(self, ids: list[int]) -> None:
+        gone = set(ids)
+        records = [r for r in self._records if r.id in gone]
+
         def delete() -> None:
             for record_id in ids:
                 self.table_store.delete(record_id)
@@ -290,11 +294,28 @@ class RecordsPanel(QWidget):
             self.problem.emit(f"The records were not deleted: {exc}")
             await self._read()
             return
-        gone = set(ids)
         self._records = [r for r in self._records if r.id not in gone]
         self.model.remove_records(gone)
         self._show()
         self.message.emit("Deleted 1 record" if len(ids) == 1 else f"Deleted {len(ids)} records")
+        self.deleted.emit(records)
+
+    def restore(self, records: list[Record]) -> None:
+        """Undo a delete: the records back with their ids, data, status and frames."""
+        fields = {r.kind: columns_for(r.kind, [r], self.presets).title_field for r in records}
+        self._run(self._restore(records, fields))
+
+    async def _restore(self, records: list[Record], title_fields: dict[str, str]) -> None:
+        def restore() -> None:
+            for record in records:
+                self.table_store.restore(record, title_field=title_fields[record.kind])
+
+        try:
+            await asyncio.to_thread(restore)
+        except LlavaCamError as exc:
+            self.problem.emit(f"The records were not restored: {exc}")
+        await self._read()
+        self.message.emit("Restored 1 record" if len(records) == 1 else f"Restored {len(records)} records")
 
     # --- exports -----------------------------------------------------------------------------------------------------
 

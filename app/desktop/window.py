@@ -298,6 +298,7 @@ class MainWindow(QMainWindow):
         self.records_panel = RecordsPanel(self.history, self.tasks.spawn)
         self.records_panel.message.connect(self.set_status)
         self.records_panel.problem.connect(lambda text: self.show_notice(text, kind="records"))
+        self.records_panel.deleted.connect(self._records_deleted)
         self.records_dock = QDockWidget("Records", self)
         self.records_dock.setObjectName("recordsDock")
         self.records_dock.setWidget(self.records_panel)
@@ -308,6 +309,14 @@ class MainWindow(QMainWindow):
         toggle.setShortcut(QKeySequence(keys.RECORDS.keys))
         toggle.setToolTip(keys.with_keys(keys.RECORDS.what, keys.RECORDS))
         self.extract_menu.addAction(toggle)
+
+    def _records_deleted(self, records: list[Any]) -> None:
+        count = "1 record" if len(records) == 1 else f"{len(records)} records"
+        def undo() -> None:
+            self.hide_notice("records")
+            self.records_panel.restore(records)
+
+        self.notice.show_notice("records", f"Deleted {count}.", action="Undo", on_action=undo)
 
     def extract(self, preset: Any, *, max_tokens: int | None = None) -> None:
         """Extract → a preset: the pinned frame (or the live one, frozen) read into records, shown in Records."""

@@ -123,6 +123,27 @@ class RecordStore:
         with self.store._write() as conn:
             conn.execute("DELETE FROM records WHERE id = ?", (record_id,))
 
+    def restore(self, record: Record, *, title_field: str) -> Record:
+        """Put a deleted record back as it was, with its id (Undo in the window); if its chat is gone meanwhile,
+        the record stays, with no chat."""
+        row = (record.id, record.chat_id, record.kind, normalise_title(record.data.get(title_field, "")),
+               json.dumps(record.data, ensure_ascii=False), record.image_hash, record.status, record.captured_at,
+               record.time_zone, time.time(), time.time())  # fmt: skip
+        insert = ("INSERT INTO records (id, chat_id, kind, title_key, data, image_hash, status, captured_at, "
+                  "time_zone, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")  # fmt: skip
+        with self.store._write() as conn:
+            if conn.execute("SELECT 1 FROM records WHERE id = ?", (record.id,)).fetchone() is not None:
+                return self.get(record.id)  # already back
+            chat = record.chat_id
+            if chat is not None and conn.execute("SELECT 1 FROM chats WHERE id = ?", (chat,)).fetchone() is None:
+                row = (row[0], None, *row[2:])
+            if record.image_hash is not None and conn.execute(
+                "SELECT 1 FROM images WHERE hash = ?", (record.image_hash,)
+            ).fetchone() is None:
+                row = (*row[:5], None, *row[6:])  # its frame was purged meanwhile
+            conn.execute(insert, row)
+        return self.get(record.id)
+
     def frame_files(self, records: Sequence[Record]) -> dict[str, Path]:
         """Where the frames of `records` are (image hash -> file inside the images folder); a frame whose file is
         gone, or whose name would reach outside the folder, is left out."""
