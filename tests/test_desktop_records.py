@@ -261,12 +261,14 @@ def test_the_live_frame_is_frozen_and_read_when_nothing_is_pinned(qtbot, make_wi
     window = make_window(roomy)
     wait_for_frame(qtbot, window)
     assert window.pinned is None
-    with qtbot.waitSignal(window.extraction.started, timeout=10000):
+    with qtbot.waitSignal(window.extraction.finished, timeout=60000) as done:
         window.extract(PRESETS["contact"])
-    frozen = window.pinned
-    assert frozen is not None  # frozen at once: the frame read is the one on screen
-    qtbot.waitUntil(lambda: not window.extraction.running and window.records_panel._pending == 0, timeout=60000)
+        frozen = window.pinned
+        assert frozen is not None  # frozen at once: the frame read is the one on screen
+    kept = done.args[0]
+    assert kept is not None, window.notice.text()
     [chat] = window.history.list_chats()
+    assert chat.id == kept.chat_id
     [turn] = window.history.get_turns(chat.id)
     assert turn.question == "Extract Contact"
     assert turn.image_path is not None
