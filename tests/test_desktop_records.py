@@ -133,6 +133,28 @@ def test_an_edited_title_is_the_one_a_new_record_merges_into(qtbot, panel, store
     assert again.id == record.id
 
 
+def test_sorting_by_total_is_numeric_the_filter_narrows_and_export_and_delete_follow_what_is_shown(
+        qtbot, panel, store, tmp_path):  # fmt: skip
+    chat = store.create_chat("Receipts")
+    for merchant, total in (("Bakery", 3.5), ("Garage", 100), ("Grocer", 12.4)):
+        RecordStore(store).add("expense", {"merchant": merchant, "date": "", "total": total, "currency": "EUR"},
+                               title_field="merchant", chat_id=chat, captured_at=FRIDAY_EVENING)  # fmt: skip
+    wait_loaded(qtbot, panel, lambda: panel.show_chat(chat))
+    assert [r.data["merchant"] for r in panel.shown_records()] == ["Bakery", "Garage", "Grocer"]  # as read
+    panel.table.sortByColumn(panel.model.column_of("total"), Qt.SortOrder.DescendingOrder)
+    assert [r.data["total"] for r in panel.shown_records()] == [100, 12.4, 3.5]  # not "3.5" > "12.4" > "100"
+    panel.table.selectRow(1)  # Grocer, second as shown, third in the model
+    wait_loaded(qtbot, panel, panel.delete_button.click)
+    assert [r.data["merchant"] for r in RecordStore(store).list(chat_id=chat)] == ["Bakery", "Garage"]
+    qtbot.keyClicks(panel.filter, "GAR")
+    assert [r.data["merchant"] for r in panel.shown_records()] == ["Garage"]
+    out = tmp_path / "expense.csv"
+    panel.choose_export_path = lambda caption, suggested, kind: str(out)
+    wait_loaded(qtbot, panel, panel.csv_button.click)
+    rows = list(csv.reader(io.StringIO(out.read_text(encoding="utf-8"))))
+    assert [row[:4] for row in rows] == [["merchant", "date", "total", "currency"], ["Garage", "", "100", "EUR"]]
+
+
 # --- the window: Extract with the real tiny models --------------------------------------------------------------
 
 
@@ -383,3 +405,26 @@ def test_watch_and_fill_a_list_reads_a_scene_into_records_shown_from_every_chat(
                                           f"{len(read.stored) - added} merged")  # fmt: skip
     close_window(qtbot, window)
     assert not window.watch_panel.runner.running
+
+
+def test_the_window_with_records_shown_still_fits_800_by_600_with_nothing_cut(qtbot, make_window, settings):
+    from PySide6.QtWidgets import QApplication
+
+    from app.desktop.window import MINIMUM_SIZE
+    from tests.test_desktop_layout import cut_widgets
+
+    window = make_window(settings, wait_model=False)
+    chat = window.history.create_chat("Desk")
+    add_todo(window.history, chat, "Call Ana about the long list of things on the whiteboard", "tomorrow", "x" * 200)
+    panel = window.records_panel
+    wait_loaded(qtbot, panel, lambda: panel.show_all("todo"))
+    window.show_records()
+    window.resize(*MINIMUM_SIZE)
+    qtbot.waitUntil(lambda: (window.width(), window.height()) == MINIMUM_SIZE, timeout=5000)
+    QApplication.processEvents()
+    hint = window.minimumSizeHint()
+    assert hint.width() <= 800, f"minimum width {hint.width()}"
+    assert hint.height() <= 600, f"minimum height {hint.height()}"
+    assert panel.model.rowCount() == 1
+    assert cut_widgets(window) == []
+    assert window.records_dock.height() >= 120, "a row of records one can see"

@@ -21,6 +21,7 @@ from app.core.history.records import Record, captured_time
 THUMBNAIL = QSize(64, 48)  # the frame column's picture
 FRAME_COLUMN = 0
 RecordIdRole = Qt.ItemDataRole.UserRole + 1
+SortRole = Qt.ItemDataRole.UserRole + 2  # what a column sorts by: numbers as numbers, the frame column by age
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,8 @@ class RecordsModel(QAbstractTableModel):
         column = index.column()
         if role == RecordIdRole:
             return record.id
+        if role == SortRole:
+            return self._sort_key(record, column)
         if column == FRAME_COLUMN:
             return self._frame_data(record, role)
         if column == self.done_column:
@@ -165,6 +168,19 @@ class RecordsModel(QAbstractTableModel):
             written = record.data.get(f"{name}_text")
             return f"Written as “{written}”" if written and name in self.columns.date_fields else None
         return None
+
+    def _sort_key(self, record: Record, column: int) -> Any:
+        if column == FRAME_COLUMN:
+            return record.id  # the order they were read in
+        if column == self.done_column:
+            return int(record.status == "done")
+        name = self.columns.fields[column - 1]
+        value = record.data.get(name)
+        if name in self.columns.numbers:
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return float(value)
+            return float("-inf")  # an empty total sorts first
+        return "" if value is None else str(value).casefold()
 
     def _frame_data(self, record: Record, role: int) -> Any:
         if role == Qt.ItemDataRole.DecorationRole and record.image_hash:
@@ -271,4 +287,5 @@ def _with(record: Record, **changes: Any) -> Record:
     return replace(record, **changes)
 
 
-__all__ = ["FRAME_COLUMN", "THUMBNAIL", "KindColumns", "RecordIdRole", "RecordsModel", "columns_for", "heading"]
+__all__ = ["FRAME_COLUMN", "THUMBNAIL", "KindColumns", "RecordIdRole", "RecordsModel", "SortRole", "columns_for",
+           "heading"]

@@ -15,7 +15,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QSortFilterProxyModel, Qt, Signal
 from PySide6.QtGui import QImage, QKeyEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QLineEdit,
     QPushButton,
     QTableView,
     QVBoxLayout,
@@ -34,7 +35,7 @@ from app.core.errors import LlavaCamError, printable
 from app.core.extract.schemas import PRESETS, Preset
 from app.core.history.records import Record, RecordStore, to_csv, to_ics
 from app.core.history.store import HistoryStore
-from app.desktop.records_model import THUMBNAIL, KindColumns, RecordsModel, columns_for
+from app.desktop.records_model import THUMBNAIL, KindColumns, RecordsModel, SortRole, columns_for
 
 THIS_CHAT, ALL_RECORDS = "chat", "all"
 EMPTY_CHAT = "No records in this chat yet: Extract → To-do (or Expense, Contact) reads them from the frame."
@@ -107,10 +108,24 @@ class RecordsPanel(QWidget):
         self.model = RecordsModel(self)
         self.model.edit_requested.connect(self._store_edit)
         self.model.refused.connect(self.problem)
+        # Sorting (a header click) and the filter box work on a proxy; the rows stay the model's.
+        self.shown = QSortFilterProxyModel(self)
+        self.shown.setSourceModel(self.model)
+        self.shown.setSortRole(SortRole)
+        self.shown.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        self.shown.setFilterKeyColumn(-1)  # any field
+        self.filter = QLineEdit()
+        self.filter.setObjectName("recordsFilter")
+        self.filter.setAccessibleName("Filter records")
+        self.filter.setPlaceholderText("Filter…")
+        self.filter.setClearButtonEnabled(True)
+        self.filter.textChanged.connect(self.shown.setFilterFixedString)
         self.table = RecordsTable()
         self.table.setObjectName("recordsTable")
         self.table.setAccessibleName("Records")
-        self.table.setModel(self.model)
+        self.table.setModel(self.shown)
+        self.table.setSortingEnabled(True)
+        self.table.sortByColumn(0, Qt.SortOrder.AscendingOrder)  # the order they were read in
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.DoubleClicked
                                    | QAbstractItemView.EditTrigger.EditKeyPressed
@@ -134,6 +149,7 @@ class RecordsPanel(QWidget):
         top = QHBoxLayout()
         top.addWidget(self.scope)
         top.addWidget(self.kind, 1)
+        top.addWidget(self.filter, 1)
         top.addWidget(self.delete_button)
         top.addWidget(self.csv_button)
         top.addWidget(self.ics_button)
@@ -267,10 +283,17 @@ class RecordsPanel(QWidget):
         self.model.replace_record(stored)
 
     def selected_ids(self) -> list[int]:
-        rows = sorted({index.row() for index in self.table.selectionModel().selectedRows()})
-        if not rows and self.table.currentIndex().isValid():
-            rows = [self.table.currentIndex().row()]
+        """The records selected in the table (else the one with the focus), in the model's terms."""
+        indexes = self.table.selectionModel().selectedRows()
+        if not indexes and self.table.currentIndex().isValid():
+            indexes = [self.table.currentIndex()]
+        rows = sorted({self.shown.mapToSource(index).row() for index in indexes})
         return [self.model.record_at(row).id for row in rows]
+
+    def shown_records(self) -> list[Record]:
+        """The records as the table shows them: filtered and in its order (what an export writes)."""
+        return [self.model.record_at(self.shown.mapToSource(self.shown.index(row, 0)).row())
+                for row in range(self.shown.rowCount())]  # fmt: skip
 
     def delete_selected(self) -> None:
         ids = self.selected_ids()
@@ -324,12 +347,13 @@ class RecordsPanel(QWidget):
         return path
 
     def export_csv(self) -> None:
-        """The records shown (this kind, this scope) as CSV: one column per field, then status and capture time."""
+        """The records shown (this kind, this scope, the filter, the table's order) as CSV: one column per field,
+        then status and capture time."""
         columns = self.model.columns
         path = self.choose_export_path("Export records as CSV", f"{columns.kind or 'records'}.csv",
                                        "CSV files (*.csv)")  # fmt: skip
         if path:
-            self._run(self._export(Path(path), to_csv, self.model.records(), list(columns.fields)))
+            self._run(self._export(Path(path), to_csv, self.shown_records(), list(columns.fields)))
 
     def export_ics(self) -> None:
         """The to-dos shown as an iCalendar file of VTODOs (due dates as resolved at capture time)."""
@@ -337,7 +361,7 @@ class RecordsPanel(QWidget):
             return
         path = self.choose_export_path("Export to-dos as iCalendar", "todo.ics", "iCalendar files (*.ics)")
         if path:
-            self._run(self._export(Path(path), lambda records: to_ics(records), self.model.records()))
+            self._run(self._export(Path(path), lambda records: to_ics(records), self.shown_records()))
 
     async def _export(self, path: Path, render: Callable[..., str], records: list[Record], *args: Any) -> None:
         def write() -> None:
