@@ -362,3 +362,34 @@ def test_a_question_sent_while_a_chat_is_still_being_built_goes_below_all_of_it(
         "One more?"]  # fmt: skip
     assert window.chat_view.bubbles[-1].role == "assistant"
     close_window(qtbot, window)
+
+
+def test_the_window_opens_its_history_off_the_gui_thread(qtbot, settings, tmp_path, video, monkeypatch):
+    # opening the history runs SQLite's integrity check, which grows with it: it ran inside the window's constructor
+    import asyncio
+    import threading
+
+    import app.desktop.window as window_module
+
+    chat_id = store_long_chat(tmp_path, 2)
+    opened_on: list[int] = []
+
+    class Recorded(HistoryStore):
+        def __init__(self, *args, **kwargs) -> None:
+            opened_on.append(threading.get_ident())
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(window_module, "HistoryStore", Recorded)
+    building = asyncio.ensure_future(window_module.open_window(settings, tmp_path, camera_source=str(video)))
+    qtbot.waitUntil(building.done, timeout=20000)
+    window = building.result()
+    window.show()
+    try:
+        assert opened_on
+        assert threading.get_ident() not in opened_on
+        assert isinstance(window.history, Recorded)
+        qtbot.waitUntil(lambda: chat_titles(window) == ["Long"], timeout=10000)
+        open_chat(qtbot, window, chat_id)
+        assert [b.text for b in window.chat_view.bubbles] == ["Question 0", "Answer 0", "Question 1", "Answer 1"]
+    finally:
+        close_window(qtbot, window)

@@ -72,10 +72,10 @@ def run_window(args: argparse.Namespace) -> int:
 async def _show_window(app: QApplication, settings: Any, base: Any, args: argparse.Namespace,
                        warning: str | None) -> int:  # fmt: skip
     """The app's one coroutine, on qasync's loop: show the window, and return once it has closed for good."""
-    from app.desktop.window import MainWindow
+    from app.desktop.window import open_window
 
-    window = MainWindow(settings, base, camera_source=getattr(args, "camera", None),
-                        catalog=getattr(args, "catalog", None), offer_setup=True)  # fmt: skip
+    window = await open_window(settings, base, camera_source=getattr(args, "camera", None),
+                               catalog=getattr(args, "catalog", None), offer_setup=True)  # fmt: skip
     closed: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 
     def on_closed() -> None:

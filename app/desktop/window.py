@@ -36,6 +36,7 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import (
     QApplication,
+    QDockWidget,
     QFileDialog,
     QHBoxLayout,
     QMainWindow,
@@ -47,6 +48,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.errors import ImageError, LoadCancelled
+from app.core.extract.schemas import PRESETS
 from app.core.history.store import HistoryStore
 from app.core.inference.engine import Engine
 from app.core.inference.images import RGBImage, load_image
@@ -56,11 +58,14 @@ from app.desktop.camera import CameraSource, camera_setting
 from app.desktop.camera_panel import CameraPanel
 from app.desktop.chat_view import ChatView
 from app.desktop.demo_badge import DemoBadge
+from app.desktop.extraction import WindowExtraction
 from app.desktop.history_panel import HistoryPanel
 from app.desktop.image_intake import IMAGE_FILTER, picture_in
 from app.desktop.model_host import LoadOutcome, ModelHost
+from app.desktop.model_setup import startup_settings
 from app.desktop.notices import NoticeArea
 from app.desktop.question_box import QuestionBox
+from app.desktop.records_panel import RecordsPanel
 from app.desktop.session_binding import SessionBinding
 from app.desktop.settings import LOCAL_ENGINE, Settings, engine_key, save_settings
 
@@ -108,10 +113,11 @@ class MainWindow(QMainWindow):
         *,
         catalog: str | None = None,
         offer_setup: bool = False,
+        history: HistoryStore | None = None,
     ) -> None:
+        """`history`: the data dir's store, already opened (`open_window` opens it off the GUI thread); the window
+        closes it at shutdown."""
         super().__init__()
-        from app.desktop.model_setup import startup_settings
-
         # No model installed: start on the built-in demo pair at once (its badge leads to a real model).
         settings = startup_settings(settings, data_dir, catalog)
         self.settings = settings
@@ -123,7 +129,7 @@ class MainWindow(QMainWindow):
         self.is_closed = False
         self._closing: asyncio.Task[None] | None = None
         self._settings_written = asyncio.Lock()
-        self.history = HistoryStore(data_dir)
+        self.history = history if history is not None else HistoryStore(data_dir)
         self.model_host = ModelHost()
         self._build()
         self.binding = SessionBinding(
@@ -269,8 +275,6 @@ class MainWindow(QMainWindow):
         self._action(help_menu, "&About LlavaCam", None, self.show_about)
 
     def _build_extract_menu(self) -> None:
-        from app.core.extract.schemas import PRESETS
-
         menu = self.menuBar().addMenu("E&xtract")
         self.extract_menu = menu
         for name, text in (("todo", "&To-do"), ("expense", "&Expense"), ("contact", "&Contact")):
@@ -287,11 +291,6 @@ class MainWindow(QMainWindow):
 
     def _build_records(self) -> None:
         """The Records dock (hidden until records are read, or Extract → Records)."""
-        from PySide6.QtWidgets import QDockWidget
-
-        from app.desktop.extraction import WindowExtraction
-        from app.desktop.records_panel import RecordsPanel
-
         self.extraction = WindowExtraction(self)
         self._scene_reads = SceneReads(self)
         self._scene_reads.read.connect(self._on_scene_read)
@@ -830,9 +829,29 @@ class MainWindow(QMainWindow):
         self._layout_path().write_text(json.dumps(layout), encoding="utf-8")
 
 
+async def open_window(
+    settings: Settings,
+    data_dir: Path,
+    camera_source: str | int | None = None,
+    *,
+    catalog: str | None = None,
+    offer_setup: bool = False,
+) -> MainWindow:
+    """Build the window on the loop's thread once what it first reads from disk has been read in the loop's
+    executor: the history (opening it runs SQLite's integrity check, which grows with the history) and, with no
+    model configured, the models folder."""
+    opened, history = await asyncio.gather(asyncio.to_thread(startup_settings, settings, data_dir, catalog),
+                                           asyncio.to_thread(HistoryStore, data_dir))  # fmt: skip
+    try:
+        return MainWindow(opened, data_dir, camera_source, catalog=catalog, offer_setup=offer_setup, history=history)
+    except BaseException:
+        history.close()
+        raise
+
+
 def _join_all(readers: list[CameraSource]) -> None:
     for reader in readers:
         reader.stop()
 
 
-__all__ = ["MINIMUM_SIZE", "MainWindow", "StatusLine"]
+__all__ = ["MINIMUM_SIZE", "MainWindow", "StatusLine", "open_window"]
