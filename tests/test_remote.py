@@ -9,7 +9,6 @@ import io
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -41,6 +40,7 @@ from app.core.remote.protocol import (
 )
 from app.core.remote.trust import TrustError, load_token, parse_fingerprint, pinned_context, save_token
 from app.server.app import create_app
+from tests.support.peer_server import PeerServer
 from tests.support.uvicorn_server import RunningServer, free_port
 
 GREEDY = SamplingSettings(temperature=0.0, max_tokens=12)
@@ -320,38 +320,6 @@ def test_a_server_that_ignores_the_image_is_named(red_png, capsys):
 # --- end to end: a peer we did not write, llama-cpp-python's own server ---------------------------------------------
 
 
-class PeerServer:
-    """`python -m llama_cpp.server` (its `server` extra) on the tiny pair, on 127.0.0.1."""
-
-    def __init__(self, tiny_models, log: Path, *extra: str) -> None:
-        self.port = free_port()
-        self.log = log.open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(tiny_models.text), "--clip_model_path",
-             str(tiny_models.mmproj), "--n_ctx", "2048", "--n_threads", "2", "--host", "127.0.0.1", "--port",
-             str(self.port), *extra],
-            stdout=self.log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, log.read_text(errors="replace")[-2000:]
-            try:
-                httpx.get(f"{self.url}/v1/models", timeout=2, headers={"Authorization": "Bearer peer"})
-                return
-            except httpx.HTTPError:
-                time.sleep(0.2)  # a subprocess has no started-event to wait on
-        raise AssertionError("llama_cpp.server did not start")
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(20)
-        self.log.close()
-
-
 @pytest.fixture(scope="module")
 def peer_llava(tiny_models, tmp_path_factory):
     server = PeerServer(tiny_models, tmp_path_factory.mktemp("peer") / "llava.log", "--chat_format", "llava-1-5")
@@ -409,6 +377,42 @@ def test_peer_with_mtmd_and_a_text_template_says_what_happened(peer_mtmd, red_pn
                           "its chat template joins text only (the server said HTTP 500 'can only concatenate str "
                           "(not \"list\") to str').")  # fmt: skip
     assert "start it with --clip_model_path and a --chat_format that places images for this model" in err
+
+
+@pytest.fixture(scope="module")
+def peer_demo(trained_models, tmp_path_factory):
+    """The peer on the trained demo pair: its template reads list content, so the mtmd handler places the image."""
+    server = PeerServer(trained_models, tmp_path_factory.mktemp("peer") / "demo.log", "--chat_format", "mtmd")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def demo_red_square(tmp_path_factory) -> tuple[Path, Path]:
+    """A red square of the demo's world, and the same picture with red and blue swapped (a blue square)."""
+    import random
+
+    from models.demo_scenes import Scene, draw
+
+    rgb = draw(Scene("square", "red", "centre", (245, 245, 245), 64, 64), random.Random(7))
+    folder = tmp_path_factory.mktemp("demo-scenes")
+    Image.fromarray(rgb).save(folder / "red.png")
+    Image.fromarray(rgb[..., ::-1].copy()).save(folder / "blue.png")
+    return folder / "red.png", folder / "blue.png"
+
+
+def test_ask_server_gets_right_answers_from_the_peer_on_the_demo_pair(peer_demo, demo_red_square, capsys):
+    red, swapped = demo_red_square
+    code, out, err = ask_cli(capsys, "--server", peer_demo.url, "--image", str(red), "-q", "What colour is the shape?",
+                             "-q", "What shape is it?", "--temperature", "0", "--max-tokens", "24",
+                             "--json")  # fmt: skip
+    assert (code, err) == (0, "")
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [(r["answer"], r["model"], r["finish_reason"]) for r in records] == [
+        ("It is red.", peer_demo.model_id, "stop"), ("It is a square.", peer_demo.model_id, "stop")]  # fmt: skip
+    code, out, err = ask_cli(capsys, "--server", peer_demo.url, "--image", str(swapped), "-q",
+                             "What colour is the shape?", "--temperature", "0", "--max-tokens", "24")  # fmt: skip
+    assert (code, out, err) == (0, "It is blue.\n", "")  # the frame reached the peer with its channels in order
 
 
 def test_peer_wrong_token(peer_mtmd, capsys):
