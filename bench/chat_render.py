@@ -27,6 +27,7 @@ def sample_answer(length: int) -> str:
 def measure(length: int) -> dict[str, Any]:
     from PySide6.QtGui import QTextDocument
 
+    from app.core.inference.answerer import TurnStats
     from app.desktop import chat_view
     from app.desktop.chat_view import MARKDOWN_FEATURES, Bubble
 
@@ -47,7 +48,7 @@ def measure(length: int) -> dict[str, Any]:
             before = time.perf_counter()
             bubble.append(answer[offset : offset + PIECE])
             longest = max(longest, time.perf_counter() - before)
-        bubble.finish({"finish_reason": "stop"})
+        bubble.finish(TurnStats(finish_reason="stop"))
         blocks_s = time.perf_counter() - start
     finally:
         chat_view.render_markdown = real

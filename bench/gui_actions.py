@@ -162,7 +162,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     spin(lambda: window.camera is not None and window.camera.frames_read > 5, 30)
 
     # typed-question TTFT, each on a new chat and a new frame
-    finished: list[dict | None] = []
+    finished: list[Any] = []  # each answer's TurnStats (None after an error)
     window.turn_finished.connect(lambda _n, stats: finished.append(stats))
 
     def trial(typing: str | float) -> float:
@@ -186,7 +186,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         window.send()
         spin(lambda: bool(finished), 600)
         stats = finished[0] if finished else None
-        return float(stats["ttft_ms"]) if stats and "ttft_ms" in stats else float("nan")
+        return float(stats.ttft_ms) if stats is not None else float("nan")
 
     ttft: dict[str, list[float]] = {"unprepared_first_turn": [], "typed_3s": [], "typed_10s": [], "typed_outlast": []}
     for _ in range(args.reps):

@@ -9,6 +9,7 @@ import pytest
 from PySide6.QtGui import QAccessible, QColor, QGuiApplication, QImage, QPixmap
 from PySide6.QtWidgets import QApplication, QVBoxLayout, QWidget
 
+from app.core.inference.answerer import TurnStats
 from app.desktop import chat_view
 from app.desktop.chat_view import (
     EMPTY_CHAT_TEXT,
@@ -23,8 +24,8 @@ from app.desktop.theme import COLOURS, apply_theme, dark_palette, remove_theme
 
 STOPPED_BORDER = (0xD9, 0xA4, 0x00)  # resources/styles.qss
 FAILED_BORDER = (0xC6, 0x28, 0x28)
-STATS = {"image_encode_ms": 312.0, "ttft_ms": 845.0, "decode_tok_s": 23.4, "finish_reason": "stop",
-         "context_rebuilt": True, "dropped_turns": 2}  # fmt: skip
+STATS = TurnStats(image_encode_ms=312.0, ttft_ms=845.0, decode_tok_s=23.4, finish_reason="stop",
+                  context_rebuilt=True, dropped_turns=2)  # fmt: skip
 TIMING_LINE = "image 0.3 s · first token 0.84 s · 23.4 tok/s · context rebuilt (2 old turns dropped)"
 
 
@@ -65,7 +66,7 @@ def border_colour(qtbot, change) -> tuple[int, int, int]:
 
 
 @pytest.mark.parametrize(("change", "colour"), [
-    (lambda b: b.finish({"finish_reason": "cancelled"}), STOPPED_BORDER),
+    (lambda b: b.finish(TurnStats(finish_reason="cancelled")), STOPPED_BORDER),
     (lambda b: b.fail("the model stopped working"), FAILED_BORDER),
 ])  # fmt: skip
 @pytest.mark.parametrize("theme", ["light", "dark"])
@@ -82,11 +83,11 @@ def test_an_answer_shows_an_ellipsis_until_its_first_word_and_says_when_there_wa
     assert [w.text() for w in bubble.body.widgets()] == ["It"]
     empty = Bubble("assistant")
     qtbot.addWidget(empty)
-    empty.finish({"finish_reason": "stop"})
+    empty.finish(TurnStats(finish_reason="stop"))
     assert [w.text() for w in empty.body.widgets()] == ["(no answer)"]
     stopped = Bubble("assistant")
     qtbot.addWidget(stopped)
-    stopped.finish({"finish_reason": "cancelled"})
+    stopped.finish(TurnStats(finish_reason="cancelled"))
     assert [w.text() for w in stopped.body.widgets()] == ["(stopped before the first word)"]
 
 
@@ -107,7 +108,7 @@ def test_markdown_in_an_answer_loads_no_local_image(qtbot, tmp_path):
     for answer in (f"See ![x]({picture})", f"See ![x]({picture.as_uri()})", f'See <img src="{picture}">',
                    f'See <img src="{picture.as_uri()}">', f"See ![x][p]\n\n[p]: {picture.as_uri()}"):  # fmt: skip
         bubble = Bubble("assistant", answer)
-        bubble.finish({"finish_reason": "stop"})
+        bubble.finish(TurnStats(finish_reason="stop"))
         shown(qtbot, bubble, 500, 400)
         assert bubble.card.sizeHint().height() < 150, answer  # the 300 px picture was not read
         assert bubble.text == answer  # Copy still gives the answer as written
@@ -157,7 +158,7 @@ def test_a_streaming_answer_parses_only_its_open_block_on_each_update(qtbot, par
     bubble = Bubble("assistant")
     qtbot.addWidget(bubble)
     stream(bubble, answer, 5)
-    bubble.finish({"finish_reason": "stop"})
+    bubble.finish(TurnStats(finish_reason="stop"))
     updates = len(range(0, len(answer), 5))
     # One parse per update (and one per paragraph closed in it) at most, never more than the paragraph still
     # arriving: the work per update does not grow with the answer (re-rendering all of it on each update would
@@ -179,11 +180,11 @@ def test_a_streamed_answer_renders_as_the_same_answer_given_at_once(qtbot):
         return [("code", w.code) if isinstance(w, CodeBlock) else ("text", w.text()) for w in bubble.body.widgets()]
 
     whole = Bubble("assistant", answer)
-    whole.finish({"finish_reason": "stop"})
+    whole.finish(TurnStats(finish_reason="stop"))
     for size in (1, 3, 17):
         streamed = Bubble("assistant")
         stream(streamed, answer, size)
-        streamed.finish({"finish_reason": "stop"})
+        streamed.finish(TurnStats(finish_reason="stop"))
         assert blocks(streamed) == blocks(whole), size
     qtbot.addWidget(whole)
     kinds = [kind for kind, _ in blocks(whole)]
@@ -262,7 +263,7 @@ def test_the_chat_never_scrolls_sideways_and_long_code_scrolls_in_its_block(qtbo
 def test_a_code_block_has_its_own_copy_and_a_background(qtbot, themed):
     themed("light")
     bubble = Bubble("assistant", "Run this:\n\n```sh\nls -l /tmp\n```\n\nThen that.")
-    bubble.finish({"finish_reason": "stop"})
+    bubble.finish(TurnStats(finish_reason="stop"))
     shown(qtbot, bubble, 500, 300)
     (code,) = bubble.code_blocks()
     assert code.language_label.text() == "sh"

@@ -204,7 +204,7 @@ def test_capture_ask_follow_up_regenerate_and_a_new_frame_answer_right(qtbot, ma
     assert answer_text(window) == "It is red."
     stats = ask(qtbot, window, "What colour is it?")  # a follow-up about the same frame
     assert answer_text(window) == "It is red."
-    assert stats["image_cached"]
+    assert stats.image_cached
     with qtbot.waitSignal(window.turn_finished, timeout=30000):
         window.regenerate_button.click()
     assert [b.text for b in window.chat_view.bubbles] == [
@@ -248,7 +248,7 @@ def test_a_reopened_chat_continues_with_the_right_answer(qtbot, make_window, fir
     assert answer_text(reopened) == "It is red."
     assert [b.text for b in reopened.chat_view.bubbles] == [
         "What colour is the shape?", "It is red.", "What colour is it?", "It is red."]  # fmt: skip
-    assert stats["decode_tokens"] > 0
+    assert stats.decode_tokens > 0
 
 
 def test_a_question_outside_the_demos_world_gets_a_short_answer_and_the_badge_says_why(qtbot, make_window,
@@ -256,8 +256,8 @@ def test_a_question_outside_the_demos_world_gets_a_short_answer_and_the_badge_sa
     window = make_window(first_run, camera="")
     capture_scene(qtbot, window, RED)
     stats = ask(qtbot, window, "What is the capital of France?")
-    assert stats["finish_reason"] == "stop", "its end of answer, not the token limit"
-    assert stats["decode_tokens"] <= 10
+    assert stats.finish_reason == "stop", "its end of answer, not the token limit"
+    assert stats.decode_tokens <= 10
     assert answer_text(window).endswith(".")
     assert window.demo_badge.isVisible()
     assert window.demo_badge.toolTip().startswith("The built-in demo was trained on pictures of one coloured shape")

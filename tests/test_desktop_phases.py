@@ -41,7 +41,7 @@ def test_the_first_keystroke_freezes_the_live_frame_and_reads_it_while_the_rest_
     assert window.pinned.digest == frozen, "later keystrokes keep the same frame"
     with qtbot.waitSignal(window.turn_finished, timeout=30000) as finished:
         window.send_button.click()
-    assert finished.args[1]["image_encode_ms"] == 0, "the image was read before Send"
+    assert finished.args[1].image_encode_ms == 0, "the image was read before Send"
     timing = window.chat_view.bubbles[-1].timing_label.text()
     assert timing.startswith("image read while you typed · first token "), timing
 

@@ -47,7 +47,7 @@ def test_asking_about_a_pinned_frame_streams_an_answer_bubble(qtbot, make_window
     assert answer.property("role") == "assistant"
     assert len(pieces) > 1
     assert answer.text == "".join(pieces)
-    assert stats["image_encode_ms"] == 0, "the frame was encoded while the question was typed"
+    assert stats.image_encode_ms == 0, "the frame was encoded while the question was typed"
     assert "first token" in answer.timing_label.text()
     assert window.windowTitle() == "LlavaCam — What is this?"
 
@@ -65,7 +65,7 @@ def test_follow_up_shows_image_cached(qtbot, make_window, settings):
     wait_for_frame(qtbot, window)
     ask(qtbot, window, "What is this?")
     stats = ask(qtbot, window, "What colour is it?")
-    assert stats["image_cached"]
+    assert stats.image_cached
     assert "image cached" in window.chat_view.bubbles[-1].timing_label.text()
 
 
@@ -80,7 +80,7 @@ def test_stop_keeps_the_partial_answer_marked_stopped(qtbot, make_window, settin
     assert window.stop_button.isEnabled()
     with qtbot.waitSignal(window.turn_finished, timeout=30000) as blocker:
         window.stop_button.click()
-    assert blocker.args[1]["finish_reason"] == "cancelled"
+    assert blocker.args[1].finish_reason == "cancelled"
     answer = window.chat_view.bubbles[-1]
     assert answer.stopped
     assert received, "a token had arrived before Stop"
@@ -112,7 +112,7 @@ def test_new_chat_clears_the_conversation(qtbot, make_window, settings):
     assert window.session.turns == []
     assert not window.session.asked_about_pinned, "a new chat asks about the frame again"
     stats = ask(qtbot, window, "And now?")
-    assert not stats["image_cached"] or stats["image_encode_ms"] == 0
+    assert not stats.image_cached or stats.image_encode_ms == 0
 
 
 def test_drop_and_paste_pin_images_and_non_images_get_a_message(qtbot, make_window, settings, tmp_path):
@@ -157,7 +157,7 @@ def test_missing_camera_says_so_and_the_window_still_works(qtbot, make_window, s
     window.load_image_file(str(photo))
     qtbot.waitUntil(lambda: window.pinned is not None, timeout=10000)
     stats = ask(qtbot, window, "What is this?")
-    assert stats["decode_tokens"] > 0
+    assert stats.decode_tokens > 0
 
 
 def test_camera_index_that_does_not_exist(qtbot, make_window, settings):
@@ -291,7 +291,7 @@ def test_regenerate_replaces_the_last_answer_bubble(qtbot, make_window, settings
     assert [b.role for b in window.chat_view.bubbles] == ["user", "assistant"]
     with qtbot.waitSignal(window.turn_finished, timeout=30000) as blocker:
         window.regenerate_button.click()
-    assert blocker.args[1]["decode_tokens"] > 0
+    assert blocker.args[1].decode_tokens > 0
     assert [b.role for b in window.chat_view.bubbles] == ["user", "assistant"], "one question, its new answer"
     assert [t.question for t in window.engine.history] == ["What is this?"]
 
@@ -356,7 +356,7 @@ def test_a_bad_model_file_in_settings_says_what_is_wrong_and_keeps_the_working_m
     assert window.settings.model_path == settings.model_path
     assert load_settings(tmp_path)[0].model_path == settings.model_path
     stats = ask(qtbot, window, "Still answering?")
-    assert stats["decode_tokens"] > 0
+    assert stats.decode_tokens > 0
 
 
 def test_stop_while_the_question_waits_behind_other_work_is_not_lost(qtbot, make_window, settings):
@@ -371,8 +371,8 @@ def test_stop_while_the_question_waits_behind_other_work_is_not_lost(qtbot, make
     window.stop_button.click()
     with qtbot.waitSignal(window.turn_finished, timeout=30000) as blocker:
         release.set()
-    assert blocker.args[1]["finish_reason"] == "cancelled"
-    assert blocker.args[1]["decode_tokens"] == 0
+    assert blocker.args[1].finish_reason == "cancelled"
+    assert blocker.args[1].decode_tokens == 0
     assert window.send_button.isEnabled()
 
 

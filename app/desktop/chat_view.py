@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +32,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.core.inference.answerer import TurnStats
 from app.desktop.accessible import DescribedLabel, WrappingLabel
 
 COPIED_MS = 1500
@@ -44,34 +44,34 @@ EMPTY_CHAT_TEXT = (
 )
 
 
-def format_timings(stats: Mapping[str, Any] | Any) -> str:
-    """The small line under an answer: image encode (or "image cached"), time to first token, speed.
-    `stats` is a `TurnStats` or its dict (as stored in history)."""
-    stats = _as_dict(stats)
+@dataclass(frozen=True)
+class SeenTimes:
+    """What the timing line says beyond the engine's own `TurnStats`: the turn as the person saw it (the session
+    binding knows these; the engine does not)."""
+
+    ttft_ms: float | None = None  # the first token counted from Send (None: the engine's own count)
+    image_prepared: bool = False  # the image was read while the question was typed
+    image_wait_ms: float = 0.0  # the answer waited this long for a preparation still under way
+
+
+def format_timings(stats: TurnStats, seen: SeenTimes = SeenTimes()) -> str:
+    """The small line under an answer: image encode (or "image cached"), time to first token, speed."""
     parts = []
-    if stats.get("image_prepared"):  # encoded while the question was typed (set by the session binding)
+    if seen.image_prepared:
         parts.append("image read while you typed")
-    elif stats.get("image_wait_ms"):  # the answer waited for a preparation still under way
-        parts.append(f"image {stats['image_wait_ms'] / 1000:.1f} s")
-    elif stats.get("image_cached"):
+    elif seen.image_wait_ms:
+        parts.append(f"image {seen.image_wait_ms / 1000:.1f} s")
+    elif stats.image_cached:
         parts.append("image cached")
-    elif stats.get("image_encode_ms"):
-        parts.append(f"image {stats['image_encode_ms'] / 1000:.1f} s")
-    parts.append(f"first token {stats.get('ttft_ms', 0) / 1000:.2f} s")
-    if stats.get("decode_tok_s"):
-        parts.append(f"{stats['decode_tok_s']:.1f} tok/s")
-    if stats.get("context_rebuilt"):
-        parts.append(f"context rebuilt ({stats.get('dropped_turns', 0)} old turns dropped)")
+    elif stats.image_encode_ms:
+        parts.append(f"image {stats.image_encode_ms / 1000:.1f} s")
+    ttft_ms = seen.ttft_ms if seen.ttft_ms is not None else stats.ttft_ms
+    parts.append(f"first token {ttft_ms / 1000:.2f} s")
+    if stats.decode_tok_s:
+        parts.append(f"{stats.decode_tok_s:.1f} tok/s")
+    if stats.context_rebuilt:
+        parts.append(f"context rebuilt ({stats.dropped_turns} old turns dropped)")
     return " · ".join(parts)
-
-
-def _as_dict(stats: Mapping[str, Any] | Any) -> Mapping[str, Any]:
-    if stats is None:
-        return {}
-    if isinstance(stats, Mapping):
-        return stats
-    to_dict = getattr(stats, "to_dict", None)
-    return to_dict() if callable(to_dict) else {}
 
 
 # --- splitting streamed Markdown into blocks (plain Python: no Qt) --------------------------------------------------
@@ -637,10 +637,10 @@ class Bubble(QWidget):
         if self.thumbnail is not None:
             self.thumbnail.hide()
 
-    def finish(self, stats: Mapping[str, Any] | Any) -> None:
-        stats = _as_dict(stats)
-        self.stopped = stats.get("finish_reason") == "cancelled"
-        line = format_timings(stats)
+    def finish(self, stats: TurnStats, seen: SeenTimes = SeenTimes()) -> None:
+        """The answer is complete (or stopped): its timing line under it."""
+        self.stopped = stats.finish_reason == "cancelled"
+        line = format_timings(stats, seen)
         if self.stopped:
             line = "stopped · " + line
             if not self._text:

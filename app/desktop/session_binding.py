@@ -26,6 +26,7 @@ import itertools
 import math
 import time
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from typing import Any
 
 from PySide6.QtCore import QObject, QSize, Qt, QTimer, Signal
@@ -38,7 +39,7 @@ from app.core.inference.images import RGBImage
 from app.core.inference.sampling import SamplingSettings
 from app.core.session import AnswerVersion, ChatSession, Request, SessionEvent, SessionTurn
 from app.desktop.camera_panel import CameraPanel, to_qimage
-from app.desktop.chat_view import Bubble, ChatView
+from app.desktop.chat_view import Bubble, ChatView, SeenTimes
 from app.desktop.model_host import ModelHost
 
 THUMBNAIL_SIZE = QSize(160, 120)
@@ -112,7 +113,7 @@ class Tasks:
 class SessionBinding(QObject):
     """Shows a `ChatSession` in the chat view, status line and camera panel, and runs its tasks."""
 
-    turn_finished = Signal(int, object)  # request number, its TurnStats as a dict (None after an error)
+    turn_finished = Signal(int, object)  # request number, its TurnStats (None after an error)
     answer_piece = Signal(str)  # a piece of the answer on screen, as it is shown
     prepared = Signal(bool)  # the pinned frame's preparation ended (True: completed)
     chat_opened = Signal(int)  # a stored chat is on screen and the engine has its turns
@@ -346,7 +347,9 @@ class SessionBinding(QObject):
         assert request is not None
         self._tick.stop()
         version = request.version
-        stats = version.stats.to_dict() if version.stats is not None else None
+        stats = version.stats
+        if stats is None and version.status == "stopped":
+            stats = TurnStats(finish_reason="cancelled")  # stopped before the engine said anything
         self._render_timer.stop()
         self._render_pending()
         bubble, self._bubble = self._bubble, None
@@ -354,8 +357,8 @@ class SessionBinding(QObject):
             if version.status == "error":
                 bubble.fail(version.error or "the answer failed")
             else:
-                shown = stats if stats is not None else TurnStats(finish_reason="cancelled").to_dict()
-                bubble.finish(self._timings_shown(request, shown))
+                shown = stats if stats is not None else TurnStats(finish_reason="cancelled")
+                bubble.finish(shown, self._seen_times(request, shown))
             bubble.set_versions(request.turn.chosen, len(request.turn.versions))  # ‹ 2/2 › after a Regenerate
         self._pending.clear()
         if bubble is None:
@@ -364,28 +367,24 @@ class SessionBinding(QObject):
             self.set_status("Error: " + (version.error or "the answer failed"))
         else:
             self.set_status("Stopped" if version.status == "stopped" else "Ready")
-        if stats is None and version.status == "stopped":
-            stats = TurnStats(finish_reason="cancelled").to_dict()
         self.turn_finished.emit(self._request_number, stats)
 
-    def _timings_shown(self, request: Request, stats: dict[str, Any]) -> dict[str, Any]:
+    def _seen_times(self, request: Request, stats: TurnStats) -> SeenTimes:
         """The timing line's facts as the person saw them, so it never contradicts itself: the first token counts
         from Send (also the wait for a preparation still under way, which the engine's own clock starts after); an
         image read while the question was typed says so, and one the answer waited for says how long that took."""
-        shown = dict(stats)
         times = getattr(request.stream, "stage_times", {})
-        if "answer" in times:
-            shown["ttft_ms"] = (times["answer"] - request.started_at) * 1000
-        if request.turn.image is None or stats.get("image_encode_ms"):
-            return shown  # a follow-up ("image cached"), or the engine's own encode time
+        ttft_ms = (times["answer"] - request.started_at) * 1000 if "answer" in times else None
+        if request.turn.image is None or stats.image_encode_ms:
+            return SeenTimes(ttft_ms)  # a follow-up ("image cached"), or the engine's own encode time
         if self._prepared_at_send:
-            shown["image_prepared"] = True
-        elif "question" in times:
+            return SeenTimes(ttft_ms, image_prepared=True)
+        if "question" in times:
             # In whole tenths, rounded down: shown to 0.1 s beside a first token shown to 0.01 s, a wait rounded
             # up could read longer than the first token that came after it.
             waited = min(times["question"], times.get("answer", times["question"])) - request.started_at
-            shown["image_wait_ms"] = math.floor(waited * 10) * 100
-        return shown
+            return SeenTimes(ttft_ms, image_wait_ms=math.floor(waited * 10) * 100)
+        return SeenTimes(ttft_ms)
 
     def _on_chat(self, event: SessionEvent) -> None:
         self._bubble = None  # an answer still finishing belongs to the chat that was on screen
@@ -504,9 +503,9 @@ class SessionBinding(QObject):
         answer = turn.answer
         assert answer is not None
         bubble.set_text(answer.text)
-        stats = answer.stats.to_dict() if answer.stats is not None else {}
+        stats = answer.stats if answer.stats is not None else TurnStats()
         cancelled = answer.status in ("stopped", "incomplete")
-        bubble.finish({**stats, "finish_reason": "cancelled" if cancelled else stats.get("finish_reason", "stop")})
+        bubble.finish(replace(stats, finish_reason="cancelled" if cancelled else stats.finish_reason or "stop"))
         bubble.set_versions(turn.chosen, len(turn.versions))
         bubble.set_engine(engine_text(answer))  # as stored: who gave this version
 

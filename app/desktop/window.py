@@ -50,6 +50,7 @@ from PySide6.QtWidgets import (
 from app.core.errors import ImageError, LoadCancelled
 from app.core.extract.schemas import PRESETS
 from app.core.history.store import HistoryStore
+from app.core.inference.answerer import TurnStats
 from app.core.inference.engine import Engine
 from app.core.inference.images import RGBImage, load_image
 from app.desktop import shortcuts as keys
@@ -101,7 +102,7 @@ class SceneReads(QObject):
 
 
 class MainWindow(QMainWindow):
-    turn_finished = Signal(int, object)  # request number, stats dict (None after an error): the bubble is complete
+    turn_finished = Signal(int, object)  # request number, its TurnStats (None after an error): the bubble is complete
     model_changed = Signal(bool)  # a load ended: whether a model is ready
     closed = Signal()  # everything is stopped and joined
 
@@ -605,7 +606,7 @@ class MainWindow(QMainWindow):
             self.binding.stop()
             self.set_status("Stopping…")
 
-    def _turn_finished(self, number: int, stats: dict | None) -> None:
+    def _turn_finished(self, number: int, stats: TurnStats | None) -> None:
         self._update_buttons()
         self.turn_finished.emit(number, stats)
 
