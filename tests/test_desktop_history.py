@@ -29,7 +29,7 @@ def test_chat_is_stored_listed_reopened_and_continued(qtbot, make_window, settin
     assert reopened.history_panel.selected_chat_id() == chat_id
     qtbot.waitUntil(lambda: reopened.pinned is not None, timeout=10000)
     stats = ask(qtbot, reopened, "And what colour is it?")
-    assert stats["decode_tokens"] > 0
+    assert stats.decode_tokens > 0
     close_window(qtbot, reopened)
     store = HistoryStore(tmp_path)
     try:
