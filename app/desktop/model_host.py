@@ -185,12 +185,19 @@ class ModelHost:
         engine = self._engine
         return engine.answered_by if engine is not None else None
 
-    def prepare(self, image: RGBImage) -> Future[bool] | None:
-        """Encode `image` and evaluate the prompt up to it now (None: nothing to prepare — no model, no vision)."""
+    def prepare(
+        self, image: RGBImage, turns: Sequence[PastTurn], system_prompt: str | None = None
+    ) -> Future[bool] | None:
+        """Encode `image` and evaluate the prompt up to it now, after the conversation `turns` (what the question
+        will be asked after): None when there is nothing to prepare (no model, no vision).
+
+        The conversation goes to the engine first, in the same breath: its jobs run in order, so the preparation
+        reads the frame where the question will need it, whatever was sent to the engine before."""
         engine = self._engine
         if engine is None or not engine.info.has_vision:
             return None
         try:
+            engine.set_history(turns, system_prompt)
             return engine.prepare(image)
         except LlavaCamError:
             return None

@@ -34,7 +34,7 @@ from PySide6.QtGui import QPixmap
 
 from app.core.errors import LlavaCamError
 from app.core.history.store import HistoryStore
-from app.core.inference.answerer import TurnStats
+from app.core.inference.answerer import PastTurn, TurnStats
 from app.core.inference.images import RGBImage
 from app.core.inference.sampling import SamplingSettings
 from app.core.session import AnswerVersion, ChatSession, Request, SessionEvent, SessionTurn
@@ -49,6 +49,8 @@ RECENT_TURNS = 40  # a reopened chat shows this many latest turns at first
 # in one go held the GUI thread for seconds): at most this many turns, or this long, per step.
 RENDER_STEP_TURNS = 4
 RENDER_STEP_S = 0.015
+# What a preparation of the pinned frame was made for: (engine, system prompt, the turns before the question, frame).
+PreparationKey = tuple[int, "str | None", tuple[tuple[str, str, "str | None"], ...], str]
 
 
 def thumbnail(image: RGBImage) -> QPixmap:
@@ -157,8 +159,8 @@ class SessionBinding(QObject):
         self._render_task: asyncio.Task[None] | None = None
         self._pending: list[str] = []
         self._prepared_at_send = False
-        self._conversation = 0  # counts changes of the engine's conversation (new chat, another model, a chat opened)
-        self._preparation: tuple[int, str] | None = None  # (conversation, digest) being prepared or prepared
+        self._engines = 0  # counts engines loaded: a new one holds nothing prepared
+        self._preparation: PreparationKey | None = None  # the preparation under way or done (see _preparation_key)
         self._render_timer = QTimer(self)
         self._render_timer.setSingleShot(True)
         self._render_timer.setInterval(50)  # 20 updates a second reads as smooth streaming
@@ -212,7 +214,7 @@ class SessionBinding(QObject):
 
     async def _fresh_conversation(self) -> None:
         await asyncio.wrap_future(self.host.set_history([], self.session.system_prompt))
-        self.prepare_again()
+        self.prepare_pinned()  # a frame pinned since (the first keystroke) is being read for this chat already
 
     def open_chat(self, chat_id: int) -> None:
         self.tasks.spawn(self.open_chat_async(chat_id))
@@ -222,7 +224,7 @@ class SessionBinding(QObject):
         await self.session.open_chat_async(chat_id)
         # Feed the engine now, so the first follow-up only evaluates its own tokens (while the bubbles are built).
         await asyncio.wrap_future(self.host.set_history(self.session.past_turns(), self.session.system_prompt))
-        self.prepare_again()
+        self.prepare_pinned()
         await self.render_done()
         self.set_status(f"Opened “{self.session.title}”: ask to continue it")
         self.chat_opened.emit(chat_id)
@@ -236,7 +238,7 @@ class SessionBinding(QObject):
         await self.session.choose_async(turn_index, version)
         # The conversation the engine continues changed: feed it now, and read a pinned frame again for it.
         await asyncio.wrap_future(self.host.set_history(self.session.past_turns(), self.session.system_prompt))
-        self.prepare_again()
+        self.prepare_pinned()
 
     def forget_chat(self, chat_id: int) -> bool:
         """The chat was deleted: if it is the one on screen, a new chat replaces it (True)."""
@@ -254,43 +256,60 @@ class SessionBinding(QObject):
         self.session.pin(None)
 
     def prepare_again(self) -> None:
-        """The engine's conversation changed (a new chat, another model): the pinned frame is read again for it."""
-        self._conversation += 1
+        """Another engine answers now (a model loaded): it holds nothing, so the pinned frame is read again."""
+        self._engines += 1
         self.pinned_ready = False
         self.prepare_pinned()
 
+    def _preparation_key(self, turns: list[PastTurn], image: RGBImage) -> PreparationKey:
+        """What a preparation was made for: this engine, the conversation before the question (the system prompt and
+        each turn's question, chosen answer and frame) and the frame. A question asked with the same key reuses it."""
+        conversation = tuple((t.question, t.answer, t.image.digest if t.image is not None else None) for t in turns)
+        return self._engines, self.session.system_prompt, conversation, image.digest
+
     def prepare_pinned(self) -> None:
-        """Encode the pinned frame now (before the question is sent), unless it is already in the conversation."""
+        """Read the pinned frame now (encoded, and the prompt evaluated up to it) in the conversation the question
+        will be asked in, unless that is done or under way already, or the frame is in the conversation."""
         image = self.session.pinned
         if image is None:
             return
-        key = (self._conversation, image.digest)
+        if self.session.busy:
+            # The answer in flight is not in the conversation yet: the frame is read once it is (_on_finished). Read
+            # now, it would be read for a conversation no question is asked in.
+            return
+        turns = self.session.past_turns()  # exactly what the next Send gives the engine before its question
+        key = self._preparation_key(turns, image)
         if self.session.asked_about_pinned:
-            self._preparation = key
-            self._prepared(key, True)
+            if key != self._preparation:
+                self._preparation = key
+                self._prepared(key, True)
             return
         if self._preparation == key:
             if self.pinned_ready:
                 self.camera_panel.set_badge("● pinned · ready")
             return  # being read, or read, for this conversation: a second preparation would only abandon the first
-        future = self.host.prepare(image)
+        # The engine is given the conversation with the frame, in one go: a preparation asked for before the new
+        # chat's (or the opened chat's) history reached the engine would otherwise read the frame after the old
+        # conversation, and the question would have to read it again.
+        future = self.host.prepare(image, turns, self.session.system_prompt)
         self._preparation = key
+        self.pinned_ready = False
         if future is None:  # no model yet, or no vision: the frame is asked about, just not early
             self._prepared(key, False)
             return
         self.camera_panel.set_badge("● pinned · reading the image…")
         self.tasks.spawn(self._await_preparation(key, future))
 
-    async def _await_preparation(self, key: tuple[int, str], future: Any) -> None:
+    async def _await_preparation(self, key: PreparationKey, future: Any) -> None:
         try:
             ok = bool(await asyncio.wrap_future(future))
         except LlavaCamError:
             ok = False
         self._prepared(key, ok)
 
-    def _prepared(self, key: tuple[int, str], ok: bool) -> None:
+    def _prepared(self, key: PreparationKey, ok: bool) -> None:
         pinned = self.session.pinned
-        if key != self._preparation or pinned is None or pinned.digest != key[1]:
+        if key != self._preparation or pinned is None or pinned.digest != key[-1]:
             return  # a preparation for another frame or an earlier conversation: superseded, nothing to say
         if not ok:
             self._preparation = None  # the next chance (a model loaded, a new chat) tries again
@@ -310,6 +329,7 @@ class SessionBinding(QObject):
         request = event.request
         if request is None:  # another version was chosen: its answer is shown in place
             self._show_chosen_versions()
+            self.prepare_pinned()  # the conversation the frame is asked in changed
             return
         self._render_now()  # a new question goes below every earlier turn, so those are all on screen first
         turn = request.turn
@@ -367,6 +387,7 @@ class SessionBinding(QObject):
             self.set_status("Error: " + (version.error or "the answer failed"))
         else:
             self.set_status("Stopped" if version.status == "stopped" else "Ready")
+        self.prepare_pinned()  # a frame pinned while the answer came is read now, after it
         self.turn_finished.emit(self._request_number, stats)
 
     def _seen_times(self, request: Request, stats: TurnStats) -> SeenTimes:
@@ -391,16 +412,16 @@ class SessionBinding(QObject):
         self._pending.clear()
         self._all_turns = False
         self.render_chat()
+        self.prepare_pinned()  # for the chat now on screen (a frame being read for the one before is not reused)
 
     def _on_pinned(self, event: SessionEvent) -> None:
         image = self.session.pinned
-        if image is None or self._preparation != (self._conversation, image.digest):
+        if image is None or self._preparation is None or self._preparation[-1] != image.digest:
             self.pinned_ready = False
         if image is None:
             self.camera_panel.show_live()
             return
-        model = self.host.engine is not None
-        self.camera_panel.show_pinned(image, "● pinned · reading the image…" if model else "● pinned")
+        self.camera_panel.show_pinned(image, "● pinned")  # "· reading the image…" once its preparation is asked for
         self.prepare_pinned()
 
     def render_chat(self) -> None:
