@@ -222,3 +222,25 @@ def test_watch_cli_refuses_max_frames_zero(tmp_path, capsys):
     code = main(["--data-dir", str(tmp_path), "watch", "-q", "hi", "--camera", "x.avi", "--max-frames", "0"])
     assert (code, capsys.readouterr().err) == (
         2, "llavacam: error: --max-frames 0: give 1 to 100000 (or --no-frames to keep none)\n")  # fmt: skip
+
+
+def test_a_watchs_answers_store_which_engine_and_model_gave_them(tmp_path):
+    """Like chat answers (history migration 5): the engine and model are kept with each watch answer."""
+    from app.core.inference.answerer import AnsweredBy
+
+    def reader(question: str, frame, grammar: str | None) -> str:
+        return colour_reader(question, frame, grammar)
+
+    reader.answered_by = AnsweredBy("this computer", "demo-llama")  # as EngineAnswerer says it
+    store = HistoryStore(tmp_path)
+    try:
+        recorder = WatchRecorder(store, "Watch: colour", retention=FrameRetention(store_frames=False))
+        watcher = Watcher(recorder.remembering(reader), "What colour?", change=ChangeSettings(min_interval=0.0),
+                          on_event=recorder.on_event)  # fmt: skip
+        watcher.run(ListSource(cycling_colours()))
+        rows = store.conn.execute("SELECT text, engine, engine_model FROM messages WHERE chat_id = ? AND role = "
+                                  "'assistant' ORDER BY id", (recorder.chat_id,)).fetchall()  # fmt: skip
+        assert [tuple(r) for r in rows] == [(f"The shape is colour {i}.", "this computer", "demo-llama")
+                                            for i in range(5)]  # fmt: skip
+    finally:
+        store.close()

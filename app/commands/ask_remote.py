@@ -113,6 +113,9 @@ def server_answerer(chat: Any, max_tokens: int) -> Any:
         turn = chat.answer_once(question, load_image(frame.rgb), sampling, grammar, system_prompt=DEFAULT_SYSTEM_PROMPT)
         return None if turn.cancelled else turn.text.strip()
 
+    from app.core.inference.answerer import AnsweredBy
+
+    answer.answered_by = AnsweredBy(chat.config.host, chat.config.model or "")  # type: ignore[attr-defined]
     return answer
 
 

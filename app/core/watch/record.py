@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.core.history.store import HistoryStore
+from app.core.inference.answerer import AnsweredBy
 from app.core.inference.images import load_image
 from app.core.watch.watcher import Answerer, Frame, WatchEvent
 
@@ -41,11 +42,13 @@ class WatchRecorder:
         source: str = "",
         model_id: str | None = None,
         retention: FrameRetention = FrameRetention(),  # noqa: B008 - frozen, shared safely
+        answered_by: AnsweredBy | None = None,
     ) -> None:
         self.store = store
         self.source = source
         self.model_id = model_id
         self.retention = retention
+        self.answered_by = answered_by  # stored with each answer, as chat answers are (else the answerer's own)
         self.title = title
         self._chat_id: int | None = None  # created with the first answer, on the thread that records it
         self._frames_kept = 0
@@ -72,6 +75,8 @@ class WatchRecorder:
     def remembering(self, answer: Answerer) -> Any:
         """`answer`, remembering the frames it is asked about, so `on_event` can store each answer's frame."""
         recent: dict[int, Frame] = self._recent
+        if self.answered_by is None:  # the watch's engine or server says who answers (EngineAnswerer, --server)
+            self.answered_by = getattr(answer, "answered_by", None)
 
         def ask(question: str, frame: Frame, grammar: str | None) -> str | None:
             recent[frame.index] = frame
@@ -95,7 +100,7 @@ class WatchRecorder:
                 image = self.store.save_image(picture, source=self.source, captured_at=frame.captured_at.timestamp())
             self.store.add_user_message(self.chat_id, f"[{event.at.isoformat(timespec='seconds')}] {event.question}",
                                         image)  # fmt: skip
-            writer = self.store.begin_answer(self.chat_id, self.model_id)
+            writer = self.store.begin_answer(self.chat_id, self.model_id, answered_by=self.answered_by)
             writer.append(event.text)
             writer.finish("complete")
             if image is not None:

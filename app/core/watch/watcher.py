@@ -296,6 +296,11 @@ class EngineAnswerer:
         if turn is not None:
             turn.cancel()
 
+    @property
+    def answered_by(self) -> Any:
+        """Who answers: the engine's `AnsweredBy` (this computer and its model), stored with each watch answer."""
+        return getattr(self.engine, "answered_by", None)
+
     def __call__(self, question: str, frame: Frame, grammar: str | None) -> str | None:
         turn = self.engine.ask_aside(question, frame.rgb, self.sampling.with_(grammar=grammar))  # type: ignore[attr-defined]
         self._turn = turn
