@@ -46,3 +46,27 @@ def test_regenerate_shows_2_of_2_and_the_arrow_brings_back_and_chooses_the_first
     assert [(b.role, b.text) for b in reopened.chat_view.bubbles] == [("user", "What is this?"), ("assistant", first)]
     assert reopened.chat_view.bubbles[-1].version_label.text() == "1/2"
     qtbot.waitUntil(lambda: [t.answer for t in reopened.engine.history] == [first], timeout=10000)
+
+
+def test_the_version_arrows_are_off_while_an_answer_streams_and_back_after(qtbot, make_window, settings):
+    import threading
+
+    window = make_window(replace(settings, temperature=0.9, seed=1, max_tokens=12))
+    wait_for_frame(qtbot, window)
+    ask(qtbot, window, "What is this?")
+    window.settings = replace(window.settings, seed=2)
+    with qtbot.waitSignal(window.turn_finished, timeout=30000):
+        window.regenerate_button.click()
+    answered = window.chat_view.bubbles[-1]
+    assert answered.version_label.text() == "2/2"
+    assert answered.previous_version.isEnabled()
+    release = threading.Event()
+    window.engine._submit(lambda: release.wait(30))  # the follow-up's answer is in flight until released
+    window.prompt_input.setPlainText("And its colour?")
+    window.send_button.click()
+    assert window.binding.busy
+    assert (answered.previous_version.isEnabled(), answered.next_version.isEnabled()) == (False, False)
+    with qtbot.waitSignal(window.turn_finished, timeout=30000):
+        release.set()
+    assert (answered.previous_version.isEnabled(), answered.next_version.isEnabled()) == (True, False)
+    assert answered.version_label.text() == "2/2"

@@ -629,8 +629,17 @@ class Bubble(QWidget):
         for widget in (self.previous_version, self.version_label, self.next_version):
             widget.setVisible(shown)
         self.version_label.setText(f"{index + 1}/{count}")
-        self.previous_version.setEnabled(index > 0)
-        self.next_version.setEnabled(index < count - 1)
+        self._enable_arrows()
+
+    def lock_versions(self, locked: bool) -> None:
+        """While an answer streams, the arrows are off: another version cannot be chosen under it."""
+        self._versions_locked = locked
+        self._enable_arrows()
+
+    def _enable_arrows(self) -> None:
+        locked = getattr(self, "_versions_locked", False)
+        self.previous_version.setEnabled(not locked and self.version > 0)
+        self.next_version.setEnabled(not locked and self.version < self.version_count - 1)
 
     def hide_thumbnail(self) -> None:
         """A follow-up about the frame already shown above: the picture is not repeated."""

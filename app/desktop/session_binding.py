@@ -341,6 +341,7 @@ class SessionBinding(QObject):
             last.deleteLater()
         index = self.session.turns.index(turn) if turn in self.session.turns else len(self.session.turns) - 1
         self._bubble = self._add_answer(index, Bubble("assistant", engine=engine_text(request.version)))
+        self._lock_versions(True)  # no other version is chosen while this answer streams
         self._pending.clear()
         self._tick.start()
         self._show_phase()
@@ -387,6 +388,7 @@ class SessionBinding(QObject):
             self.set_status("Error: " + (version.error or "the answer failed"))
         else:
             self.set_status("Stopped" if version.status == "stopped" else "Ready")
+        self._lock_versions(False)
         self.prepare_pinned()  # a frame pinned while the answer came is read now, after it
         self.turn_finished.emit(self._request_number, stats)
 
@@ -509,6 +511,10 @@ class SessionBinding(QObject):
             else:
                 self.chat_view.insert(self._insert_at, bubble)
                 self._insert_at += 1
+
+    def _lock_versions(self, locked: bool) -> None:
+        for bubble in self._answers.values():
+            bubble.lock_versions(locked)
 
     def _add_answer(self, turn_index: int, bubble: Bubble) -> Bubble:
         self._connect_answer(turn_index, bubble)
