@@ -94,6 +94,8 @@ def test_a_notice_has_one_action_button_when_given(qtbot, area):
     ("Connection failed: httpx.ConnectError: [Errno 111] Connection refused", "Connection failed: Connection refused"),
     ("llama_cpp could not load the model: choose other files in Settings.",
      "The model engine could not load the model: choose other files in Settings."),
+    ("On llama-cpp-python's server: start it with --clip_model_path.",  # a server the user runs is named
+     "On llama-cpp-python's server: start it with --clip_model_path."),
     ("The new model files were not used: /m/bad.gguf: not a GGUF file. tiny is still loaded.",
      "The new model files were not used: /m/bad.gguf: not a GGUF file. tiny is still loaded."),
     ("Camera \x1b[31m37 does not exist", "Camera \\x1b[31m37 does not exist"),

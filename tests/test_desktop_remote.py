@@ -22,7 +22,8 @@ from app.desktop.settings import Settings, save_server_token
 from models.demo_scenes import Scene, draw
 from tests.support.desktop import ask, close_window, open_chat, wait_for_frame
 from tests.support.llavacam_serve import free_port, llavacam_serve
-from tests.support.openai_stub import TOKEN, openai_stub
+from tests.support.openai_stub import TOKEN, image_dropping_stub, list_content_stub, openai_stub
+from tests.support.uvicorn_server import RunningServer
 
 WHITE = (245, 245, 245)
 
@@ -170,3 +171,60 @@ def test_a_self_signed_server_is_trusted_by_its_fingerprint_and_a_wrong_one_is_a
         assert wrong.session.turns == []
     finally:
         running.stop()
+
+
+# --- a server that fails a question: the same notice as when connecting fails ----------------------------------------
+
+IGNORED_IMAGE = ("{host} answered without looking at the frame: the prompt it read was 9 tokens, too few to hold an "
+                 "image. The server drops images (a text-only model, or a server without vision support): load a "
+                 "vision model with its projector there, or ask without a frame. To go on: pick a vision model in "
+                 "Settings → Engine, or switch back to This computer there.")  # fmt: skip
+TEXT_ONLY_TEMPLATE = (
+    "{host} cannot read a message holding an image: its chat template joins text only (the server said HTTP 500 "
+    "'can only concatenate str (not \"list\") to str'). On llama-cpp-python's server this means the model's template "
+    "cannot take an image: start it with --clip_model_path and a --chat_format that places images for this model "
+    "(such as llava-1-5), or choose a server that reads the model's own template (llavacam serve, llama-server). To "
+    "go on: start the server as said, or choose another server in Settings → Engine, or switch back to This "
+    "computer there.")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("stub", "shown", "notice"),
+    [(image_dropping_stub, "It is blue.", IGNORED_IMAGE), (list_content_stub, "", TEXT_ONLY_TEMPLATE)],
+    ids=["ignores-the-image", "mtmd-on-a-text-template"],
+)
+def test_a_question_the_server_fails_is_a_notice_with_one_click_back_and_no_silent_fallback(
+    qtbot, make_window, settings, tmp_path, stub, shown, notice
+):
+    running = RunningServer(stub())
+    try:
+        host = f"127.0.0.1:{running.port}"
+        window = make_window(replace(settings, engine="server", server_url=running.url))
+        wait_for_frame(qtbot, window)
+        ask(qtbot, window, "What colour is it?")  # the live frame goes with it
+        qtbot.waitUntil(lambda: window.notice.current is not None and window.notice.current.kind == "model")
+        assert window.notice.text() == notice.format(host=host)
+        assert window.notice.action_button.text() == "Use this computer"
+        answer = window.session.turns[0].answer
+        assert (answer.status, answer.text) == ("error", shown)
+        chat = window.session.chat_id
+        assert stored_status(tmp_path, chat) == [(shown, "error", host)]
+        # Still the server's: this computer's model was not loaded behind the user's back.
+        assert (window.engine, window.model_host.remote is not None, window.settings.engine) == (None, True, "server")
+
+        window.notice.action_button.click()
+        qtbot.waitUntil(lambda: window.model_ready and window.engine is not None, timeout=30000)
+        assert (window.settings.engine, window.model_host.remote) == ("local", None)
+        assert window.notice.current is None
+    finally:
+        running.stop()
+
+
+def stored_status(data_dir: Path, chat_id: int) -> list[tuple[str, str, str]]:
+    store = HistoryStore(data_dir)
+    try:
+        rows = store.conn.execute("SELECT text, status, engine FROM messages WHERE chat_id = ? AND role = 'assistant' "
+                                  "ORDER BY id", (chat_id,)).fetchall()  # fmt: skip
+    finally:
+        store.close()
+    return [tuple(row) for row in rows]

@@ -15,9 +15,6 @@ from pathlib import Path
 import httpx
 import pytest
 from PIL import Image
-from starlette.applications import Starlette
-from starlette.responses import JSONResponse, StreamingResponse
-from starlette.routing import Route
 
 from app.cli import main
 from app.core.inference.answerer import PastTurn
@@ -40,6 +37,7 @@ from app.core.remote.protocol import (
 )
 from app.core.remote.trust import TrustError, load_token, parse_fingerprint, pinned_context, save_token
 from app.server.app import create_app
+from tests.support.openai_stub import image_dropping_stub
 from tests.support.peer_server import PeerServer
 from tests.support.uvicorn_server import RunningServer, free_port
 
@@ -281,27 +279,6 @@ def test_a_model_without_vision_is_named_before_the_frame_is_sent(tiny_models, r
 # --- a labelled stub: a server that ignores the image ----------------------------------------------------------------
 
 
-def image_dropping_stub(prompt_tokens: int = 9) -> Starlette:
-    """STUB, not a real engine: answers every chat with "It is blue." and reports a 9-token prompt, as a text-only
-    server that silently drops image parts does (with more tokens: a server that reads the image but ignores
-    grammar and response_format)."""
-
-    async def models(request):
-        return JSONResponse({"object": "list", "data": [{"id": "text-only-stub", "object": "model"}]})
-
-    async def chat(request):
-        def events():
-            for piece in ("It is ", "blue."):
-                yield f'data: {json.dumps({"choices": [{"index": 0, "delta": {"content": piece}}]})}\n\n'
-            usage = {"prompt_tokens": prompt_tokens, "completion_tokens": 2}
-            yield f'data: {json.dumps({"choices": [], "usage": usage})}\n\n'
-            yield "data: [DONE]\n\n"
-
-        return StreamingResponse(events(), media_type="text/event-stream")
-
-    return Starlette(routes=[Route("/v1/models", models), Route("/v1/chat/completions", chat, methods=["POST"])])
-
-
 def test_a_server_that_ignores_the_image_is_named(red_png, capsys):
     running = RunningServer(image_dropping_stub())
     try:
@@ -313,7 +290,7 @@ def test_a_server_that_ignores_the_image_is_named(red_png, capsys):
     assert err.strip() == (f"llavacam: error: 127.0.0.1:{running.port} answered without looking at the frame: the "
                            "prompt it read was 9 tokens, too few to hold an image. The server drops images (a "
                            "text-only model, or a server without vision support): load a vision model with its "
-                           "projector there, or switch back to this computer")  # fmt: skip
+                           "projector there, or ask without a frame")  # fmt: skip
     assert (text_code, text_out) == (0, "It is blue.\n")  # without a frame there is nothing to check
 
 

@@ -84,6 +84,8 @@ class Request:
     stop_requested: bool = False
     regenerate: bool = False  # a new answer version of the last question (the question is stored already)
     asked_digest: str | None = None  # the pinned frame's digest, once asked about
+    # Why the answer failed, as raised (a server's RemoteError keeps its kind, so a front end can say what to do).
+    failure: BaseException | None = None
     started_at: float = field(default_factory=time.perf_counter)
 
     @property
@@ -438,6 +440,7 @@ class ChatSession:
                 stream.cancel()
             return
         version.status = "error"
+        request.failure = exc
         version.error = str(exc) if isinstance(exc, LlavaCamError) else f"the answer failed: {exc}"
 
     @staticmethod

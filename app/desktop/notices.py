@@ -26,7 +26,8 @@ from app.desktop.chat_view import repolish
 _LIBRARIES = [
     (r"Pillow|PIL(?:\.\w+)*", "the image reader"),
     (r"OpenCV|cv2(?:\.\w+)*", "the camera reader"),
-    (r"llama[-_]cpp[-_]python|llama_cpp(?:\.\w+)*|llama\.cpp|libmtmd|mtmd|ggml", "the model engine"),
+    # ...but not "llama-cpp-python's server": a server the user runs, and must start differently, is named as such.
+    (r"llama[-_]cpp[-_]python(?!'s server)|llama_cpp(?:\.\w+)*|llama\.cpp|libmtmd|mtmd|ggml", "the model engine"),
     (r"sqlite3(?:\.\w+)*|SQLite", "the history database"),
     (r"huggingface_hub(?:\.\w+)*|httpx(?:\.\w+)*|urllib3(?:\.\w+)*|urllib(?:\.\w+)*", "the connection"),
     (r"PySide6(?:\.\w+)*|numpy|NumPy", "the app"),
@@ -40,6 +41,9 @@ _ERRNO = re.compile(
     r"|\b(?:errno|os error)\s*[=:]?\s*-?\d+\b:?\s*",  # errno=13, errno 13:
     re.IGNORECASE,
 )
+# Long enough for our longest worded notice (a server's failure, what to do, and the way back to this computer) to end
+# whole; a raw file's bytes are still cut.
+NOTICE_LIMIT = 1000
 _EXCEPTION_NAME = r"(?:(?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*(?:Error|Exception|Warning)|(?:[A-Za-z_]\w*\.)+error)"
 _EXCEPTION_PREFIX = re.compile(r"(?:^|(?<=:\s))" + _EXCEPTION_NAME + r":\s*")  # "OSError: ", "cv2.error: "
 _EXCEPTION_IN_PARENTHESES = re.compile(r"\s*\(" + _EXCEPTION_NAME + r"\)")  # " (PIL.UnidentifiedImageError)"
@@ -56,7 +60,7 @@ def user_text(message: object) -> str:
     text = re.sub(r"\s+([.,:;])", r"\1", text)
     if text[:1].islower() and not str(message).lstrip().startswith(text[:20]):
         text = text[0].upper() + text[1:]  # a sentence that began with what was taken out or replaced
-    return printable(text)
+    return printable(text, limit=NOTICE_LIMIT)
 
 
 @dataclass

@@ -444,7 +444,7 @@ class MainWindow(QMainWindow):
         except EngineChoiceError as exc:
             await self.model_host.unload()  # the user chose where the frames go: this computer does not answer
             self.model_ready = False
-            self.notice.show_notice("model", str(exc), action="Use this computer", on_action=self.use_this_computer)
+            self._server_notice(exc)
             self.set_status("No engine: the server cannot answer")
             self._update_buttons()
             self.model_changed.emit(False)
@@ -459,6 +459,20 @@ class MainWindow(QMainWindow):
         self.model_changed.emit(True)
         session = self.binding.session
         await asyncio.wrap_future(self.model_host.set_history(session.past_turns(), session.system_prompt))
+
+    def _server_notice(self, problem: Exception) -> None:
+        """The server cannot answer (connecting, or a question it failed): a notice saying what happened and what to
+        do, worded by app.core.engine_choice for both, with the one click back to this computer."""
+        self.notice.show_notice("model", str(problem), action="Use this computer", on_action=self.use_this_computer)
+
+    def _answer_failed(self, failure: BaseException) -> None:
+        """A server failed a question (it ignored the frame, its template cannot take one, it went away): the same
+        notice as when connecting fails, the answer stays failed, and nothing switches to this computer by itself."""
+        from app.core.engine_choice import choice_error
+        from app.core.remote.protocol import RemoteError
+
+        if isinstance(failure, RemoteError):
+            self._server_notice(choice_error(failure))
 
     def use_this_computer(self) -> None:
         """The server notice's one click back: Settings → Engine → This computer, and its model loads."""
@@ -626,6 +640,8 @@ class MainWindow(QMainWindow):
         if event.kind in ("turns", "finished", "chat"):
             self._update_buttons()
         if event.kind == "finished":
+            if event.request is not None and event.request.failure is not None:
+                self._answer_failed(event.request.failure)
             chat_id = self.binding.session.chat_id
             if chat_id is not None and self.history_panel.open_chat_id != chat_id:
                 self.history_panel.set_open_chat(chat_id)  # the first answer created the chat

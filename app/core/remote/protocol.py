@@ -369,7 +369,7 @@ def check_image_seen(state: StreamState, conversation: Conversation, config: Ser
         raise RemoteError(
             f"{config.host} answered without looking at the frame: the prompt it read was {tokens} tokens, too few to "
             "hold an image. The server drops images (a text-only model, or a server without vision support): "
-            "load a vision model with its projector there, or switch back to this computer",
+            "load a vision model with its projector there, or ask without a frame",
             kind="image_ignored")  # fmt: skip
 
 
