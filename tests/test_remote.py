@@ -593,3 +593,63 @@ def test_watch_server_with_a_preset_reads_each_new_scene_into_records(llavacam_s
     assert sorted({e["frame"] for e in records}) == [0, 9]
     assert events[-1]["event"] == "end"
     validate({"records": [e["record"] for e in records]}, request_schema(PRESETS["todo"]))
+
+
+# --- Stop while the read waits for the server ------------------------------------------------------------------------
+
+
+def test_stop_while_the_stdlib_client_waits_for_the_server_ends_the_read_at_once_and_tells_the_server():
+    """STUB, not a real engine: a server that sends one piece, then holds (a slow server between two tokens, or
+    reading a long prompt). Stop from another thread (the window's GUI thread) must not wait for its next token:
+    the blocked read ends at once, as stopped rather than failed, and the server learns the client left."""
+    import threading
+
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import StreamingResponse
+    from starlette.routing import Route
+
+    from app.core.remote.stdlib import RemoteAnswerer, RemoteChat
+
+    release, left, sent_more = threading.Event(), threading.Event(), threading.Event()
+
+    async def chat(request: Request):
+        async def events():
+            yield f"data: {json.dumps({'choices': [{'index': 0, 'delta': {'content': 'It is '}}]})}\n\n"
+            await asyncio.to_thread(release.wait, 10)
+            if await request.is_disconnected():
+                left.set()
+            sent_more.set()
+            yield f"data: {json.dumps({'choices': [{'index': 0, 'delta': {'content': 'red.'}}]})}\n\n"
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    running = RunningServer(Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])]))
+    try:
+        answerer = RemoteAnswerer(RemoteChat(running.url, model="stub"))
+        stream = answerer.ask("What colour is it?")
+        pieces, failures = [], []
+        first = threading.Event()
+
+        def read() -> None:  # the window reads on the loop's executor, one piece at a time
+            try:
+                for piece in stream:
+                    pieces.append(piece)
+                    first.set()
+            except Exception as exc:
+                failures.append(exc)
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        assert first.wait(10)
+        stream.cancel()  # the reader is (or is about to be) blocked reading, the server holding its next token
+        reader.join(5)
+        assert not sent_more.is_set(), "Stop waited for the server's next token"
+        assert not reader.is_alive()
+        release.set()
+        assert (pieces, failures, stream.stats.finish_reason) == (["It is "], [], "cancelled")
+        assert left.wait(10), "the server was not told the client left"
+    finally:
+        release.set()
+        running.stop()

@@ -7,7 +7,9 @@ The protocol (requests, SSE, errors) is `app.core.remote.protocol`, shared with 
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
+import socket
 import threading
 import urllib.error
 import urllib.request
@@ -62,7 +64,15 @@ class RemoteTurn:
 
     def cancel(self) -> None:
         self._cancel.set()
-        with contextlib.suppress(Exception):  # closing is how a blocked read is interrupted
+        connection = _socket_of(self.response)
+        if connection is not None:
+            # Shutting the socket down wakes a read blocked on another thread at once and tells the server, which
+            # stops generating. Closing the response instead waited for that read (for the server's next token:
+            # Stop in the window held the GUI thread until the server sent more); the reader closes it as it ends.
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+            return
+        with contextlib.suppress(Exception):  # no socket to reach: closing interrupts a blocked read, in time
             self.response.close()
 
     @property
@@ -83,13 +93,23 @@ class RemoteTurn:
                     break
             if not self.state.done and not self.state.pieces:
                 raise broken_stream(self.config, "the server ended the stream without an answer")
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, http.client.HTTPException, AttributeError) as exc:
             if self._cancel.is_set():
-                return  # closing the stream to cancel makes the read fail: that is the point
+                # Cancelling makes the read fail or end short (a chunk cut off is IncompleteRead; a response closed
+                # under a read gives http.client's AttributeError): that is the point, not a broken stream.
+                return
+            if isinstance(exc, AttributeError):
+                raise
             raise broken_stream(self.config, exc) from exc
         finally:
             with contextlib.suppress(Exception):
                 self.response.close()
+
+
+def _socket_of(response: Any) -> socket.socket | None:
+    """The connection under an http.client response (its file's socket), or None where there is none to reach."""
+    connection = getattr(getattr(getattr(response, "fp", None), "raw", None), "_sock", None)
+    return connection if isinstance(connection, socket.socket) else None
 
 
 class RemoteChat:
