@@ -18,7 +18,9 @@ import uvicorn
 
 from app.core.history.store import HistoryStore
 from app.core.inference.answerer import AnsweredBy
+from app.core.inference.engine import Engine, EngineConfig, Turn
 from app.desktop.settings import Settings, save_server_token
+from app.server.app import create_app
 from models.demo_scenes import Scene, draw
 from tests.support.desktop import ask, close_window, open_chat, wait_for_frame
 from tests.support.llavacam_serve import free_port, llavacam_serve
@@ -228,3 +230,57 @@ def stored_status(data_dir: Path, chat_id: int) -> list[tuple[str, str, str]]:
     finally:
         store.close()
     return [tuple(row) for row in rows]
+
+
+# --- Stop during a streamed answer from llavacam serve ------------------------------------------------------------
+
+
+def test_stop_during_a_servers_streamed_answer_keeps_what_was_shown_and_ends_the_servers_turn(
+    qtbot, make_window, settings, tmp_path, tiny_models, monkeypatch
+):
+    """llavacam serve (the tiny random-weight model, in this process) streams a long sampled answer; Stop in the
+    window stores it "stopped" with exactly the text on screen, the stream closes so the server's own turn ends
+    cancelled, and the server answers the next question."""
+    with Engine(tiny_models.text, tiny_models.mmproj, EngineConfig(n_ctx=4096, n_threads=2)) as engine:
+        server_turns: list[Turn] = []
+        ask_engine = engine.ask
+
+        def recorded_ask(*args, **kwargs) -> Turn:  # the server's turns, to read how each one ended
+            turn = ask_engine(*args, **kwargs)
+            server_turns.append(turn)
+            return turn
+
+        monkeypatch.setattr(engine, "ask", recorded_ask)
+        running = RunningServer(create_app(engine, model_id="tiny-llava"))
+        try:
+            host = f"127.0.0.1:{running.port}"
+            window = make_window(replace(settings, engine="server", server_url=running.url, temperature=0.8,
+                                         max_tokens=3500))  # fmt: skip
+            wait_for_frame(qtbot, window)
+            pieces: list[str] = []
+            window.binding.answer_piece.connect(pieces.append)
+            window.prompt_input.setPlainText("Tell me everything.")
+            with qtbot.waitSignal(window.turn_finished, timeout=30000) as finished:
+                window.send_button.click()
+                qtbot.waitUntil(lambda: len(pieces) >= 3, timeout=20000)
+                window.stop_button.click()
+            assert finished.args[1].finish_reason == "cancelled"
+            answer = window.session.turns[0].answer
+            shown = window.chat_view.bubbles[-1].text
+            assert (answer.status, answer.text) == ("stopped", shown)
+            assert shown.startswith("".join(pieces[:3]))
+            assert stored_status(tmp_path, window.session.chat_id) == [(shown, "stopped", host)]
+            # How the server's own turn ended (the engine has posted its end; a server that kept generating for
+            # nobody would end it on its own: a stop token or the token limit).
+            server_stats = server_turns[0].wait()
+            assert server_stats.finish_reason == "cancelled"  # the server stopped generating for nobody
+            assert server_stats.decode_tokens < 3500
+
+            window.settings = replace(window.settings, max_tokens=6)
+            ask(qtbot, window, "And now?")
+            last = window.session.turns[-1].answer
+            assert (last.status, len(server_turns), server_turns[1].stats.finish_reason) == ("complete", 2, "length")
+            assert last.text == server_turns[1].text  # what the server generated, whole
+            close_window(qtbot, window)
+        finally:
+            running.stop()
