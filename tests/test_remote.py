@@ -625,13 +625,22 @@ def test_stop_while_the_stdlib_client_waits_for_the_server_ends_the_read_at_once
 
     async def chat(request: Request):
         async def events():
-            yield f"data: {json.dumps({'choices': [{'index': 0, 'delta': {'content': 'It is '}}]})}\n\n"
-            await asyncio.to_thread(release.wait, 10)
-            if await request.is_disconnected():
+            # the server learns the client left either way Starlette tells it: its disconnect listener cancels this
+            # stream, or the request reports the disconnect when asked (whichever reads uvicorn's message first)
+            try:
+                yield f"data: {json.dumps({'choices': [{'index': 0, 'delta': {'content': 'It is '}}]})}\n\n"
+                await asyncio.to_thread(release.wait, 10)
+                for _ in range(200):  # the client's close reaches uvicorn when its loop gets to it: poll
+                    if await request.is_disconnected():
+                        left.set()
+                        break
+                    await asyncio.sleep(0.05)
+                sent_more.set()
+                yield f"data: {json.dumps({'choices': [{'index': 0, 'delta': {'content': 'red.'}}]})}\n\n"
+                yield "data: [DONE]\n\n"
+            except (asyncio.CancelledError, GeneratorExit):
                 left.set()
-            sent_more.set()
-            yield f"data: {json.dumps({'choices': [{'index': 0, 'delta': {'content': 'red.'}}]})}\n\n"
-            yield "data: [DONE]\n\n"
+                raise
 
         return StreamingResponse(events(), media_type="text/event-stream")
 
