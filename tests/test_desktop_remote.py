@@ -6,15 +6,12 @@ from __future__ import annotations
 
 import random
 import subprocess
-import threading
-import time
 from dataclasses import replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-import uvicorn
 
 from app.core.history.store import HistoryStore
 from app.core.inference.answerer import AnsweredBy
@@ -23,7 +20,7 @@ from app.desktop.settings import Settings, save_server_token
 from app.server.app import create_app
 from models.demo_scenes import Scene, draw
 from tests.support.desktop import ask, close_window, open_chat, wait_for_frame
-from tests.support.llavacam_serve import free_port, llavacam_serve
+from tests.support.llavacam_serve import llavacam_serve
 from tests.support.openai_stub import TOKEN, image_dropping_stub, list_content_stub, openai_stub
 from tests.support.uvicorn_server import RunningServer
 
@@ -127,31 +124,11 @@ def self_signed(tmp_path_factory) -> tuple[Path, Path, str]:
     return key, cert, printed.strip().split("=", 1)[1]
 
 
-class TlsServer:
-    """The Settings stub (tests.support.openai_stub: STUB, not a real engine) served over HTTPS with `cert`."""
-
-    def __init__(self, key: Path, cert: Path) -> None:
-        self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(openai_stub(), host="127.0.0.1", port=self.port,
-                                                    log_level="warning", ssl_keyfile=str(key),
-                                                    ssl_certfile=str(cert)))  # fmt: skip
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started and time.monotonic() < deadline:
-            time.sleep(0.01)  # uvicorn has no started-event to wait on
-        assert self.server.started
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-
-
 def test_a_self_signed_server_is_trusted_by_its_fingerprint_and_a_wrong_one_is_a_clear_notice(
     qtbot, make_window, settings, tmp_path, self_signed
 ):
     key, cert, fingerprint = self_signed
-    running = TlsServer(key, cert)
+    running = RunningServer(openai_stub(), ssl_keyfile=str(key), ssl_certfile=str(cert))  # STUB, not a real engine
     try:
         save_server_token(tmp_path, TOKEN)
         url = f"https://127.0.0.1:{running.port}"

@@ -16,9 +16,11 @@ def free_port() -> int:
 
 
 class RunningServer:
-    def __init__(self, app) -> None:
+    def __init__(self, app, **config) -> None:
+        """`config`: more uvicorn.Config options, e.g. ssl_keyfile/ssl_certfile for an HTTPS server."""
         self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
+                                                    **config))  # fmt: skip
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         deadline = time.monotonic() + 30
