@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
+
 from tests.support.desktop import ask, wait_for_frame
 
 
@@ -73,7 +75,10 @@ def test_a_question_typed_right_after_new_chat_and_sent_mid_preparation_reads_th
     window = make_window(settings)
     wait_for_frame(qtbot, window)
     ask(qtbot, window, "What is this?")  # the engine holds a conversation with another frame
+    asked_by_now = window.camera.newest().copy()
     window.unpin()
+    # a later, different frame: the same pixels would be the engine's cached image, and nothing would be encoded
+    qtbot.waitUntil(lambda: not np.array_equal(window.camera.newest(), asked_by_now), timeout=10000)
     counts = count_image_work(window.engine)
     release = hold_engine(window)
     # Ctrl+N and the first keystroke in one go: the new chat's conversation has not reached the engine yet when
