@@ -32,6 +32,11 @@ MMPROJ_NAME = "demo-mmproj.gguf"
 
 # TinyLlama's Zephyr layout; plain-string content renders byte-identically to TINYLLAMA_TEMPLATE, and content may
 # also be a list of {type: text|image} parts (an image part becomes mtmd's marker and a newline, as LLaVA places it).
+# Two departures serve servers that render it themselves. llama-cpp-python's MTMDChatHandler passes eos_token as
+# detokenize([eos]), which is "" for a control token, so the separators are written as TinyLlama's "</s>" (the same
+# bytes the app renders; mtmd parses it back to EOS). And that handler turns an image part into a text part holding
+# just the marker before rendering, so such a part gets the image's newline too. Without either, its prompt is not
+# the one the pair was trained on and the follow-up "What shape is it?" was answered "It is red.".
 DEMO_TEMPLATE = (
     "{% for message in messages %}\n"
     "{% if message['content'] is string %}\n"
@@ -39,7 +44,7 @@ DEMO_TEMPLATE = (
     "{% else %}\n"
     "{% set ns = namespace(text='') %}\n"
     "{% for part in message['content'] %}\n"
-    "{% if part['type'] == 'text' %}\n"
+    "{% if part['type'] == 'text' and part['text'] != '" + IMAGE_MARKER + "' %}\n"
     "{% set ns.text = ns.text + part['text'] %}\n"
     "{% else %}\n"
     "{% set ns.text = ns.text + '" + IMAGE_MARKER + "\\n' %}\n"
@@ -48,11 +53,11 @@ DEMO_TEMPLATE = (
     "{% set content = ns.text %}\n"
     "{% endif %}\n"
     "{% if message['role'] == 'user' %}\n"
-    "{{ '<|user|>\\n' + content + eos_token }}\n"
+    "{{ '<|user|>\\n' + content + '</s>' }}\n"
     "{% elif message['role'] == 'system' %}\n"
-    "{{ '<|system|>\\n' + content + eos_token }}\n"
+    "{{ '<|system|>\\n' + content + '</s>' }}\n"
     "{% elif message['role'] == 'assistant' %}\n"
-    "{{ '<|assistant|>\\n'  + content + eos_token }}\n"
+    "{{ '<|assistant|>\\n'  + content + '</s>' }}\n"
     "{% endif %}\n"
     "{% if loop.last and add_generation_prompt %}\n"
     "{{ '<|assistant|>' }}\n"

@@ -48,6 +48,24 @@ def test_demo_template_accepts_content_as_a_list_of_parts() -> None:
     assert text == f"<|user|>\n{IMAGE_MARKER}\nWhat colour is it?</s>\n<|assistant|>\nIt is red.</s>\n<|assistant|>\n"
 
 
+def test_demo_template_renders_the_same_prompt_through_llama_cpp_pythons_mtmd_handler() -> None:
+    """That handler renders with eos_token = detokenize([eos]), which is "" for a control token, and turns an image
+    part into a text part holding just the marker (llama_chat_format.MTMDChatHandler): the pair must still be given
+    the prompt it was trained on, or a follow-up through that server is answered wrong."""
+    from app.core.inference.templates import _compile
+
+    ours = [
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What colour is it?"}]},
+        {"role": "assistant", "content": "It is red."},
+        {"role": "user", "content": "What shape is it?"},
+    ]
+    theirs = [{**ours[0], "content": [{"type": "text", "text": IMAGE_MARKER}, ours[0]["content"][1]]}, *ours[1:]]
+    want = (f"<|user|>\n{IMAGE_MARKER}\nWhat colour is it?</s>\n<|assistant|>\nIt is red.</s>\n<|user|>\n"
+            "What shape is it?</s>\n<|assistant|>\n")  # fmt: skip
+    assert _compile(DEMO_TEMPLATE).render(messages=ours, add_generation_prompt=True, eos_token="</s>") == want
+    assert _compile(DEMO_TEMPLATE).render(messages=theirs, add_generation_prompt=True, eos_token="") == want
+
+
 def test_demo_files_match_their_sha256sums(trained_models) -> None:
     sums = (trained_models.text.parent / "SHA256SUMS").read_text().split("\n")
     expected = dict(reversed(line.split()) for line in sums if line.strip())

@@ -391,9 +391,6 @@ def test_ask_server_gets_right_answers_from_the_peer_on_the_demo_pair(peer_demo,
     assert (code, out, err) == (0, "It is blue.\n", "")  # the frame reached the peer with its channels in order
 
 
-@pytest.mark.xfail(strict=True, reason="known: through llama-cpp-python's mtmd handler the demo pair answers this "
-                   "follow-up 'It is red.'; this computer and llavacam serve say 'It is a square.' (cause not found "
-                   "yet; strict, so a fix shows up here)")
 def test_a_follow_up_through_the_peer_on_the_demo_pair_is_answered_right(peer_demo, demo_red_square, capsys):
     red, _ = demo_red_square
     code, out, err = ask_cli(capsys, "--server", peer_demo.url, "--image", str(red), "-q", "What colour is the shape?",
