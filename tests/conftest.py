@@ -13,7 +13,7 @@ import pytest  # noqa: E402
 
 from models.make_test_models import ModelPair, write_mmproj, write_tiny_pair  # noqa: E402
 
-pytest_plugins = ["tests.support.desktop"]
+pytest_plugins = ["tests.support.desktop", "tests.support.peer_server"]
 
 
 @pytest.fixture(scope="session")

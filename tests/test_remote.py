@@ -38,7 +38,6 @@ from app.core.remote.protocol import (
 from app.core.remote.trust import TrustError, load_token, parse_fingerprint, pinned_context, save_token
 from app.server.app import create_app
 from tests.support.openai_stub import image_dropping_stub
-from tests.support.peer_server import PeerServer
 from tests.support.uvicorn_server import RunningServer, free_port
 
 GREEDY = SamplingSettings(temperature=0.0, max_tokens=12)
@@ -297,21 +296,6 @@ def test_a_server_that_ignores_the_image_is_named(red_png, capsys):
 # --- end to end: a peer we did not write, llama-cpp-python's own server ---------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def peer_llava(tiny_models, tmp_path_factory):
-    server = PeerServer(tiny_models, tmp_path_factory.mktemp("peer") / "llava.log", "--chat_format", "llava-1-5")
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def peer_mtmd(tiny_models, tmp_path_factory):
-    server = PeerServer(tiny_models, tmp_path_factory.mktemp("peer") / "mtmd.log", "--chat_format", "mtmd",
-                        "--api_key", "peer")  # fmt: skip
-    yield server
-    server.stop()
-
-
 def test_peer_server_streams_what_it_answers_whole(peer_llava, red_png, capsys):
     code, out, err = ask_cli(capsys, "--server", peer_llava.url, "--image", str(red_png), "-q", "What colour?",
                              "-q", "Sure?", "--temperature", "0", "--max-tokens", "8", "--json")  # fmt: skip
@@ -354,14 +338,6 @@ def test_peer_with_mtmd_and_a_text_template_says_what_happened(peer_mtmd, red_pn
                           "its chat template joins text only (the server said HTTP 500 'can only concatenate str "
                           "(not \"list\") to str').")  # fmt: skip
     assert "start it with --clip_model_path and a --chat_format that places images for this model" in err
-
-
-@pytest.fixture(scope="module")
-def peer_demo(trained_models, tmp_path_factory):
-    """The peer on the trained demo pair: its template reads list content, so the mtmd handler places the image."""
-    server = PeerServer(trained_models, tmp_path_factory.mktemp("peer") / "demo.log", "--chat_format", "mtmd")
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -1,14 +1,19 @@
 """A peer we did not write: llama-cpp-python's own OpenAI-compatible server (`python -m llama_cpp.server`, its
-`server` extra) in a child process on a free 127.0.0.1 port, for tests that talk to it over HTTP."""
+`server` extra) in a child process on a free 127.0.0.1 port, for tests that talk to it over HTTP.
+
+A pytest plugin (see tests/conftest.py): its module-scoped fixtures start one peer per test module that asks for it
+(`peer_demo` on the trained pair, `peer_mtmd` and `peer_llava` on the tiny random-weight pair)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from models.make_test_models import ModelPair
 from tests.support.uvicorn_server import free_port
@@ -27,6 +32,7 @@ class PeerServer:
              str(pair.mmproj), "--n_ctx", "2048", "--n_threads", "2", "--host", "127.0.0.1", "--port",
              str(self.port), *extra],
             stdout=self.log, stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},  # its prints (a client that left) reach the log as they happen
         )  # fmt: skip
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
@@ -47,7 +53,41 @@ class PeerServer:
     def host(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    def log_text(self) -> str:
+        """What the peer has printed so far."""
+        return Path(self.log.name).read_text(errors="replace")
+
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(20)
         self.log.close()
+
+
+@pytest.fixture(scope="module")
+def peer_demo(trained_models, tmp_path_factory):
+    """The peer on the trained demo pair: its template reads list content, so the mtmd handler places the image."""
+    server = PeerServer(trained_models, tmp_path_factory.mktemp("peer") / "demo.log", "--chat_format", "mtmd")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def peer_llava(tiny_models, tmp_path_factory):
+    """The peer on the tiny random-weight pair in Vicuna's format (llava-1-5): long answers of nonsense."""
+    server = PeerServer(tiny_models, tmp_path_factory.mktemp("peer") / "llava.log", "--chat_format", "llava-1-5")
+    yield server
+    server.stop()
+
+
+PEER_TOKEN = "peer"  # peer_mtmd's --api_key
+
+
+@pytest.fixture(scope="module")
+def peer_mtmd(tiny_models, tmp_path_factory):
+    """The peer on the tiny pair with --chat_format mtmd: TinyLlama's template concatenates `content`, so any message
+    holding an image fails in the peer (HTTP 500 "can only concatenate str (not "list") to str")."""
+    server = PeerServer(tiny_models, tmp_path_factory.mktemp("peer") / "mtmd.log", "--chat_format", "mtmd",
+                        "--api_key", PEER_TOKEN)  # fmt: skip
+    yield server
+    server.stop()
+
