@@ -38,6 +38,7 @@ from app.core.remote.protocol import (
 from app.core.remote.trust import TrustError, load_token, parse_fingerprint, pinned_context, save_token
 from app.server.app import create_app
 from tests.support.openai_stub import image_dropping_stub
+from tests.support.peer_server import PEER_TOKEN
 from tests.support.uvicorn_server import RunningServer, free_port
 
 GREEDY = SamplingSettings(temperature=0.0, max_tokens=12)
@@ -338,6 +339,25 @@ def test_peer_with_mtmd_and_a_text_template_says_what_happened(peer_mtmd, red_pn
                           "its chat template joins text only (the server said HTTP 500 'can only concatenate str "
                           "(not \"list\") to str').")  # fmt: skip
     assert "start it with --clip_model_path and a --chat_format that places images for this model" in err
+
+
+def test_the_stdlib_client_names_the_peers_silent_failure_for_a_text_only_template(peer_mtmd, red_png):
+    """The window's and the phone's transport meets what the CLI's does: the peer answers 200, sends nothing and
+    says why only when asked whole (HTTP 500), so the client asks it whole."""
+    from app.core.remote.stdlib import RemoteAnswerer, RemoteChat
+
+    answerer = RemoteAnswerer(RemoteChat(peer_mtmd.url, PEER_TOKEN))
+    stream = answerer.ask("What colour?", load_image(red_png), GREEDY)
+    with pytest.raises(RemoteError) as caught:
+        stream.wait()
+    assert caught.value.kind == "list_content"
+    assert str(caught.value) == (
+        f"127.0.0.1:{peer_mtmd.port} cannot read a message holding an image: its chat template joins text only (the "
+        "server said HTTP 500 'can only concatenate str (not \"list\") to str'). On llama-cpp-python's server this "
+        "means the model's template cannot take an image: start it with --clip_model_path and a --chat_format that "
+        "places images for this model (such as llava-1-5), or choose a server that reads the model's own template "
+        "(llavacam serve, llama-server)")  # fmt: skip
+    assert answerer.conversation.turns == []  # a failed turn is not part of the conversation
 
 
 @pytest.fixture(scope="module")

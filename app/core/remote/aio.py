@@ -27,6 +27,7 @@ from app.core.inference.answerer import PastTurn, TurnStats, completed
 from app.core.inference.images import RGBImage
 from app.core.inference.sampling import SamplingSettings
 from app.core.remote.protocol import (
+    SILENT_STREAM,
     Conversation,
     ImageEncodings,
     RemoteError,
@@ -39,6 +40,8 @@ from app.core.remote.protocol import (
     check_image_seen,
     error_for_status,
     model_entry,
+    probe_body,
+    silent_stream_error,
     unreachable,
     validate_json_output,
 )
@@ -250,21 +253,15 @@ class RemoteEngine:
                 body = chat_body(messages, sampling, model=self.config.model, response_format=response_format)
                 await self._stream(body, state, turn, sent_image=sent.image_url is not None)
                 if not state.done and not state.pieces:
-                    # Some servers (llama-cpp-python's) fail inside a stream they already answered 200 to, and
-                    # send nothing: ask once without streaming to learn what they say.
-                    state.accepted = True
-                    await self._probe(chat_body(messages, sampling.with_(max_tokens=1), model=self.config.model,
-                                                stream=False), sent_image=sent.image_url is not None)  # fmt: skip
-                    raise broken_stream(self.config, "the server ended the stream without an answer")
+                    state.accepted = True  # a silent failure: ask once without streaming to learn what it says
+                    await self._probe(probe_body(messages, sampling, model=self.config.model),
+                                      sent_image=sent.image_url is not None)  # fmt: skip
+                    raise broken_stream(self.config, SILENT_STREAM)
             except RemoteError as exc:
-                if state.accepted and exc.kind in ("broken", "unreachable") and sent.image_url is not None:
-                    # llama-cpp-python's server with --chat_format mtmd exits after such a stream.
-                    raise RemoteError(
-                        f"{self.config.host} ended the stream without an answer ({exc}). A server whose chat "
-                        "template cannot take an image does this (llama-cpp-python's server with --chat_format mtmd "
-                        "and a template that joins text, as TinyLlama's does): start it with a --chat_format that "
-                        "places images for this model (such as llava-1-5), or use llavacam serve or llama-server",
-                        kind="list_content") from exc  # fmt: skip
+                if state.accepted:
+                    named = silent_stream_error(self.config, exc, sent_image=sent.image_url is not None)
+                    if named is not exc:
+                        raise named from exc
                 raise
             if new_image:
                 check_image_seen(state, self.conversation, self.config)

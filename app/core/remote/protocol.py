@@ -253,6 +253,30 @@ def broken_stream(config: ServerConfig, reason: object) -> RemoteError:
                        kind="broken")  # fmt: skip
 
 
+# Some servers (llama-cpp-python's) fail inside a stream they already answered 200 to, and send nothing. Both
+# transports then ask once more, not streamed and for one token, to learn what the server says (`probe_body`), and
+# name what it said (`silent_stream_error`).
+SILENT_STREAM = "the server ended the stream without an answer"
+
+
+def probe_body(messages: Sequence[dict[str, Any]], sampling: SamplingSettings, *, model: str | None) -> dict[str, Any]:
+    """The same conversation asked whole for one token: a server that failed silently in the stream says why."""
+    return chat_body(messages, sampling.with_(max_tokens=1), model=model, stream=False)
+
+
+def silent_stream_error(config: ServerConfig, said: RemoteError, *, sent_image: bool) -> RemoteError:
+    """The error for a stream that ended without an answer, `said` being what the probe met (an HTTP error it
+    mapped, or the stream or the server gone). With an image in the conversation, a server gone or silent means a
+    chat template that cannot take one (llama-cpp-python's server with --chat_format mtmd exits after such a stream)."""
+    if not sent_image or said.kind not in ("broken", "unreachable"):
+        return said
+    return RemoteError(
+        f"{config.host} ended the stream without an answer ({said}). A server whose chat template cannot take an "
+        "image does this (llama-cpp-python's server with --chat_format mtmd and a template that joins text, as "
+        "TinyLlama's does): start it with a --chat_format that places images for this model (such as llava-1-5), or "
+        "use llavacam serve or llama-server", kind="list_content")  # fmt: skip
+
+
 class SSEDecoder:
     """Server-sent events from a byte stream, fed in any chunking: `feed` returns the complete `data:` payloads."""
 

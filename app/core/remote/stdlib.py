@@ -22,6 +22,7 @@ from app.core.inference.images import RGBImage
 from app.core.inference.sampling import SamplingSettings
 from app.core.remote.protocol import (
     DEFAULT_MAX_IMAGE_SIDE,
+    SILENT_STREAM,
     Conversation,
     ImageEncodings,
     RemoteError,
@@ -36,6 +37,8 @@ from app.core.remote.protocol import (
     image_data_url,
     model_entry,
     model_ids,
+    probe_body,
+    silent_stream_error,
     unreachable,
 )
 from app.core.remote.protocol import user_message as _user_message
@@ -92,7 +95,7 @@ class RemoteTurn:
                 if not chunk:
                     break
             if not self.state.done and not self.state.pieces:
-                raise broken_stream(self.config, "the server ended the stream without an answer")
+                raise broken_stream(self.config, SILENT_STREAM)
         except (OSError, ValueError, http.client.HTTPException, AttributeError) as exc:
             if self._cancel.is_set():
                 # Cancelling makes the read fail or end short (a chunk cut off is IncompleteRead; a response closed
@@ -222,7 +225,12 @@ class RemoteStream:
                                                                  model=answerer.chat.config.model))  # fmt: skip
                 if self._cancel.is_set():
                     self._turn.cancel()
-                yield from self._turn
+                try:
+                    yield from self._turn
+                except RemoteError as exc:
+                    if exc.kind != "broken" or self._turn.state.pieces or self._cancel.is_set():
+                        raise
+                    raise self._why_silent(messages, exc) from exc
             state = self._turn.state if self._turn is not None else StreamState()
             if self._new_image and not self._cancel.is_set():
                 check_image_seen(state, answerer.conversation, answerer.chat.config)
@@ -248,6 +256,20 @@ class RemoteStream:
             pass
         assert self.stats is not None
         return self.stats
+
+    def _why_silent(self, messages: list[dict[str, Any]], failure: RemoteError) -> RemoteError:
+        """The stream ended (or broke) before a word: ask once without streaming to learn what the server says."""
+        chat = self._answerer.chat
+        sent_image = any(isinstance(m.get("content"), list) for m in messages)
+        try:
+            with chat._request("/chat/completions", probe_body(messages, self._sampling, model=chat.config.model),
+                               sent_image=sent_image) as response:  # fmt: skip
+                response.read()
+        except RemoteError as said:
+            return silent_stream_error(chat.config, said, sent_image=sent_image)
+        except (OSError, http.client.HTTPException) as exc:  # the server went away while it answered
+            return silent_stream_error(chat.config, broken_stream(chat.config, exc), sent_image=sent_image)
+        return silent_stream_error(chat.config, failure, sent_image=sent_image)
 
 
 class RemoteAnswerer:
