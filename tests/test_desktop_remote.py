@@ -1,6 +1,8 @@
 """The window answered by other machines (#15): `llavacam serve` on the trained demo pair answering a camera frame
 right, each answer's bubble saying which engine and model gave it — live and when the chat is reopened, as history
-stored it — and a home server's self-signed certificate trusted by its fingerprint (a wrong one is a clear notice)."""
+stored it — and a home server's self-signed certificate trusted by its fingerprint (a wrong one is a clear notice).
+The same end to end against a peer we did not write, llama-cpp-python's own server (tests/support/peer_server.py):
+right streamed answers, Stop, and its failure for a template that cannot take an image."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
-from app.core.history.store import HistoryStore
+from app.core.history.store import HistoryStore, Message
 from app.core.inference.answerer import AnsweredBy
 from app.core.inference.engine import Engine, EngineConfig, Turn
 from app.desktop.settings import Settings, save_server_token
@@ -22,6 +24,7 @@ from models.demo_scenes import Scene, draw
 from tests.support.desktop import ask, close_window, open_chat, wait_for_frame
 from tests.support.llavacam_serve import llavacam_serve
 from tests.support.openai_stub import TOKEN, image_dropping_stub, list_content_stub, openai_stub
+from tests.support.peer_server import PEER_TOKEN, PeerServer
 from tests.support.uvicorn_server import RunningServer
 
 WHITE = (245, 245, 245)
@@ -179,24 +182,43 @@ def test_a_question_the_server_fails_is_a_notice_with_one_click_back_and_no_sile
     try:
         host = f"127.0.0.1:{running.port}"
         window = make_window(replace(settings, engine="server", server_url=running.url))
-        wait_for_frame(qtbot, window)
-        ask(qtbot, window, "What colour is it?")  # the live frame goes with it
-        qtbot.waitUntil(lambda: window.notice.current is not None and window.notice.current.kind == "model")
-        assert window.notice.text() == notice.format(host=host)
-        assert window.notice.action_button.text() == "Use this computer"
-        answer = window.session.turns[0].answer
-        assert (answer.status, answer.text) == ("error", shown)
-        chat = window.session.chat_id
-        assert stored_status(tmp_path, chat) == [(shown, "error", host)]
-        # Still the server's: this computer's model was not loaded behind the user's back.
-        assert (window.engine, window.model_host.remote is not None, window.settings.engine) == (None, True, "server")
-
-        window.notice.action_button.click()
-        qtbot.waitUntil(lambda: window.model_ready and window.engine is not None, timeout=30000)
-        assert (window.settings.engine, window.model_host.remote) == ("local", None)
-        assert window.notice.current is None
+        assert_a_failed_question_is_a_notice_with_one_click_back(qtbot, window, tmp_path, host, shown,
+                                                                 notice.format(host=host))  # fmt: skip
     finally:
         running.stop()
+
+
+def assert_a_failed_question_is_a_notice_with_one_click_back(qtbot, window, data_dir: Path, host: str, shown: str,
+                                                             notice: str) -> None:  # fmt: skip
+    """Ask about the live frame; the server fails it: the notice says `notice`, the question and what was shown stay
+    (on screen and in history, the answer "error"), nothing switches to this computer until the notice's click."""
+    wait_for_frame(qtbot, window)
+    ask(qtbot, window, "What colour is it?")  # the live frame goes with it
+    qtbot.waitUntil(lambda: window.notice.current is not None and window.notice.current.kind == "model")
+    assert window.notice.text() == notice
+    assert window.notice.action_button.text() == "Use this computer"
+    turn = window.session.turns[0]
+    assert (turn.question, turn.answer.status, turn.answer.text) == ("What colour is it?", "error", shown)
+    chat = window.session.chat_id
+    assert stored_status(data_dir, chat) == [(shown, "error", host)]
+    assert [(m.role, m.text, m.image is not None) for m in stored_messages(data_dir, chat)] == [
+        ("user", "What colour is it?", True), ("assistant", shown, False)]  # fmt: skip
+    # Still the server's: this computer's model was not loaded behind the user's back.
+    assert (window.engine, window.model_host.remote is not None, window.settings.engine) == (None, True, "server")
+
+    window.notice.action_button.click()
+    qtbot.waitUntil(lambda: window.model_ready and window.engine is not None, timeout=30000)
+    assert (window.settings.engine, window.model_host.remote) == ("local", None)
+    assert window.notice.current is None
+
+
+def stored_messages(data_dir: Path, chat_id: int) -> list[Message]:
+    """The chat as the history store gives it back (questions and answers, in order)."""
+    store = HistoryStore(data_dir)
+    try:
+        return store.get_chat(chat_id).messages
+    finally:
+        store.close()
 
 
 def stored_status(data_dir: Path, chat_id: int) -> list[tuple[str, str, str]]:
@@ -233,20 +255,7 @@ def test_stop_during_a_servers_streamed_answer_keeps_what_was_shown_and_ends_the
             host = f"127.0.0.1:{running.port}"
             window = make_window(replace(settings, engine="server", server_url=running.url, temperature=0.8,
                                          max_tokens=3500))  # fmt: skip
-            wait_for_frame(qtbot, window)
-            pieces: list[str] = []
-            window.binding.answer_piece.connect(pieces.append)
-            window.prompt_input.setPlainText("Tell me everything.")
-            with qtbot.waitSignal(window.turn_finished, timeout=30000) as finished:
-                window.send_button.click()
-                qtbot.waitUntil(lambda: len(pieces) >= 3, timeout=20000)
-                window.stop_button.click()
-            assert finished.args[1].finish_reason == "cancelled"
-            answer = window.session.turns[0].answer
-            shown = window.chat_view.bubbles[-1].text
-            assert (answer.status, answer.text) == ("stopped", shown)
-            assert shown.startswith("".join(pieces[:3]))
-            assert stored_status(tmp_path, window.session.chat_id) == [(shown, "stopped", host)]
+            stop_a_long_answer_and_check_what_was_kept(qtbot, window, tmp_path, host)
             # How the server's own turn ended (the engine has posted its end; a server that kept generating for
             # nobody would end it on its own: a stop token or the token limit).
             server_stats = server_turns[0].wait()
@@ -261,3 +270,88 @@ def test_stop_during_a_servers_streamed_answer_keeps_what_was_shown_and_ends_the
             close_window(qtbot, window)
         finally:
             running.stop()
+
+
+def stop_a_long_answer_and_check_what_was_kept(qtbot, window, data_dir: Path, host: str) -> None:
+    """Ask for a long answer about the live frame, press Stop after 3 pieces: the turn ends "cancelled", stored
+    "stopped" with exactly the text on screen."""
+    wait_for_frame(qtbot, window)
+    pieces: list[str] = []
+    window.binding.answer_piece.connect(pieces.append)
+    window.prompt_input.setPlainText("Tell me everything.")
+    with qtbot.waitSignal(window.turn_finished, timeout=30000) as finished:
+        window.send_button.click()
+        qtbot.waitUntil(lambda: len(pieces) >= 3, timeout=20000)
+        window.stop_button.click()
+    window.binding.answer_piece.disconnect(pieces.append)
+    assert finished.args[1].finish_reason == "cancelled"
+    answer = window.session.turns[0].answer
+    shown = window.chat_view.bubbles[-1].text
+    assert (answer.status, answer.text) == ("stopped", shown)
+    assert shown.startswith("".join(pieces[:3]))
+    assert stored_status(data_dir, window.session.chat_id) == [(shown, "stopped", host)]
+
+
+# --- end to end: a peer we did not write, llama-cpp-python's own server ----------------------------------------------
+
+
+def test_llama_cpp_pythons_server_on_the_demo_pair_streams_right_answers_to_the_windows_frame_and_is_named(
+    qtbot, make_window, tmp_path, red_circle_video, peer_demo: PeerServer
+):
+    """The peer (--chat_format mtmd on the trained pair) answers the captured frame and a follow-up that it only gets
+    through the conversation; each answer arrives in pieces, its bubble names the peer's model (the peer names it
+    by its path) and host, and history stores the exact texts with who answered."""
+    host, model = peer_demo.host, peer_demo.model_id
+    window = make_window(Settings(engine="server", server_url=peer_demo.url, temperature=0.0, max_tokens=24),
+                         camera=str(red_circle_video))  # fmt: skip
+    assert window.status_label.text() == f"Ready: frames go to {host} ({model})"
+    assert window.engine is None, "this computer's model is not loaded"
+    wait_for_frame(qtbot, window)
+    window.capture_button.click()
+    pieces: list[list[str]] = []
+    window.binding.answer_piece.connect(lambda piece: pieces[-1].append(piece))
+    for question in ("What colour is the shape?", "What shape is it?"):
+        pieces.append([])
+        ask(qtbot, window, question)
+    assert answers(window) == [("It is red.", f"{model} · {host}"), ("It is a circle.", f"{model} · {host}")]
+    assert ["".join(p) for p in pieces] == ["It is red.", "It is a circle."]
+    assert min(len(p) for p in pieces) >= 3, f"not streamed: {pieces}"  # token by token, not one whole reply
+    chat = window.session.chat_id
+    close_window(qtbot, window)
+    by = AnsweredBy(host, model)
+    rows = [(m.role, m.text, m.status, m.answered_by, m.image is not None) for m in stored_messages(tmp_path, chat)]
+    assert rows == [("user", "What colour is the shape?", "complete", None, True),  # the captured frame with it
+                    ("assistant", "It is red.", "complete", by, False),
+                    ("user", "What shape is it?", "complete", None, False),
+                    ("assistant", "It is a circle.", "complete", by, False)]  # fmt: skip
+
+
+def test_stop_during_the_peers_streamed_answer_keeps_what_was_shown_and_closes_the_peers_stream(
+    qtbot, make_window, settings, tmp_path, red_circle_video, peer_rambling: PeerServer
+):
+    """The peer on a random-weight pair writes a long answer of nonsense (greedy, about a still frame: the same words
+    each run); Stop in the window stores it "stopped" with the text on screen, the peer hears the client leave (it
+    prints so) long before it would have finished, and answers the next question whole."""
+    left = "Disconnected from client"  # what llama_cpp.server prints when the client closes a stream it still writes
+    before = peer_rambling.log_text().count(left)
+    window = make_window(replace(settings, engine="server", server_url=peer_rambling.url, temperature=0.0,
+                                 max_tokens=1500), camera=str(red_circle_video))  # fmt: skip
+    stop_a_long_answer_and_check_what_was_kept(qtbot, window, tmp_path, peer_rambling.host)
+    qtbot.waitUntil(lambda: peer_rambling.log_text().count(left) > before, timeout=15000)
+
+    window.settings = replace(window.settings, max_tokens=6)
+    stats = ask(qtbot, window, "And now?")
+    last = window.session.turns[-1].answer
+    assert (last.status, stats.finish_reason, bool(last.text)) == ("complete", "length", True)  # the token limit
+    assert stored_status(tmp_path, window.session.chat_id)[-1] == (last.text, "complete", peer_rambling.host)
+
+
+def test_the_peers_failure_for_a_template_that_cannot_take_an_image_is_the_notice_that_says_so(
+    qtbot, make_window, settings, tmp_path, peer_mtmd: PeerServer
+):
+    """The peer (--chat_format mtmd) on a model whose template concatenates `content` (TinyLlama's) fails inside the
+    stream it answered 200 to: the window names the cause and the fix, as for the stub that answers HTTP 500."""
+    save_server_token(tmp_path, PEER_TOKEN)
+    window = make_window(replace(settings, engine="server", server_url=peer_mtmd.url))
+    assert_a_failed_question_is_a_notice_with_one_click_back(qtbot, window, tmp_path, peer_mtmd.host, "",
+                                                             TEXT_ONLY_TEMPLATE.format(host=peer_mtmd.host))

@@ -2,7 +2,8 @@
 `server` extra) in a child process on a free 127.0.0.1 port, for tests that talk to it over HTTP.
 
 A pytest plugin (see tests/conftest.py): its module-scoped fixtures start one peer per test module that asks for it
-(`peer_demo` on the trained pair, `peer_mtmd` and `peer_llava` on the tiny random-weight pair)."""
+(`peer_demo` on the trained pair, `peer_mtmd` and `peer_llava` on the tiny random-weight pair, `peer_rambling` on a
+random-weight pair with a larger vocabulary)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from models.make_test_models import ModelPair
+from models.make_test_models import ModelPair, TextShape, write_mmproj, write_text_model
 from tests.support.uvicorn_server import free_port
 
 
@@ -59,8 +60,13 @@ class PeerServer:
 
     def stop(self) -> None:
         self.process.terminate()
-        self.process.wait(20)
-        self.log.close()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:  # uvicorn waits for a stream still being generated: do not leave it behind
+            self.process.kill()
+            self.process.wait(10)
+        finally:
+            self.log.close()
 
 
 @pytest.fixture(scope="module")
@@ -91,3 +97,18 @@ def peer_mtmd(tiny_models, tmp_path_factory):
     yield server
     server.stop()
 
+
+@pytest.fixture(scope="module")
+def peer_rambling(tmp_path_factory):
+    """The peer (llava-1-5) on a random-weight pair whose vocabulary is padded with word pieces to 4096: long answers
+    of nonsense that arrive piece by piece, for Stop.
+
+    On the tiny pair's vocabulary (about 400 pieces, 256 of them bytes) the peer's answers stall: it keeps back every
+    piece while a UTF-8 lead byte is among the last three bytes, greedy answers fall into loops of byte tokens, and it
+    then sends nothing until the end (nor notices a client that left, which it checks only as it sends)."""
+    folder = tmp_path_factory.mktemp("rambling")
+    pair = ModelPair(write_text_model(folder / "rambling-llama.gguf", TextShape(n_vocab=4096)),
+                     write_mmproj(folder / "rambling-mmproj.gguf", seed=1))  # fmt: skip
+    server = PeerServer(pair, folder / "peer.log", "--chat_format", "llava-1-5")
+    yield server
+    server.stop()
