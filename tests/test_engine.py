@@ -159,26 +159,59 @@ def test_prepared_image_leaves_only_the_question_to_evaluate(engine, tiny_models
     assert turn.tokens == unprepared.tokens, "prepared or not, the answer is token-identical"
 
 
+def hold(engine: Engine) -> threading.Event:
+    """Keep the inference thread busy until the event is set, so what is asked meanwhile is queued behind it."""
+    release = threading.Event()
+    engine._submit(lambda: release.wait(60))
+    return release
+
+
+def encoded_images(engine: Engine) -> list[str]:
+    """The digests of the images the engine has run its vision encoder on (its embedding cache, oldest first)."""
+    return engine._call(lambda: list(engine._embeddings))
+
+
 def test_question_asked_during_preparation_waits_for_it(engine, red_image):
+    release = hold(engine)
     future = engine.prepare(red_image)
     turn = engine.ask("What is this?", red_image, greedy())  # queued behind the preparation
+    release.set()
     stats = turn.wait()
     assert future.result(timeout=60) is True, "the preparation was not started over or abandoned"
-    assert stats.image_encode_ms == 0
+    assert (stats.image_encode_ms, stats.image_cached) == (0.0, True)
+    question_units = turn.prompt_units - engine.evaluated_units().index(f"image:{load_image(red_image).digest}") - 1
+    assert stats.prompt_tokens == question_units, "the answer evaluated only what follows the prepared image"
 
 
 def test_new_preparation_replaces_the_old_one(engine, red_image, blue_image, tiny_models):
-    hold = threading.Event()
-    engine._submit(lambda: hold.wait(60))  # keep the inference thread busy so both preparations are queued
+    release = hold(engine)  # both preparations are queued
     abandoned = engine.prepare(red_image)
     latest = engine.prepare(blue_image)
-    hold.set()
-    assert latest.result(timeout=60) is True
-    assert abandoned.result(timeout=60) is False, "the first preparation was abandoned, and says so"
+    release.set()
+    assert (abandoned.result(timeout=60), latest.result(timeout=60)) == (False, True), (
+        "the first preparation was abandoned, and says so")  # fmt: skip
+    blue = load_image(blue_image).digest
+    assert encoded_images(engine) == [blue], "the abandoned preparation did no work"
     turn = engine.ask("What is this?", blue_image, greedy())
-    turn.wait()
+    stats = turn.wait()
+    assert (stats.image_encode_ms, stats.image_cached) == (0.0, True)
     images = [u for u in engine.evaluated_units() if isinstance(u, str)]
-    assert images == [f"image:{load_image(blue_image).digest}"]
+    assert images == [f"image:{blue}"]
+    assert turn.tokens == reference_for(engine, turn, [blue_image], tiny_models)
+    later = engine.ask("What is this?", red_image, greedy()).wait()
+    assert (later.image_encode_ms > 0, later.image_cached) == (True, False), "asked about, the image is read now"
+    assert encoded_images(engine) == [blue, load_image(red_image).digest]
+
+
+def test_a_question_about_another_image_abandons_the_preparation(engine, red_image, blue_image, tiny_models):
+    release = hold(engine)
+    preparing = engine.prepare(red_image)
+    turn = engine.ask("What is this?", blue_image, greedy())  # the question went elsewhere
+    release.set()
+    stats = turn.wait()
+    assert preparing.result(timeout=60) is False, "the preparation for the frame not asked about says so"
+    assert encoded_images(engine) == [load_image(blue_image).digest], "and it did no work"
+    assert (stats.image_encode_ms > 0, stats.image_cached) == (True, False), "the answer read its own image"
     assert turn.tokens == reference_for(engine, turn, [blue_image], tiny_models)
 
 
