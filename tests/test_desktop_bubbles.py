@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+import shiboken6
 from PySide6.QtGui import QAccessible, QColor, QGuiApplication, QImage, QPixmap
 from PySide6.QtWidgets import QApplication, QVBoxLayout, QWidget
 
@@ -440,3 +441,63 @@ def test_the_view_follows_the_end_including_timings_unless_scrolled_up(qtbot):
     assert bar.value() == 0
     view.scroll_to_end()  # a new question goes to the end again
     qtbot.waitUntil(lambda: bar.value() == bar.maximum(), timeout=2000)
+
+
+def stacked_in_order(view: ChatView) -> bool:
+    """Every bubble where a column of them puts it: in `bubbles` order, as wide as the column inside its margins,
+    as tall as it needs at that width, 10 px below the one above, and the column tall enough for the last one."""
+    column = view.widget()
+    top = None
+    for bubble in view.bubbles:
+        corner = bubble.mapTo(column, bubble.rect().topLeft())
+        if not bubble.isVisibleTo(column) or bubble.width() != column.width() - 24:
+            return False
+        if bubble.height() != bubble.heightForWidth(bubble.width()) or top not in (None, corner.y()):
+            return False
+        top = corner.y() + bubble.height() + 10
+    return top is None or column.heightForWidth(column.width()) == top - 10 + 12
+
+
+def test_bubbles_stay_stacked_in_order_as_they_are_added_inserted_above_grow_shrink_and_go(qtbot):
+    # The chat lays its bubbles out on pages of its own (a QVBoxLayout of hundreds of bubbles re-measured them all
+    # on every change: the "Show N earlier turns" stall); each change must move the bubbles below it.
+    view = shown(qtbot, ChatView(), 500, 400)
+    pixmap = QPixmap(160, 120)
+    pixmap.fill(QColor("teal"))
+    for n in range(12):  # 24 bubbles: three pages
+        view.add(Bubble("user", f"Question {n}?", pixmap if n == 5 else None))
+        view.add(Bubble("assistant", PARAGRAPHS[n])).finish(STATS)
+    qtbot.waitUntil(lambda: stacked_in_order(view), timeout=5000)
+    for n in range(3):  # earlier turns, put above the ones shown as "Show earlier turns" does
+        view.insert(2 * n, Bubble("user", f"Earlier question {n}?"))
+        view.insert(2 * n + 1, Bubble("assistant", f"Earlier answer {n}.")).finish(STATS)
+    assert [b.text for b in view.bubbles] == [
+        *[text for n in range(3) for text in (f"Earlier question {n}?", f"Earlier answer {n}.")],
+        *[text for n in range(12) for text in (f"Question {n}?", PARAGRAPHS[n])],
+    ]
+    qtbot.waitUntil(lambda: stacked_in_order(view), timeout=5000)
+
+    growing = view.bubbles[6 + 2 * 6 + 1]  # the answer to question 6, on the second page
+    before = growing.height()
+    growing.set_text("\n\n".join(PARAGRAPHS[20:26]))
+    qtbot.waitUntil(lambda: growing.height() > before and stacked_in_order(view), timeout=5000)
+
+    with_frame = view.bubbles[6 + 2 * 5]
+    assert with_frame.text == "Question 5?"
+    before = with_frame.height()
+    with_frame.hide_thumbnail()
+    qtbot.waitUntil(lambda: with_frame.height() < before and stacked_in_order(view), timeout=5000)
+
+    height = view.widget().heightForWidth(view.widget().width())
+    last = view.bubbles.pop()  # a regenerated answer's old bubble goes, as session_binding takes it out
+    last.setParent(None)
+    last.deleteLater()
+    qtbot.waitUntil(lambda: view.widget().heightForWidth(view.widget().width()) < height, timeout=5000)
+    assert stacked_in_order(view)
+    assert view.bubbles[-1].text == "Question 11?"
+    qtbot.waitUntil(lambda: not shiboken6.isValid(last), timeout=5000)
+    view.add(Bubble("assistant", "The answer again.")).finish(STATS)
+    view.resize(380, 400)  # every page again, at a width where the paragraphs wrap more
+    qtbot.waitUntil(lambda: view.bubbles[-1].width() == view.widget().width() - 24 and stacked_in_order(view),
+                    timeout=5000)  # fmt: skip
+    assert [b.text for b in view.bubbles[-2:]] == ["Question 11?", "The answer again."]

@@ -17,8 +17,17 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QFontDatabase, QGuiApplication, QImage, QPixmap, QTextDocument, QTextOption, QWheelEvent
+from PySide6.QtCore import QCoreApplication, QEvent, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import (
+    QFontDatabase,
+    QGuiApplication,
+    QImage,
+    QPixmap,
+    QResizeEvent,
+    QTextDocument,
+    QTextOption,
+    QWheelEvent,
+)
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -447,7 +456,7 @@ class BlockStack(QWidget):
             if shown != block:
                 code.set_code(block.text, block.language)
             return code
-        text = reuse if isinstance(reuse, TextBlock) and shown is not None else TextBlock()
+        text = reuse if isinstance(reuse, TextBlock) else TextBlock()  # the "…" placeholder too: a new one costs
         if shown != block or text is not reuse:
             text.show_markdown(block.text)
         return text
@@ -668,9 +677,11 @@ class Bubble(QWidget):
         self._set_state("failed", True)
 
     def _set_state(self, name: str, value: bool) -> None:
+        changed = bool(self.card.property(name)) != value
         self.setProperty(name, value)
         self.card.setProperty(name, value)
-        repolish(self.card)
+        if changed and self.card.testAttribute(Qt.WidgetAttribute.WA_WState_Polished):
+            repolish(self.card)  # a card not polished yet is polished with its properties when it is first shown
 
     def code_blocks(self) -> list[CodeBlock]:
         return [w for w in self.body.widgets() if isinstance(w, CodeBlock)] if self.body is not None else []
@@ -680,9 +691,121 @@ class Bubble(QWidget):
         flash_copied(self.copy_button)
 
 
+PAGE_BUBBLES = 8  # bubbles per page of the chat column (a render step's turns fill about one)
+BUBBLE_SPACING = 10
+
+
+class BubblePage(QWidget):
+    """A few bubbles one above the other, laid out here rather than by a QLayout, with their height for each width
+    remembered until one of them changes.
+
+    The chat column's layout asks every item's height again whenever anything in it changes; with the bubbles as its
+    items, Qt walked every bubble's own layouts (and each asked Python for its meta-object) on each of those passes,
+    so each step of building a chat cost more the more bubbles were on screen (about 0.3 ms per bubble per step, the
+    "Show N earlier turns" stall). A page answers from its cache, so a step costs what its own bubbles cost."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("chatPage")
+        policy = QSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
+        policy.setHeightForWidth(True)
+        self.setSizePolicy(policy)
+        self._bubbles: list[QWidget] = []
+        self._heights: dict[int, int] = {}
+        self._hints: tuple[QSize, QSize] | None = None  # (sizeHint, minimumSizeHint), until a bubble changes
+
+    def count(self) -> int:
+        return len(self._bubbles)
+
+    def index_of(self, bubble: QWidget) -> int:
+        return self._bubbles.index(bubble)
+
+    def insert_bubble(self, index: int, bubble: QWidget) -> None:
+        bubble.setParent(self)
+        self._bubbles.insert(index, bubble)
+        if not (bubble.isHidden() and bubble.testAttribute(Qt.WidgetAttribute.WA_WState_ExplicitShowHide)):
+            bubble.show()  # as a layout shows a widget added to it
+        if self.isHidden() and self.testAttribute(Qt.WidgetAttribute.WA_WState_ExplicitShowHide):
+            self.show()  # it was hidden when its last bubble was taken out
+        # Laid out once for all the bubbles a step adds (posted LayoutRequests are merged into one).
+        self._heights.clear()
+        self._hints = None
+        self.updateGeometry()
+        QCoreApplication.postEvent(self, QEvent(QEvent.Type.LayoutRequest))
+
+    def _shown(self) -> list[QWidget]:
+        return [bubble for bubble in self._bubbles if not bubble.isHidden()]
+
+    @staticmethod
+    def _height_of(bubble: QWidget, width: int) -> int:
+        height = bubble.heightForWidth(width) if bubble.hasHeightForWidth() else -1
+        return height if height >= 0 else bubble.sizeHint().height()
+
+    def heightForWidth(self, width: int) -> int:  # noqa: N802 (hasHeightForWidth: the size policy says so)
+        if width not in self._heights:
+            heights = [self._height_of(bubble, width) for bubble in self._shown()]
+            self._heights[width] = sum(heights) + BUBBLE_SPACING * max(0, len(heights) - 1)
+        return self._heights[width]
+
+    def _size_hints(self) -> tuple[QSize, QSize]:
+        if self._hints is None:
+            shown = self._shown()
+            width = max((b.sizeHint().width() for b in shown), default=0)
+            minimum = max((b.minimumSizeHint().width() for b in shown), default=0)
+            self._hints = QSize(width, self.heightForWidth(width)), QSize(minimum, 0)
+        return self._hints
+
+    def sizeHint(self) -> QSize:  # noqa: N802
+        return self._size_hints()[0]
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802
+        return self._size_hints()[1]
+
+    def _place(self) -> None:
+        width, top = self.width(), 0
+        for bubble in self._shown():
+            height = self._height_of(bubble, width)
+            bubble.setGeometry(0, top, width, height)
+            top += height + BUBBLE_SPACING
+
+    def _relayout(self, force: bool = False) -> None:
+        """A bubble changed (or was added, shown, hidden or taken out): heights again, the column told if they
+        differ."""
+        before = (self._heights.get(self.width()), self._hints)
+        self._heights.clear()
+        self._hints = None
+        if not self.isVisible():  # not laid out yet (a new page): the column asks once it is shown
+            self.updateGeometry()
+            return
+        after = (self.heightForWidth(self.width()), self._size_hints())
+        self._place()
+        if force or before != after:
+            self.updateGeometry()
+
+    def event(self, event: QEvent) -> bool:
+        kind = event.type()
+        if kind == QEvent.Type.LayoutRequest:  # a bubble's size hint changed, or one was shown or hidden
+            self._relayout()
+            return True
+        if kind == QEvent.Type.ChildRemoved:  # a bubble taken out (`setParent(None)`)
+            children = self.children()
+            self._bubbles = [b for b in self._bubbles if any(b is child for child in children)]
+            if not self._bubbles:
+                self.hide()
+            self._relayout(force=True)
+        elif kind == QEvent.Type.Show:  # changes made while hidden sent no LayoutRequest
+            self._relayout(force=True)
+        return super().event(event)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        self._place()
+
+
 class ChatView(QScrollArea):
     """The conversation, top to bottom. Never scrolls sideways: everything in it wraps or scrolls in its own block.
-    Empty, it says what to do."""
+    Empty, it says what to do. Its bubbles are on pages of PAGE_BUBBLES (`BubblePage`), so adding one costs the same
+    in a chat of ten turns as in one of three hundred."""
 
     earlier_requested = Signal()  # "Show earlier messages" pressed
 
@@ -696,7 +819,7 @@ class ChatView(QScrollArea):
         self._column.setObjectName("chatColumn")
         self._layout = QVBoxLayout(self._column)
         self._layout.setContentsMargins(12, 12, 12, 12)
-        self._layout.setSpacing(10)
+        self._layout.setSpacing(BUBBLE_SPACING)
         self.empty_label = QLabel(EMPTY_CHAT_TEXT)
         self.empty_label.setObjectName("emptyChatLabel")
         self.empty_label.setWordWrap(True)
@@ -714,6 +837,7 @@ class ChatView(QScrollArea):
         self._layout.addStretch(1)
         self.setWidget(self._column)
         self.bubbles: list[Bubble] = []
+        self._pages: list[BubblePage] = []  # the bubbles, PAGE_BUBBLES at a time, top to bottom
         self._last_frame: QImage | None = None
         # Stay at the end while the conversation grows (a streaming answer, its timing line), unless the user
         # scrolled up to read: then the view stays where they are.
@@ -727,7 +851,7 @@ class ChatView(QScrollArea):
             if self._last_frame is not None and bubble.frame_image == self._last_frame:
                 bubble.hide_thumbnail()  # a follow-up about the frame shown above
             self._last_frame = bubble.frame_image
-        self._layout.insertWidget(self._layout.count() - 1, bubble)
+        self._place(len(self.bubbles), bubble)
         self.bubbles.append(bubble)
         self.empty_label.setVisible(False)
         self.scroll_to_end()
@@ -740,11 +864,39 @@ class ChatView(QScrollArea):
             above = next((b.frame_image for b in reversed(self.bubbles[:position]) if b.frame_image is not None), None)
             if above is not None and bubble.frame_image == above:
                 bubble.hide_thumbnail()
-        row = self._layout.indexOf(self.bubbles[position]) if position < len(self.bubbles) else self._layout.count() - 1
-        self._layout.insertWidget(row, bubble)
+        self._place(position, bubble)
         self.bubbles.insert(position, bubble)
         self.empty_label.setVisible(False)
         return bubble
+
+    def _place(self, position: int, bubble: Bubble) -> None:
+        """Put `bubble` on a page where `bubbles[position]` is now (the end: after the last one): the page of the
+        bubble it goes above or below, or a new page when that one is full."""
+        pages = self._pages
+        if position >= len(self.bubbles):
+            if not pages or pages[-1].count() >= PAGE_BUBBLES:
+                self._new_page(len(pages))
+            pages[-1].insert_bubble(pages[-1].count(), bubble)
+            return
+        below = self.bubbles[position]
+        page = below.parentWidget()
+        assert isinstance(page, BubblePage)
+        offset = page.index_of(below)
+        if offset > 0:
+            page.insert_bubble(offset, bubble)
+            return
+        index = pages.index(page)
+        if index > 0 and pages[index - 1].count() < PAGE_BUBBLES:  # the end of the page above
+            pages[index - 1].insert_bubble(pages[index - 1].count(), bubble)
+        else:
+            self._new_page(index).insert_bubble(0, bubble)
+
+    def _new_page(self, index: int) -> BubblePage:
+        page = BubblePage()
+        row = self._layout.indexOf(self._pages[index]) if index < len(self._pages) else self._layout.count() - 1
+        self._layout.insertWidget(row, page)
+        self._pages.insert(index, page)
+        return page
 
     def joined_at(self, position: int) -> None:
         """Bubbles were inserted above `position`: the first frame below them is hidden if it is the frame just
@@ -765,15 +917,10 @@ class ChatView(QScrollArea):
         self.verticalScrollBar().setValue(self.verticalScrollBar().maximum())
 
     def clear(self) -> None:
-        for bubble in self.bubbles:
-            bubble.setParent(None)
-            bubble.deleteLater()
-        for index in reversed(range(self._layout.count())):  # any bubble taken out of `bubbles` by a caller
-            item = self._layout.itemAt(index)
-            widget = item.widget() if item is not None else None
-            if isinstance(widget, Bubble):
-                widget.setParent(None)
-                widget.deleteLater()
+        for page in self._pages:  # with every bubble on it, also one a caller took out of `bubbles`
+            page.setParent(None)
+            page.deleteLater()
+        self._pages.clear()
         self.bubbles.clear()
         self._last_frame = None
         self.empty_label.setVisible(True)
