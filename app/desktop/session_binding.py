@@ -47,9 +47,10 @@ TICK_MS = 200
 RECENT_TURNS = 40  # a reopened chat shows this many latest turns at first
 # A chat is put on screen a few turns at a time, the loop running in between (building every bubble of a long chat
 # in one go held the GUI thread for seconds): at most this many turns, or this long, per step. A turn of a stored chat
-# costs the GUI thread about 6 ms here (its bubbles built, polished and laid out), so a step stays near 15 ms.
+# costs the GUI thread 5-6 ms on the 2-core VM (its bubbles built, then polished and laid out once the loop runs), so
+# there a step is one turn; a faster machine puts two in a step.
 RENDER_STEP_TURNS = 2
-RENDER_STEP_S = 0.008
+RENDER_STEP_S = 0.004
 # What a preparation of the pinned frame was made for: (engine, system prompt, the turns before the question, frame).
 PreparationKey = tuple[int, "str | None", tuple[tuple[str, str, "str | None"], ...], str]
 
