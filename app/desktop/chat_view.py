@@ -731,7 +731,18 @@ class BubblePage(QWidget):
         self._heights.clear()
         self._hints = None
         self.updateGeometry()
+        self._fit_column()
         QCoreApplication.postEvent(self, QEvent(QEvent.Type.LayoutRequest))
+
+    def _fit_column(self) -> None:
+        """Make the column as tall as its content now, before its layout runs: laid out in its old height, every page
+        would be squeezed a little and placed again once the scroll area made the column taller (two passes over
+        every page each time the chat grows)."""
+        column = self.parentWidget()
+        if column is not None and self.isVisible():
+            needed = column.heightForWidth(column.width())
+            if needed > column.height():
+                column.resize(column.width(), needed)
 
     def _shown(self) -> list[QWidget]:
         return [bubble for bubble in self._bubbles if not bubble.isHidden()]
@@ -781,6 +792,7 @@ class BubblePage(QWidget):
         self._place()
         if force or before != after:
             self.updateGeometry()
+            self._fit_column()
 
     def event(self, event: QEvent) -> bool:
         kind = event.type()
@@ -795,11 +807,14 @@ class BubblePage(QWidget):
             self._relayout(force=True)
         elif kind == QEvent.Type.Show:  # changes made while hidden sent no LayoutRequest
             self._relayout(force=True)
+        elif kind == QEvent.Type.Resize:
+            assert isinstance(event, QResizeEvent)
+            # Only a new width moves the bubbles. The column's layout gives every page a little less height, then
+            # its full height again, each time the chat grows (it is laid out once before the scroll area makes it
+            # taller): those passes cost nothing here.
+            if event.size().width() != event.oldSize().width():
+                self._place()
         return super().event(event)
-
-    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802
-        super().resizeEvent(event)
-        self._place()
 
 
 class ChatView(QScrollArea):
