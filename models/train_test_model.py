@@ -314,8 +314,15 @@ def frame(scene: ds.Scene, rng: random.Random) -> np.ndarray:
 
 
 # Colour is learnt first; shape, position and yes/no need more examples (weights per demo_scenes.KINDS, then the
-# two training-only kinds below).
-KIND_WEIGHTS = (1.0, 3.0, 3.5, 4.0, 1.0, 1.5, 0.7)
+# two training-only kinds below). Shapes in letterboxed frames (about 7 px across) and yes/no as a follow-up were
+# the last cells under 95 %, hence the most weight on shape and yes/no, and more non-square frames and follow-ups.
+KIND_WEIGHTS = (1.0, 6.0, 3.0, 5.0, 1.0, 1.5, 0.7)
+SQUARE_FRAMES = 0.3
+FOLLOW_UPS = 0.55  # of conversations; NEW_FRAMES more ask about a second frame in the same chat
+NEW_FRAMES = 0.2
+# of the follow-up conversations, a third question about the same frame: people ask on, and a pair trained on two
+# turns answered the third at random (a reopened chat's next question is a third turn)
+THIRD_TURNS = 0.4
 # Training-only kinds that make the first answer token depend on the image ("colour?" -> "red.") and on the
 # question's own word ("red?" -> "red."). A yes/no answer is decided at that token from both; without these, neither
 # is there to compare (the other answers start "It is"), and yes/no stayed at chance for thousands of steps.
@@ -346,16 +353,19 @@ def make_examples(tok: Tokenizer, seeds: range, max_len: int) -> dict[str, np.nd
     pixels = np.zeros((n, 2, VISION.image_size, VISION.image_size, 3), np.uint8)
     for row, seed in enumerate(seeds):
         rng = random.Random(seed)
-        scene = ds.random_scene(rng, square=rng.random() < 0.5)
+        scene = ds.random_scene(rng, square=rng.random() < SQUARE_FRAMES)
         pixels[row, 0] = frame(scene, rng)
         first_q, first_a = _question(_kind(rng), scene, rng)
         convo: list[tuple[str, bool, str]] = [(first_q, True, first_a)]
         r = rng.random()
-        if r < 0.45:  # a follow-up about the same frame
+        if r < FOLLOW_UPS:  # a follow-up about the same frame
             q, a = _question(_kind(rng), scene, rng)
             convo.append((q, False, a))
-        elif r < 0.65:  # a new frame in the same chat
-            other = ds.random_scene(rng, square=rng.random() < 0.5)
+            if rng.random() < THIRD_TURNS:
+                q, a = _question(_kind(rng), scene, rng)
+                convo.append((q, False, a))
+        elif r < FOLLOW_UPS + NEW_FRAMES:  # a new frame in the same chat
+            other = ds.random_scene(rng, square=rng.random() < SQUARE_FRAMES)
             pixels[row, 1] = frame(other, rng)
             q, a = _question(_kind(rng), other, rng)
             convo.append((q, True, a))
