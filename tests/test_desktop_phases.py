@@ -9,6 +9,7 @@ from dataclasses import replace
 
 from PySide6.QtCore import Qt
 
+from app.core.inference.engine import Turn
 from tests.support.desktop import ask, wait_for_frame
 
 
@@ -49,8 +50,23 @@ def test_the_first_keystroke_freezes_the_live_frame_and_reads_it_while_the_rest_
 def test_reading_the_image_shows_its_elapsed_time_then_the_answer_its_speed(qtbot, make_window, settings,
                                                                             monkeypatch):  # fmt: skip
     window = make_window(replace(settings, max_tokens=400))
-    long_answer = window.settings.sampling().with_(ignore_eos=True)  # it cannot end before Stop
+    long_answer = window.settings.sampling().with_(ignore_eos=True)
     monkeypatch.setattr(window.settings, "sampling", lambda: long_answer)
+    # The tiny model writes 400 tokens in about 0.15 s, before the 200 ms status tick could show a speed (1 run in 4
+    # failed so): the engine's thread is held after the third piece, so the answer is still streaming when the
+    # status is read, and it ends only through Stop.
+    hold = threading.Event()
+    pieces = 0
+    emit = Turn._emit
+
+    def emit_and_hold(turn: Turn, piece: str) -> None:
+        nonlocal pieces
+        emit(turn, piece)
+        pieces += 1
+        if pieces == 3:
+            hold.wait(30)
+
+    monkeypatch.setattr(Turn, "_emit", emit_and_hold)
     wait_for_frame(qtbot, window)
     seen = record_status(window)
     release = threading.Event()
@@ -64,8 +80,12 @@ def test_reading_the_image_shows_its_elapsed_time_then_the_answer_its_speed(qtbo
     qtbot.waitUntil(lambda: any(re.fullmatch(r"Answering · [0-9.]+ tok/s", s) for s in seen), timeout=30000)
     answering = next(i for i, s in enumerate(seen) if s.startswith("Answering"))
     assert all(not s.startswith("Reading") for s in seen[answering:]), "phases only move forward"
-    with qtbot.waitSignal(window.turn_finished, timeout=30000):
-        window.stop_button.click()
+    try:
+        with qtbot.waitSignal(window.turn_finished, timeout=30000):
+            window.stop_button.click()
+            hold.set()  # Stop is asked for: the engine sees it at its next token
+    finally:
+        hold.set()
     line = window.chat_view.bubbles[-1].timing_label.text()
     match = re.fullmatch(r"stopped · image ([0-9.]+) s · first token ([0-9.]+) s · [0-9.]+ tok/s", line)
     assert match, line
