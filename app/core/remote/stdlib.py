@@ -44,6 +44,11 @@ from app.core.remote.protocol import (
 from app.core.remote.protocol import user_message as _user_message
 
 
+def carries_image(messages: list[dict[str, Any]]) -> bool:
+    """Whether the conversation sent holds an image (a message whose content is a list of parts)."""
+    return any(isinstance(m.get("content"), list) for m in messages)
+
+
 class RemoteTurn:
     """One streamed answer: iterate for text pieces; `cancel()` from another thread closes the stream."""
 
@@ -176,7 +181,7 @@ class RemoteChat:
         return turn
 
     def stream_body(self, body: dict[str, Any]) -> RemoteTurn:
-        sent_image = any(isinstance(m.get("content"), list) for m in body["messages"])
+        sent_image = carries_image(body["messages"])
         return RemoteTurn(self._request("/chat/completions", body, sent_image=sent_image), self.config)
 
 
@@ -260,7 +265,7 @@ class RemoteStream:
     def _why_silent(self, messages: list[dict[str, Any]], failure: RemoteError) -> RemoteError:
         """The stream ended (or broke) before a word: ask once without streaming to learn what the server says."""
         chat = self._answerer.chat
-        sent_image = any(isinstance(m.get("content"), list) for m in messages)
+        sent_image = carries_image(messages)
         try:
             with chat._request("/chat/completions", probe_body(messages, self._sampling, model=chat.config.model),
                                sent_image=sent_image) as response:  # fmt: skip
