@@ -24,7 +24,7 @@ import numpy as np
 from app.core.inference.images import load_image
 from app.core.inference.templates import DEFAULT_SYSTEM_PROMPT, IMAGE_MARKER, TINYLLAMA_TEMPLATE
 from models import demo_scenes as ds
-from models.llava_numpy import TextConfig, VisionConfig, image_embeddings, letterbox, normalise, text_logits
+from models.llava_numpy import TextConfig, VisionConfig, image_embeddings, letterbox, normalise, text_forward
 from models.make_test_models import CLIP_MEAN, CLIP_STD
 
 TEXT_NAME = "demo-llama.gguf"
@@ -381,6 +381,50 @@ def make_examples(tok: Tokenizer, seeds: range, max_len: int) -> dict[str, np.nd
     return {"ids": ids, "img": img, "tgt": tgt, "next": nxt, "pixels": pixels}
 
 
+def shared_prefix(*sets: dict[str, np.ndarray]) -> np.ndarray:
+    """The token ids every conversation starts with before its first image (BOS, system prompt, '<|user|>')."""
+    first = sets[0]["ids"][0]
+    n = int(np.argmax(sets[0]["img"][0] >= 0))
+    for d in sets:
+        same = (d["ids"][:, :n] == first[:n]).all(0) & (d["img"][:, :n] < 0).all(0)
+        n = int(np.argmin(same)) if not same.all() else n
+    return first[:n].copy()
+
+
+def split_off_prefix(d: dict[str, np.ndarray], n_prefix: int) -> dict[str, np.ndarray]:
+    """The conversations after the shared prefix, with each one's trained positions listed (K per row, padded).
+
+    The prefix is a third of every sequence and the same for all, so the trainer runs it once per step; and only
+    the trained positions (the answers, about one in ten) need the vocabulary-wide output projection.
+    """
+    tgt = d["tgt"][:, n_prefix:]
+    if d["tgt"][:, :n_prefix].any():
+        raise RuntimeError("a trained position inside the shared prefix")
+    k = int(tgt.sum(1).max())
+    pos = np.zeros((len(tgt), k), np.int32)
+    mask = np.zeros((len(tgt), k), np.float32)
+    for row, t in enumerate(tgt):
+        where = np.nonzero(t)[0]
+        pos[row, : len(where)] = where
+        mask[row, : len(where)] = 1.0
+    nxt = np.take_along_axis(d["next"][:, n_prefix:], pos, 1)
+    used = (d["ids"][:, n_prefix:] != 0) | (d["img"][:, n_prefix:] >= 0)  # padding: id 0 and no image slot
+    length = used.shape[1] - np.argmax(used[:, ::-1], 1)
+    return {"ids": d["ids"][:, n_prefix:], "img": d["img"][:, n_prefix:], "pixels": d["pixels"], "pos": pos,
+            "next": nxt, "mask": mask, "length": length.astype(np.int32)}  # fmt: skip
+
+
+def length_buckets(lengths: np.ndarray, n_buckets: int = 3) -> list[tuple[int, np.ndarray]]:
+    """Rows grouped by length (each group padded to its longest, rounded up to 8): a one-turn chat is half the
+    length of a three-turn one, and a batch padded to the longest of the whole set spent a third on padding."""
+    order = np.argsort(lengths, kind="stable")
+    out = []
+    for part in np.array_split(order, n_buckets):
+        if len(part):
+            out.append((int(-(-lengths[part].max() // 8) * 8), part))
+    return out
+
+
 # --- training ------------------------------------------------------------------------------------------------------
 
 
@@ -407,27 +451,31 @@ def train(
     print(f"vocab {len(tokens)}; building data", file=log, flush=True)
     data = make_examples(tok, range(seed * 100_000, seed * 100_000 + examples), max_len)
     held = make_examples(tok, range(ds.TRAIN_SEED_LIMIT - 1000, ds.TRAIN_SEED_LIMIT), max_len)
-    used = int(max(np.nonzero(data["ids"].any(0))[0].max(), np.nonzero(held["ids"].any(0))[0].max())) + 1
-    for d in (data, held):
-        for k in ("ids", "img", "tgt", "next"):
-            d[k] = d[k][:, :used]
-    print(f"data ready in {time.time() - started:.0f}s; sequence length {used}", file=log, flush=True)
+    prefix = shared_prefix(data, held)
+    data, held = split_off_prefix(data, len(prefix)), split_off_prefix(held, len(prefix))
+    buckets = length_buckets(data["length"])
+    print(f"data ready in {time.time() - started:.0f}s; shared prefix {len(prefix)} tokens, then "
+          f"{', '.join(f'{len(rows)} of <= {n}' for n, rows in buckets)}", file=log, flush=True)  # fmt: skip
 
-    def forward(p: dict[str, Any], ids: Any, img: Any, pixels: Any) -> Any:
+    def forward(p: dict[str, Any], past: Any, ids: Any, img: Any, pixels: Any, pos: Any) -> Any:
         embs = jax.vmap(
             lambda px: image_embeddings(p, normalise(px, VISION, jnp), VISION, jnp, round_f16=False)
         )(pixels).reshape(-1, text_cfg.n_embd)
         x = jnp.where((img >= 0)[:, None], embs[jnp.maximum(img, 0)], p["token_embd.weight"][ids])
-        return text_logits(p, x, text_cfg, jnp)
+        hidden, _ = text_forward(p, x, text_cfg, jnp, past=past)
+        return hidden[pos] @ p["output.weight"].T  # logits at the trained positions only
+
+    def batch_logits(p: dict[str, Any], b: dict[str, Any]) -> Any:
+        _, past = text_forward(p, p["token_embd.weight"][jnp.asarray(prefix)], text_cfg, jnp)
+        return jax.vmap(lambda i, m, px, q: forward(p, past, i, m, px, q))(b["ids"], b["img"], b["pixels"], b["pos"])
 
     def loss_fn(p: dict[str, Any], b: dict[str, Any]) -> Any:
-        logits = jax.vmap(lambda i, m, px: forward(p, i, m, px))(b["ids"], b["img"], b["pixels"])
-        logp = jax.nn.log_softmax(logits, -1)
+        logp = jax.nn.log_softmax(batch_logits(p, b), -1)
         nll = -jnp.take_along_axis(logp, b["next"][..., None], -1)[..., 0]
         # focal weighting: most answer tokens ("It", "is", ".") are learnt at once; what is left to learn is the
         # one word that depends on the image (a yes/no decision, a shape), which plain NLL dilutes to a plateau
         weight = (1.0 - jnp.exp(-nll)) ** focal if focal else 1.0
-        return (nll * weight * b["tgt"]).sum() / b["tgt"].sum()
+        return (nll * weight * b["mask"]).sum() / b["mask"].sum()
 
     @jax.jit
     def step(p: Any, m: Any, v: Any, b: Any, lr: Any, t: Any) -> Any:
@@ -444,22 +492,26 @@ def train(
 
     @jax.jit
     def exact(p: Any, b: Any) -> Any:
-        logits = jax.vmap(lambda i, m, px: forward(p, i, m, px))(b["ids"], b["img"], b["pixels"])
-        wrong = ((logits.argmax(-1) != b["next"]) & (b["tgt"] > 0)).any(-1)
+        wrong = ((batch_logits(p, b).argmax(-1) != b["next"]) & (b["mask"] > 0)).any(-1)
         return 1.0 - wrong.mean()
 
     jp = {k: jnp.asarray(v) for k, v in params.items()}
     m = jax.tree.map(jnp.zeros_like, jp)
     v = jax.tree.map(jnp.zeros_like, jp)
     rng = np.random.default_rng(seed)
-    held_b = {k: jnp.asarray(x[:400]) for k, x in held.items()}
+    held_len = int(held["length"][:400].max())
+    held_b = {k: jnp.asarray(x[:400, :held_len] if k in ("ids", "img") else x[:400]) for k, x in held.items()
+              if k != "length"}  # fmt: skip
+    weights = np.array([len(rows) for _, rows in buckets], np.float64)
     budget = minutes * 60
     t = 0
     good = 0
     while True:
         t += 1
-        idx = rng.integers(0, len(data["ids"]), batch)
-        b = {k: jnp.asarray(x[idx]) for k, x in data.items()}
+        width, rows = buckets[rng.choice(len(buckets), p=weights / weights.sum())]
+        idx = rows[rng.integers(0, len(rows), batch)]
+        b = {k: jnp.asarray(x[idx, :width] if k in ("ids", "img") else x[idx]) for k, x in data.items()
+             if k != "length"}  # fmt: skip
         elapsed = time.time() - started
         # cosine decay over the time budget: a constant rate left the last words noisy (held-out answers
         # flickered between right and wrong from one checkpoint to the next)
@@ -484,14 +536,14 @@ def save(out: Path, params: dict[str, np.ndarray], text_cfg: TextConfig) -> None
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="folder to write the pair into")
-    parser.add_argument("--minutes", type=float, default=60.0, help="stop after this long even if not converged")
+    parser.add_argument("--minutes", type=float, default=95.0, help="stop after this long even if not converged")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=48)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--clip", type=float, default=1.0, help="global gradient-norm clip")
     parser.add_argument("--focal", type=float, default=2.0, help="focal-loss exponent (0: plain NLL)")
     parser.add_argument("--resume", type=Path, default=None, help="start from the pair in this folder")
-    parser.add_argument("--examples", type=int, default=24_000, help="training conversations drawn for this run")
+    parser.add_argument("--examples", type=int, default=60_000, help="training conversations drawn for this run")
     args = parser.parse_args(argv)
     train(
         args.out, minutes=args.minutes, seed=args.seed, batch=args.batch, resume=args.resume, lr=args.lr,

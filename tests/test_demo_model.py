@@ -84,20 +84,52 @@ def native(trained_models):
     model.close()
 
 
+def _mtmd_embeddings(native, rgb: np.ndarray) -> np.ndarray:
+    height, width = rgb.shape[:2]
+    units = native.image_chunks(IMAGE_MARKER, RGBImage(width, height, rgb.tobytes()))
+    chunk = next(u for u in units if not isinstance(u, int))
+    try:
+        return native.encode_image(chunk)
+    finally:
+        native.free_chunk(chunk)
+
+
 # Frames that fit the 32 px encoder without resampling: square, and letterboxed both ways.
 @pytest.mark.parametrize(("width", "height"), [(32, 32), (32, 18), (18, 32)])
 def test_numpy_image_embeddings_match_mtmds_encoder(native, trained_models, width: int, height: int) -> None:
     rgb = np.random.default_rng(width * 100 + height).integers(0, 256, (height, width, 3), dtype=np.uint8)
-    units = native.image_chunks(IMAGE_MARKER, RGBImage(width, height, rgb.tobytes()))
-    chunk = next(u for u in units if not isinstance(u, int))
-    try:
-        theirs = native.encode_image(chunk)
-    finally:
-        native.free_chunk(chunk)
+    theirs = _mtmd_embeddings(native, rgb)
     ours = ln.embed_image(trained_models.mmproj, rgb)
     assert theirs.shape == ours.shape == (16, 128)
     scale = float(np.abs(theirs).max())
     np.testing.assert_allclose(ours, theirs, atol=2e-3 * max(scale, 1.0), rtol=0)
+
+
+# Frames clip.cpp resizes before the encoder, as the trainer's scenes mostly are (the engine hands it up to twice
+# the encoder's side): the trainer must see the pixels the app's encoder sees, or what it learns of small shapes
+# does not carry over. Scenes, not noise: a resize filter's differences are at edges.
+@pytest.mark.parametrize(("width", "height"), [(64, 64), (48, 48), (64, 36), (48, 27), (36, 64), (64, 21), (33, 20)])
+def test_numpy_letterbox_resizes_as_clip_cpp_does(native, trained_models, width: int, height: int) -> None:
+    import random
+
+    from models import demo_scenes as ds
+
+    scene = ds.Scene("circle", "blue", "right", (70, 70, 70), width, height)
+    rgb = ds.draw(scene, random.Random(width * height))
+    theirs = _mtmd_embeddings(native, rgb)
+    ours = ln.embed_image(trained_models.mmproj, rgb)
+    scale = float(np.abs(theirs).max())
+    np.testing.assert_allclose(ours, theirs, atol=2e-3 * max(scale, 1.0), rtol=0)
+
+
+def test_text_forward_after_a_shared_prefix_matches_the_whole_sequence(trained_models) -> None:
+    # the trainer runs the prompt prefix every conversation shares once and the rest after it
+    params, cfg = ln.load_text(trained_models.text)
+    x = params["token_embd.weight"][np.random.default_rng(1).integers(3, cfg.n_vocab, 30)]
+    whole = ln.text_logits(params, x, cfg)
+    _, past = ln.text_forward(params, x[:12], cfg)
+    rest, _ = ln.text_forward(params, x[12:], cfg, past=past)
+    np.testing.assert_allclose(rest @ params["output.weight"].T, whole[12:], atol=1e-4, rtol=0)
 
 
 def test_numpy_text_logits_match_llama_cpps(trained_models) -> None:
