@@ -1,6 +1,6 @@
 """How often the demo model answers exactly right, through `Engine`, greedy, on scenes it never saw in training.
 
-    python -m bench.accuracy [--per-cell 200] [--out bench/results/accuracy.json]
+    python -m bench.accuracy [--per-cell 200] [--out bench/results/accuracy.json] [--require-goal]
 
 Cells: question kind (colour, shape, position, yes/no) x first turn or follow-up x square or non-square frame.
 A follow-up asks a second question about the same frame after a first one (of a random kind, answered by the
@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, default=None, help="text GGUF (default: the built-in demo)")
     parser.add_argument("--mmproj", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=None, help="also write the report as JSON here")
+    parser.add_argument("--require-goal", action="store_true", help="exit 1 when a cell misses the goal")
     args = parser.parse_args(argv)
     report = run(args.per_cell, text=args.model, mmproj=args.mmproj, threads=args.threads)
     print(f"Demo model accuracy, exact answers, greedy, {args.per_cell} held-out scenes per cell "
@@ -91,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     missed = [n for n, c in report["cells"].items() if c["accuracy"] < GOAL]
     if missed:
         print(f"below the {GOAL:.0%} goal: {', '.join(missed)}", file=sys.stderr)
+        if args.require_goal:
+            return 1
     return 0
 
 
