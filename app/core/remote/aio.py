@@ -36,6 +36,7 @@ from app.core.remote.protocol import (
     SSEDecoder,
     StreamState,
     broken_stream,
+    carries_image,
     chat_body,
     check_image_seen,
     error_for_status,
@@ -247,19 +248,19 @@ class RemoteEngine:
         state = StreamState()
         new_image = sent.image_url is not None and sent.image_url not in self._seen_images
         messages = self.conversation.messages()
+        sent_image = carries_image(messages)
         schema = _schema_of(response_format)
         try:
             try:
                 body = chat_body(messages, sampling, model=self.config.model, response_format=response_format)
-                await self._stream(body, state, turn, sent_image=sent.image_url is not None)
+                await self._stream(body, state, turn, sent_image=sent_image)
                 if not state.done and not state.pieces:
                     state.accepted = True  # a silent failure: ask once without streaming to learn what it says
-                    await self._probe(probe_body(messages, sampling, model=self.config.model),
-                                      sent_image=sent.image_url is not None)  # fmt: skip
+                    await self._probe(probe_body(messages, sampling, model=self.config.model), sent_image=sent_image)
                     raise broken_stream(self.config, SILENT_STREAM)
             except RemoteError as exc:
                 if state.accepted:
-                    named = silent_stream_error(self.config, exc, sent_image=sent.image_url is not None)
+                    named = silent_stream_error(self.config, exc, sent_image=sent_image)
                     if named is not exc:
                         raise named from exc
                 raise

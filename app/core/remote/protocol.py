@@ -259,6 +259,13 @@ def broken_stream(config: ServerConfig, reason: object) -> RemoteError:
 SILENT_STREAM = "the server ended the stream without an answer"
 
 
+def carries_image(messages: Sequence[dict[str, Any]]) -> bool:
+    """Whether the conversation sent holds an image (a message whose content is a list of parts). Both transports
+    name errors by this: a server re-reads every image in the conversation, so a follow-up asked without a new frame
+    still sends the first one."""
+    return any(isinstance(m.get("content"), list) for m in messages)
+
+
 def probe_body(messages: Sequence[dict[str, Any]], sampling: SamplingSettings, *, model: str | None) -> dict[str, Any]:
     """The same conversation asked whole for one token: a server that failed silently in the stream says why."""
     return chat_body(messages, sampling.with_(max_tokens=1), model=model, stream=False)

@@ -31,6 +31,7 @@ from app.core.remote.protocol import (
     SSEDecoder,
     StreamState,
     broken_stream,
+    carries_image,
     chat_body,
     check_image_seen,
     error_for_status,
@@ -42,11 +43,6 @@ from app.core.remote.protocol import (
     unreachable,
 )
 from app.core.remote.protocol import user_message as _user_message
-
-
-def carries_image(messages: list[dict[str, Any]]) -> bool:
-    """Whether the conversation sent holds an image (a message whose content is a list of parts)."""
-    return any(isinstance(m.get("content"), list) for m in messages)
 
 
 class RemoteTurn:
