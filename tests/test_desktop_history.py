@@ -320,6 +320,36 @@ def test_a_long_chat_is_built_a_few_turns_at_a_time_with_the_loop_running_betwee
     close_window(qtbot, window)
 
 
+def test_show_earlier_keeps_the_reader_on_the_turn_they_were_at(qtbot, make_window, settings, tmp_path):
+    # the view kept its pixel offset, so the 30 turns put above landed the reader on the chat's first turn
+    from app.desktop.session_binding import RECENT_TURNS
+
+    chat_id = store_long_chat(tmp_path, RECENT_TURNS + 30)
+    window = make_window(settings)
+    window.resize(900, 700)
+    open_chat(qtbot, window, chat_id)
+    view = window.chat_view
+    bar = view.verticalScrollBar()
+    qtbot.waitUntil(lambda: bar.maximum() > 0, timeout=5000)
+    bar.setValue(0)  # scrolled up to the button
+    first = view.bubbles[0]
+    assert first.text == "Question 30"
+
+    def on_screen(bubble) -> int:
+        return bubble.mapTo(view.viewport(), bubble.rect().topLeft()).y()
+
+    before = on_screen(first)
+    with qtbot.waitSignal(window.binding.rendered, timeout=20000):
+        view.earlier_button.click()
+    assert view.bubbles[0].text == "Question 0"
+    qtbot.waitUntil(lambda: abs(on_screen(first) - before) <= 1, timeout=5000)
+    assert bar.value() > 0
+    assert view.bubble_at_top() is first
+    bar.setValue(0)  # the reader scrolls up to the turns just shown: the view lets go
+    assert view.bubble_at_top() is view.bubbles[0]
+    close_window(qtbot, window)
+
+
 def test_earlier_turns_shown_later_repeat_no_frame_a_chat_built_at_once_would_not(qtbot, make_window, settings,
                                                                                   tmp_path):  # fmt: skip
     from app.desktop.session_binding import RECENT_TURNS

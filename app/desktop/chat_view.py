@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import QCoreApplication, QEvent, QSize, Qt, QTimer, Signal
+from PySide6.QtCore import QCoreApplication, QEvent, QPoint, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import (
     QFontDatabase,
     QGuiApplication,
@@ -857,9 +857,12 @@ class ChatView(QScrollArea):
         # Stay at the end while the conversation grows (a streaming answer, its timing line), unless the user
         # scrolled up to read: then the view stays where they are.
         self.following = True
+        # While earlier turns go in above, the bubble that was at the top stays where it was on screen (`hold`).
+        self._held: tuple[Bubble, int] | None = None
+        self._restoring = False
         bar = self.verticalScrollBar()
-        bar.valueChanged.connect(lambda value: setattr(self, "following", value >= bar.maximum()))
-        bar.rangeChanged.connect(lambda _low, high: bar.setValue(high) if self.following else None)
+        bar.valueChanged.connect(self._value_changed)
+        bar.rangeChanged.connect(self._range_changed)
 
     def add(self, bubble: Bubble) -> Bubble:
         if bubble.frame_image is not None:
@@ -921,6 +924,42 @@ class ChatView(QScrollArea):
         if above is not None and below is not None and below.frame_image == above:
             below.hide_thumbnail()
 
+    def hold(self, bubble: Bubble | None) -> None:
+        """Keep `bubble` at its place on screen while bubbles are inserted above it ("Show earlier"): the reader
+        stays on the turn they were at, as chat apps do, rather than at the same pixel offset, which put the chat's
+        first turn under them. None lets go."""
+        bar = self.verticalScrollBar()
+        self._held = None if bubble is None else (bubble, self._top_of(bubble) - bar.value())
+
+    def bubble_at_top(self) -> Bubble | None:
+        """The first bubble not wholly above the visible part of the conversation."""
+        top = self.verticalScrollBar().value()
+        return next((b for b in self.bubbles if self._top_of(b) + b.height() > top), None)
+
+    def _value_changed(self, value: int) -> None:
+        self.following = value >= self.verticalScrollBar().maximum()
+        if not self._restoring:
+            self._held = None  # the reader scrolled (or the view went to the end): they are where they want to be
+
+    def _top_of(self, bubble: Bubble) -> int:
+        return bubble.mapTo(self._column, QPoint(0, 0)).y()
+
+    def _range_changed(self, _low: int, high: int) -> None:
+        if self._held is not None:
+            self._restore_held()
+            QTimer.singleShot(0, self._restore_held)  # once the pages under the new height have their places
+        elif self.following:
+            self.verticalScrollBar().setValue(high)
+
+    def _restore_held(self) -> None:
+        if self._held is not None and self._held[0] in self.bubbles:
+            bubble, offset = self._held
+            self._restoring = True
+            try:
+                self.verticalScrollBar().setValue(self._top_of(bubble) - offset)
+            finally:
+                self._restoring = False
+
     def show_earlier(self, hidden_turns: int) -> None:
         """Say that `hidden_turns` earlier turns are not shown (0: all are)."""
         self.earlier_button.setText(f"Show {hidden_turns} earlier turn{'s' if hidden_turns != 1 else ''}")
@@ -937,5 +976,6 @@ class ChatView(QScrollArea):
             page.deleteLater()
         self._pages.clear()
         self.bubbles.clear()
+        self._held = None
         self._last_frame = None
         self.empty_label.setVisible(True)

@@ -445,6 +445,7 @@ class SessionBinding(QObject):
         self._all_turns = True
         self._render_now()
         earlier, self._first_shown = self._first_shown, 0
+        self.chat_view.hold(self.chat_view.bubble_at_top())
         self.chat_view.show_earlier(0)
         self._render(list(enumerate(self.session.turns))[:earlier], insert_at=0)
 
