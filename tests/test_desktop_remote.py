@@ -300,11 +300,12 @@ def test_llama_cpp_pythons_server_on_the_demo_pair_streams_right_answers_to_the_
 ):
     """The peer (--chat_format mtmd on the trained pair) answers the captured frame and a follow-up that it only gets
     through the conversation; each answer arrives in pieces, its bubble names the peer's model (the peer names it
-    by its path) and host, and history stores the exact texts with who answered."""
+    by its path; the bubble shows the file's name) and host, and history stores the exact texts with who answered."""
     host, model = peer_demo.host, peer_demo.model_id
+    assert model.endswith("/demo-llama.gguf")
     window = make_window(Settings(engine="server", server_url=peer_demo.url, temperature=0.0, max_tokens=24),
                          camera=str(red_circle_video))  # fmt: skip
-    assert window.status_label.text() == f"Ready: frames go to {host} ({model})"
+    assert window.status_label.text() == f"Ready: frames go to {host} (demo-llama)"
     assert window.engine is None, "this computer's model is not loaded"
     wait_for_frame(qtbot, window)
     window.capture_button.click()
@@ -313,7 +314,7 @@ def test_llama_cpp_pythons_server_on_the_demo_pair_streams_right_answers_to_the_
     for question in ("What colour is the shape?", "What shape is it?"):
         pieces.append([])
         ask(qtbot, window, question)
-    assert answers(window) == [("It is red.", f"{model} · {host}"), ("It is a circle.", f"{model} · {host}")]
+    assert answers(window) == [("It is red.", f"demo-llama · {host}"), ("It is a circle.", f"demo-llama · {host}")]
     assert ["".join(p) for p in pieces] == ["It is red.", "It is a circle."]
     assert min(len(p) for p in pieces) >= 3, f"not streamed: {pieces}"  # token by token, not one whole reply
     chat = window.session.chat_id

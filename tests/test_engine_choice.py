@@ -171,3 +171,13 @@ def test_this_computer_without_a_model_says_where_to_choose_one(tmp_path):
     assert (caught.value.kind, str(caught.value)) == ("local", NO_LOCAL_MODEL)
     assert NO_LOCAL_MODEL == ("No model configured: choose the model files in Settings (Ctrl+,) or download a pair "
                               "in File → Models…")  # fmt: skip
+
+
+def test_a_model_the_server_names_by_its_file_path_is_shown_by_the_files_name() -> None:
+    # llama-cpp-python's server names its model by the path it loaded; a bubble showed all of it
+    from app.core.inference.answerer import AnsweredBy
+
+    assert AnsweredBy("h:1", "/srv/models/llava-v1.5-7b.Q4_K_M.gguf").label == "llava-v1.5-7b.Q4_K_M · h:1"
+    assert AnsweredBy("h:1", "C:\\models\\demo-llama.gguf").label == "demo-llama · h:1"
+    assert AnsweredBy("h:1", "qwen2-vl-2b").label == "qwen2-vl-2b · h:1"
+    assert AnsweredBy("h:1", "").label == "h:1"

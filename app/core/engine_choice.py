@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from app.core.errors import LlavaCamError
-from app.core.inference.answerer import THIS_COMPUTER, Answerer
+from app.core.inference.answerer import THIS_COMPUTER, Answerer, model_name
 from app.core.remote.protocol import RemoteError, ServerConfig, unreachable
 from app.core.remote.stdlib import RemoteAnswerer, RemoteChat
 from app.core.remote.trust import TrustError, ca_file_context, pinned_context
@@ -218,5 +218,5 @@ def choice_error(exc: LlavaCamError) -> EngineChoiceError:
 def describe(answering: Any) -> str:
     """The status line's words for who answers: "demo on this computer" or "frames go to HOST (model)"."""
     if answering.remote:
-        return f"frames go to {answering.where} ({answering.model_id})"
+        return f"frames go to {answering.where} ({model_name(answering.model_id)})"
     return f"{answering.model_id} on {THIS_COMPUTER}"

@@ -44,7 +44,17 @@ class AnsweredBy:
     def label(self) -> str:
         """The bubble's words: "demo-llama · this computer", "llava · 192.168.1.5:8080" (the model left out when the
         server did not name it)."""
-        return f"{self.model} · {self.engine}" if self.model else self.engine
+        name = model_name(self.model)
+        return f"{name} · {self.engine}" if name else self.engine
+
+
+def model_name(model_id: str) -> str:
+    """A model id as people read it: a server that names its model by the file it loaded (llama-cpp-python's does,
+    "/srv/models/llava-v1.5-7b-q4.gguf") is shown by the file's name without .gguf ("llava-v1.5-7b-q4")."""
+    if "/" not in model_id and "\\" not in model_id:
+        return model_id
+    name = model_id.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+    return name[: -len(".gguf")] if name.lower().endswith(".gguf") else name or model_id
 
 
 @dataclass(frozen=True)
