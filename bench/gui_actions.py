@@ -139,6 +139,12 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     spin(lambda: False, 1.0)
     stalls["show_earlier_turns"] = end()
 
+    # leave it for a new chat: every bubble of its 300 turns goes
+    begin("leave_large_chat")
+    window.new_chat()
+    spin(lambda: False, 1.0)
+    stalls["leave_large_chat"] = end()
+
     # search, typed one character at a time as a person does
     begin("search")
     for character in "desk mug":

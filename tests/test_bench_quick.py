@@ -95,7 +95,8 @@ def test_quick_gui_actions_benchmark_reports_a_stall_per_action_and_the_typed_tt
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text())
     assert list(report["stalls_ms"]) == [
-        "start", "open_large_chat", "show_earlier_turns", "search", "switch_camera", "close_during_load"]
+        "start", "open_large_chat", "show_earlier_turns", "leave_large_chat", "search", "switch_camera",
+        "close_during_load"]
     assert all(isinstance(value, float) for value in report["stalls_ms"].values())
     assert report["notes"]["camera_switched"] is True
     assert report["notes"]["large_chat_turns"] == 10

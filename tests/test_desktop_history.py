@@ -344,9 +344,40 @@ def test_show_earlier_keeps_the_reader_on_the_turn_they_were_at(qtbot, make_wind
     assert view.bubbles[0].text == "Question 0"
     qtbot.waitUntil(lambda: abs(on_screen(first) - before) <= 1, timeout=5000)
     assert bar.value() > 0
-    assert view.bubble_at_top() is first
     bar.setValue(0)  # the reader scrolls up to the turns just shown: the view lets go
     assert view.bubble_at_top() is view.bubbles[0]
+    close_window(qtbot, window)
+
+
+def test_leaving_a_long_chat_empties_the_view_at_once_and_deletes_its_bubbles_over_several_passes(
+    qtbot, make_window, settings, tmp_path
+):
+    # the 600 bubbles of a 300-turn chat deleted in one go held the GUI thread (bench.gui_actions: leave_large_chat)
+    from PySide6.QtCore import QTimer
+    from shiboken6 import isValid
+
+    from app.desktop.session_binding import RECENT_TURNS
+
+    chat_id = store_long_chat(tmp_path, RECENT_TURNS)
+    window = make_window(settings)
+    open_chat(qtbot, window, chat_id)
+    view = window.chat_view
+    bubbles = list(view.bubbles)
+    assert len(bubbles) == 2 * RECENT_TURNS
+    alive: list[int] = []
+    timer = QTimer()
+    timer.setInterval(0)
+    timer.timeout.connect(lambda: alive.append(sum(isValid(b) for b in bubbles)))
+    timer.start()
+    try:
+        window.new_chat()
+        assert view.bubbles == []
+        assert not any(b.isVisibleTo(window) for b in bubbles)
+        assert view.empty_label.isVisibleTo(window)
+        qtbot.waitUntil(lambda: not any(isValid(b) for b in bubbles), timeout=10000)
+    finally:
+        timer.stop()
+    assert any(0 < n < len(bubbles) for n in alive), alive  # the loop ran with some deleted and some not yet
     close_window(qtbot, window)
 
 
