@@ -6,13 +6,13 @@ import ast
 import hashlib
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.support.llavacam_serve import llavacam_serve
 
 REPO = Path(__file__).resolve().parents[1]
 DOUBLE = REPO / "tests" / "support" / "pyto_double"
@@ -117,40 +117,16 @@ def test_core_imports_with_qt_cv2_and_llama_cpp_blocked():
     assert int(result.stdout) >= 15
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_front_end_flow_against_a_real_server(bundle, tiny_models, tmp_path):
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "app", "serve", "--model", str(tiny_models.text), "--mmproj", str(tiny_models.mmproj),
-         "--port", str(port), "--n-ctx", "2048"],
-        env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert server.stdout is not None
-        assert "serving" in server.stdout.readline()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.05)  # uvicorn prints before it listens; poll the port
+    with llavacam_serve(tmp_path / "server", "--model", str(tiny_models.text), "--mmproj", str(tiny_models.mmproj),
+                        model_id=None, n_ctx=2048) as url:  # fmt: skip
         flow_env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(bundle), str(DOUBLE)])}
         flow = subprocess.run(
-            [sys.executable, str(REPO / "tests" / "support" / "pyto_flow.py"), f"http://127.0.0.1:{port}/v1",
-             str(tmp_path / "phone")],
+            [sys.executable, str(REPO / "tests" / "support" / "pyto_flow.py"), f"{url}/v1", str(tmp_path / "phone")],
             capture_output=True, text=True, env=flow_env, timeout=300, cwd=tmp_path,
         )  # fmt: skip
         assert flow.returncode == 0, flow.stderr
         seen = json.loads(flow.stdout.strip().splitlines()[-1])
-    finally:
-        server.terminate()
-        server.wait(30)
     assert Path(seen["module"]).is_relative_to(bundle), "the front end ran from the bundle"
     who = [detail for detail, _text in seen["cells"]]
     assert who == ["You · with the photo", "LlavaCam", "You", "LlavaCam", "You", "LlavaCam"]

@@ -11,24 +11,22 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from tests.support.uvicorn_server import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextlib.contextmanager
-def llavacam_serve(data_dir: Path, *args: str, model_id: str = "demo", n_ctx: int = 1024) -> Iterator[str]:
-    """Run `python -m app serve --model-id MODEL_ID ...ARGS` (the built-in demo pair by default) until the block
-    ends; yields its base URL (http://127.0.0.1:PORT) once it accepts connections."""
+def llavacam_serve(data_dir: Path, *args: str, model_id: str | None = "demo", n_ctx: int = 1024) -> Iterator[str]:
+    """Run `python -m app serve --model-id MODEL_ID ...ARGS` (the built-in demo pair by default; None: ARGS name
+    the files with --model and --mmproj) until the block ends; yields its base URL (http://127.0.0.1:PORT) once it
+    accepts connections."""
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
+    model = ["--model-id", model_id] if model_id is not None else []
     server = subprocess.Popen(
-        [sys.executable, "-m", "app", "serve", "--model-id", model_id, "--data-dir", str(data_dir), "--port",
-         str(port), "--n-ctx", str(n_ctx), "--threads", "2", *args],
+        [sys.executable, "-m", "app", "serve", *model, "--data-dir", str(data_dir), "--port", str(port), "--n-ctx",
+         str(n_ctx), "--threads", "2", *args],
         env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
