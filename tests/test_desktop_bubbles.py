@@ -501,3 +501,14 @@ def test_bubbles_stay_stacked_in_order_as_they_are_added_inserted_above_grow_shr
     qtbot.waitUntil(lambda: view.bubbles[-1].width() == view.widget().width() - 24 and stacked_in_order(view),
                     timeout=5000)  # fmt: skip
     assert [b.text for b in view.bubbles[-2:]] == ["Question 11?", "The answer again."]
+
+
+def test_an_answer_stored_without_timings_shows_none_rather_than_a_zero_first_token() -> None:
+    # watch records and extractions are stored without timings: the window said "first token 0.00 s"
+    from app.core.inference.answerer import TurnStats
+    from app.desktop.chat_view import SeenTimes, format_timings
+
+    assert format_timings(TurnStats()) == ""
+    assert format_timings(TurnStats(image_cached=True)) == "image cached"
+    assert format_timings(TurnStats(ttft_ms=1234.0, decode_tok_s=20.0)) == "first token 1.23 s · 20.0 tok/s"
+    assert format_timings(TurnStats(), SeenTimes(ttft_ms=50.0)) == "first token 0.05 s"

@@ -75,7 +75,8 @@ def format_timings(stats: TurnStats, seen: SeenTimes = SeenTimes()) -> str:
     elif stats.image_encode_ms:
         parts.append(f"image {stats.image_encode_ms / 1000:.1f} s")
     ttft_ms = seen.ttft_ms if seen.ttft_ms is not None else stats.ttft_ms
-    parts.append(f"first token {ttft_ms / 1000:.2f} s")
+    if ttft_ms:  # an answer stored without timings (a watch record, an extraction) was never timed
+        parts.append(f"first token {ttft_ms / 1000:.2f} s")
     if stats.decode_tok_s:
         parts.append(f"{stats.decode_tok_s:.1f} tok/s")
     if stats.context_rebuilt:
@@ -660,7 +661,7 @@ class Bubble(QWidget):
         self.stopped = stats.finish_reason == "cancelled"
         line = format_timings(stats, seen)
         if self.stopped:
-            line = "stopped · " + line
+            line = " · ".join(part for part in ("stopped", line) if part)
             if not self._text:
                 self.set_text("*(stopped before the first word)*")
         if self.body is not None:
