@@ -297,6 +297,56 @@ def test_the_live_frame_is_frozen_and_read_when_nothing_is_pinned(qtbot, make_wi
     assert turn.image_path.name == f"{frozen.digest}.jpg"
 
 
+def test_an_extraction_asked_the_moment_the_model_is_ready_is_not_interrupted(qtbot, make_window, roomy):
+    """The window says Ready (model_changed) only once the new engine holds the chat and has been asked to read the
+    pinned frame: that reading pre-empts aside questions, so an extraction asked as soon as Ready shows used to be
+    cancelled as if a chat question had come (CI, one run in many)."""
+    from tests.support.desktop import wait_for_frame
+
+    window = make_window(roomy, wait_model=False)
+    wait_for_frame(qtbot, window)
+    asked: list[bool] = []
+
+    def extract_at_once(ready: bool) -> None:
+        if ready and not asked:
+            asked.append(True)
+            window.extract(PRESETS["contact"])
+
+    window.model_changed.connect(extract_at_once)
+    with qtbot.waitSignal(window.extraction.finished, timeout=60000) as done:
+        qtbot.waitUntil(lambda: bool(asked), timeout=30000)
+    assert done.args[0] is not None, window.notice.text()
+    assert window.notice.text() == ""
+
+
+def test_a_question_sent_during_an_extraction_comes_first_and_the_notice_says_so(qtbot, make_window, roomy):
+    import threading
+
+    from tests.support.desktop import wait_for_frame
+
+    window = make_window(roomy)
+    wait_for_frame(qtbot, window)
+    gate = threading.Event()
+    window.model_host.engine._submit(gate.wait)  # the extraction's question waits in the engine's queue
+    try:
+        with qtbot.waitSignal(window.extraction.finished, timeout=60000) as done:
+            window.extract(PRESETS["contact"])
+            qtbot.waitUntil(lambda: window.extraction._aside is not None and window.extraction._aside.turn is not None)
+            window.prompt_input.setPlainText("What is this?")
+            window.send_button.click()
+            qtbot.waitUntil(lambda: window.extraction._aside.turn._cancel.is_set(), timeout=10000)
+            gate.set()
+    finally:
+        gate.set()
+    assert done.args[0] is None
+    assert window.notice.text() == ("The extraction was interrupted: the chat comes first (a question was asked, or "
+                                    "another frame is being read). Extract again.")  # fmt: skip
+    qtbot.waitUntil(lambda: not window.binding.busy, timeout=30000)
+    [chat] = window.history.list_chats()
+    assert [t.question for t in window.history.get_turns(chat.id)] == ["What is this?"]
+    assert RecordStore(window.history).list() == []
+
+
 def test_extract_in_an_open_chat_keeps_the_records_in_it(qtbot, make_window, roomy):
     from tests.support.desktop import ask
 

@@ -7,8 +7,9 @@ grammar, and waits for the answer in the loop's executor, never on the GUI threa
 there is none), the model's answer after it, the records next to that chat. The chat is then read again, so the
 conversation on screen and the engine's both include the extraction, and the Records panel shows its records.
 
-One extraction at a time. The chat comes first: a question sent meanwhile interrupts it, and the notice says to
-extract again. No model, a server answering, the token limit: one notice each that says what to do.
+One extraction at a time. The chat comes first: a question sent, or another frame pinned, meanwhile interrupts it,
+and the notice says to extract again. No model, a server answering, the token limit: one notice each that says
+what to do.
 """
 
 from __future__ import annotations
@@ -152,7 +153,8 @@ class WindowExtraction(QObject):
                          "fields (maxLength) or fewer of them (maxItems).")  # fmt: skip
             return
         except ExtractInterrupted:
-            message = "The extraction was interrupted by a question in the chat (the chat comes first): extract again."
+            message = ("The extraction was interrupted: the chat comes first (a question was asked, or another frame "
+                       "is being read). Extract again.")  # fmt: skip
             self._failed("" if self.closing else message)
             return
         except LlavaCamError as exc:

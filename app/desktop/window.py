@@ -415,6 +415,12 @@ class MainWindow(QMainWindow):
             self.settings = replace(self.settings, model_path=str(info.text_path),
                                     mmproj_path=str(info.mmproj_path or ""))  # fmt: skip
             await self._save_settings()
+        # The engine starts empty: give it the conversation on screen and ask it to read the pinned frame before
+        # the window says Ready. That reading pre-empts aside questions (the chat comes first), so an extraction or
+        # watch check asked the moment Ready shows would otherwise be cancelled by it.
+        session = self.binding.session
+        await asyncio.wrap_future(self.model_host.set_history(session.past_turns(), session.system_prompt))
+        self.binding.prepare_again()
         self.model_ready = True
         self.demo_badge.show_for(str(info.text_path))
         vision = "" if info.has_vision else " (text only: no mmproj)"
@@ -428,10 +434,6 @@ class MainWindow(QMainWindow):
             self.hide_notice("model")
         self._update_buttons()
         self.model_changed.emit(True)
-        # The engine starts empty: give it the conversation on screen, then prepare the pinned frame.
-        session = self.binding.session
-        await asyncio.wrap_future(self.model_host.set_history(session.past_turns(), session.system_prompt))
-        self.binding.prepare_again()
 
     async def _connect_server(self) -> None:
         """Settings → Engine → A server: connect off the GUI thread (its token, model and vision checked before any
@@ -450,6 +452,8 @@ class MainWindow(QMainWindow):
             self.model_changed.emit(False)
             return
         await self.model_host.use_server(answering.answerer)
+        session = self.binding.session  # the server's client holds the chat on screen before Ready shows
+        await asyncio.wrap_future(self.model_host.set_history(session.past_turns(), session.system_prompt))
         self.model_ready = True
         self.demo_badge.show_for("")
         self.binding.session.model_id = answering.label
@@ -457,8 +461,6 @@ class MainWindow(QMainWindow):
         self.hide_notice("model")
         self._update_buttons()
         self.model_changed.emit(True)
-        session = self.binding.session
-        await asyncio.wrap_future(self.model_host.set_history(session.past_turns(), session.system_prompt))
 
     def _server_notice(self, problem: Exception) -> None:
         """The server cannot answer (connecting, or a question it failed): a notice saying what happened and what to
