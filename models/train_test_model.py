@@ -495,13 +495,17 @@ def train(
         wrong = ((batch_logits(p, b).argmax(-1) != b["next"]) & (b["mask"] > 0)).any(-1)
         return 1.0 - wrong.mean()
 
+    def batch_of(rows: dict[str, np.ndarray], idx: np.ndarray, width: int) -> dict[str, Any]:
+        # the token-wide arrays are cut to the bucket's width; "length" only chose the bucket
+        return {k: jnp.asarray(x[idx, :width] if k in ("ids", "img") else x[idx]) for k, x in rows.items()
+                if k != "length"}  # fmt: skip
+
     jp = {k: jnp.asarray(v) for k, v in params.items()}
     m = jax.tree.map(jnp.zeros_like, jp)
     v = jax.tree.map(jnp.zeros_like, jp)
     rng = np.random.default_rng(seed)
     held_len = int(held["length"][:400].max())
-    held_b = {k: jnp.asarray(x[:400, :held_len] if k in ("ids", "img") else x[:400]) for k, x in held.items()
-              if k != "length"}  # fmt: skip
+    held_b = batch_of(held, np.arange(min(400, len(held["length"]))), held_len)
     weights = np.array([len(rows) for _, rows in buckets], np.float64)
     budget = minutes * 60
     t = 0
@@ -510,8 +514,7 @@ def train(
         t += 1
         width, rows = buckets[rng.choice(len(buckets), p=weights / weights.sum())]
         idx = rows[rng.integers(0, len(rows), batch)]
-        b = {k: jnp.asarray(x[idx, :width] if k in ("ids", "img") else x[idx]) for k, x in data.items()
-             if k != "length"}  # fmt: skip
+        b = batch_of(data, idx, width)
         elapsed = time.time() - started
         # cosine decay over the time budget: a constant rate left the last words noisy (held-out answers
         # flickered between right and wrong from one checkpoint to the next)
